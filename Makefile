@@ -1,0 +1,48 @@
+# Homework 2: CNNs on Fashion-MNIST and LSTM image captioning on Sydney-Captions.
+# Every target depends on `setup`, so any of them works as the first command on a new machine.
+
+PYTHON   ?= python3
+VENV     := .venv
+PY       := $(VENV)/bin/python
+TREE     ?= solution
+ARGS     ?=
+JOBS     ?= 2
+# Question 3's dataset folder (dataset.json + images/); also read from the environment.
+SYDNEY_DIR ?=
+export SYDNEY_DIR
+
+.DEFAULT_GOAL := help
+.PHONY: help setup data assignment train-q2 sweep-q2 bench-q2 test clean
+
+help:  ## list the targets
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -r requirements.txt
+	# put the repository root on the venv's path, so `data` and `autograder` import from anywhere
+	$(PY) -c "import site, pathlib; pathlib.Path(site.getsitepackages()[0], 'homework2.pth').write_text('$(CURDIR)\n')"
+	touch $@
+
+setup: $(VENV)/.installed  ## create .venv with the pinned packages (idempotent)
+
+data: setup  ## fetch, verify and cache Fashion-MNIST under data/cache
+	$(PY) -m data fashion-mnist
+
+assignment: setup  ## regenerate assignment/ from solution/ (never edit assignment/ by hand)
+	$(PY) -m autograder generate solution assignment
+
+train-q2: data  ## train Question 2's CNN: make train-q2 [TREE=solution] [ARGS='-epochs 1']
+	$(PY) $(TREE)/h2-q2.py $(ARGS)
+
+sweep-q2: data  ## train the report's six configurations, write results/q2_table.md
+	$(PY) -m experiments.sweep_q2 --tree $(TREE) --jobs $(JOBS)
+
+bench-q2: data  ## vectorized CNN forward+backward against a per-sample loop
+	$(PY) -m experiments.bench_q2
+
+test: data  ## the repository's own tests
+	$(PY) -m pytest
+
+clean:  ## remove run outputs (keeps .venv and the data cache)
+	rm -rf outputs grades dist .pytest_cache

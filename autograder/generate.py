@@ -1,0 +1,100 @@
+"""Generate the student tree from the reference tree.
+
+    python -m autograder generate solution assignment      (or: make assignment)
+
+Every file of the reference tree is copied; in Python files each block
+
+        ### BEGIN SOLUTION (~ 6 lines: a hint for the student)
+        ...reference code...
+        ### END SOLUTION
+
+becomes, at the same indentation,
+
+        # YOUR CODE HERE (~ 6 lines: a hint for the student)
+        raise NotImplementedError("CNN.forward is not implemented yet")
+
+naming the function it stands in. Nested, unclosed or stray markers are errors. The student
+tree is therefore never edited by hand; `tests/test_generate.py` fails when it differs from
+what this module makes of the reference.
+"""
+
+import ast
+import re
+import shutil
+from pathlib import Path
+
+BEGIN = re.compile(r"^(?P<indent>\s*)### BEGIN SOLUTION(?P<hint>.*)$")
+END = re.compile(r"^\s*### END SOLUTION\s*$")
+NOT_IMPLEMENTED = "is not implemented yet"
+SKIPPED = {"__pycache__", ".ipynb_checkpoints", ".pytest_cache"}
+
+
+class MarkerError(ValueError):
+    """Solution markers that cannot be turned into a stub."""
+
+
+def _enclosing_functions(source):
+    """[(first line, last line, qualified name)] of every function in `source`."""
+    spans = []
+
+    def visit(node, prefix):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                name = prefix + child.name
+                if not isinstance(child, ast.ClassDef):
+                    spans.append((child.lineno, child.end_lineno, name))
+                visit(child, name + ".")
+
+    visit(ast.parse(source), "")
+    return spans
+
+
+def strip_solutions(source, filename="<source>"):
+    """Return `source` with every solution block replaced by a NotImplementedError stub."""
+    functions = _enclosing_functions(source)
+    out, block_start = [], None
+    for number, line in enumerate(source.splitlines(keepends=True), start=1):
+        begin = BEGIN.match(line)
+        if begin:
+            if block_start is not None:
+                raise MarkerError(f"{filename}:{number}: BEGIN SOLUTION inside the block opened at line {block_start}")
+            block_start = number
+            owners = [name for first, last, name in functions if first < number <= last]
+            if not owners:
+                raise MarkerError(f"{filename}:{number}: solution block outside a function")
+            indent, hint = begin.group("indent"), begin.group("hint").strip()
+            out.append(f"{indent}# YOUR CODE HERE{' ' + hint if hint else ''}\n")
+            out.append(f'{indent}raise NotImplementedError("{owners[-1]} {NOT_IMPLEMENTED}")\n')
+        elif END.match(line):
+            if block_start is None:
+                raise MarkerError(f"{filename}:{number}: END SOLUTION without BEGIN SOLUTION")
+            block_start = None
+        elif block_start is None:
+            out.append(line)
+        elif "### " in line and "SOLUTION" in line:
+            raise MarkerError(f"{filename}:{number}: unexpected marker inside a solution block")
+    if block_start is not None:
+        raise MarkerError(f"{filename}:{block_start}: BEGIN SOLUTION is never closed")
+    return "".join(out)
+
+
+def generate(reference_dir, student_dir):
+    """Write the student tree for `reference_dir` into `student_dir` (replacing what was there)."""
+    reference_dir, student_dir = Path(reference_dir), Path(student_dir)
+    files = {}
+    for path in sorted(reference_dir.rglob("*")):
+        relative = path.relative_to(reference_dir)
+        if path.is_dir() or SKIPPED & set(relative.parts):
+            continue
+        if path.suffix == ".py":
+            files[relative] = strip_solutions(path.read_text(), str(path)).encode()
+        else:
+            files[relative] = path.read_bytes()
+    # everything is computed before anything is written, so a marker error leaves the tree intact
+    if student_dir.exists():
+        shutil.rmtree(student_dir)
+    for relative, content in files.items():
+        target = student_dir / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+    return sorted(files)
