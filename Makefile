@@ -7,12 +7,14 @@ PY       := $(VENV)/bin/python
 TREE     ?= solution
 ARGS     ?=
 JOBS     ?= 2
+ENCODER  ?= efficientnet-lite0
+LAYER    ?= head
 # Question 3's dataset folder (dataset.json + images/); also read from the environment.
 SYDNEY_DIR ?=
 export SYDNEY_DIR
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data assignment train-q2 sweep-q2 bench-q2 test clean
+.PHONY: help setup data features assignment train-q2 sweep-q2 bench-q2 train-q3 sweep-q3 bench-q3 test clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -32,6 +34,9 @@ data: setup  ## fetch, verify and cache Fashion-MNIST under data/cache
 assignment: setup  ## regenerate assignment/ from solution/ (never edit assignment/ by hand)
 	$(PY) -m autograder generate solution assignment
 
+features: setup  ## run the frozen encoder once over Sydney-Captions (SYDNEY_DIR=...), cache the features
+	$(PY) -m data features --encoder $(ENCODER) --layer $(LAYER)
+
 train-q2: data  ## train Question 2's CNN: make train-q2 [TREE=solution] [ARGS='-epochs 1']
 	$(PY) $(TREE)/h2-q2.py $(ARGS)
 
@@ -40,6 +45,15 @@ sweep-q2: data  ## train the report's six configurations, write results/q2_table
 
 bench-q2: data  ## vectorized CNN forward+backward against a per-sample loop
 	$(PY) -m experiments.bench_q2
+
+train-q3: features  ## train a caption decoder: make train-q3 [TREE=solution] [ARGS='--epochs 2 --use_attention']
+	$(PY) $(TREE)/train.py --encoder $(ENCODER) --features_layer $(LAYER) $(ARGS)
+
+sweep-q3: features  ## both decoders, 3 seeds each, write results/q3_table.md
+	$(PY) -m experiments.sweep_q3 --tree $(TREE) --jobs $(JOBS)
+
+bench-q3: features  ## decoder training throughput and the vectorized attention step against a loop
+	$(PY) -m experiments.bench_q3
 
 test: data  ## the repository's own tests
 	$(PY) -m pytest

@@ -28,6 +28,27 @@ def load_fashion_mnist():
     return load_splits()
 
 
+def load_captioning_data(encoder=None, layer=None):
+    """Sydney-Captions from $SYDNEY_DIR and the cached image features (`make features`).
+
+    Returns (dataset, features): dataset.images (ordered by imgid), dataset.split("train"),
+    dataset.vocab, dataset.max_caption_length; features: float32 (613, num_locations, encoder_dim),
+    row i for the image with imgid i.
+    """
+    from data import features, sydney_captions
+
+    dataset = sydney_captions.load()
+    return dataset, features.load(encoder=encoder or features.DEFAULT_ENCODER,
+                                  layer=layer or features.DEFAULT_LAYER)
+
+
+def sydney_image_path(stem):
+    """Path of image `stem` (e.g. "219") in $SYDNEY_DIR/images, .tif or .jpg."""
+    from data.sydney_captions import image_path
+
+    return image_path(stem)
+
+
 def plot_curve(epochs, values, ylabel, path, title=None):
     """Save a line plot of `values` against `epochs` as a PNG at `path`."""
     import matplotlib

@@ -1,4 +1,8 @@
-"""Command line: `python -m data fashion-mnist` fetches, verifies and caches Fashion-MNIST."""
+"""Command line of the data step.
+
+    python -m data fashion-mnist                 fetch, verify and cache Fashion-MNIST
+    python -m data features [--encoder --layer]  cache the encoder's features of $SYDNEY_DIR
+"""
 
 import argparse
 import sys
@@ -10,6 +14,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m data", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("fashion-mnist", help="fetch, verify and cache the four official files")
+    feats = sub.add_parser("features", help="cache the encoder's features of Sydney-Captions ($SYDNEY_DIR)")
+    feats.add_argument("--encoder", default="efficientnet-lite0")
+    feats.add_argument("--layer", default="head")
     args = parser.parse_args(argv)
     try:
         if args.command == "fashion-mnist":
@@ -17,6 +24,11 @@ def main(argv=None):
 
             folder = fashion_mnist.prepare()
             print(f"Fashion-MNIST ready in {folder}")
+        elif args.command == "features":
+            from data import features
+
+            path = features.extract(encoder=args.encoder, layer=args.layer)
+            print(f"features ready: {path}")
     except DataError as error:
         sys.exit(f"error: {error}")
 
