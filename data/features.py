@@ -175,6 +175,7 @@ def load(dataset_dir=None, encoder=DEFAULT_ENCODER, layer=DEFAULT_LAYER, cache_d
         features = payload["features"]
     except Exception as error:  # a damaged cache file: remove it so the next run rebuilds it
         path.unlink(missing_ok=True)
-        raise DataError(f"the feature cache {path} was unreadable ({error}) and has been removed; "
+        reason = (str(error).splitlines() or [""])[0][:120]
+        raise DataError(f"the feature cache {path} was unreadable ({type(error).__name__}: {reason}) and has been removed; "
                         f"run `make features` again to rebuild it.") from error
     return features.float()
