@@ -1,18 +1,42 @@
-"""Command line of the instructor tooling: `python -m autograder <command> ...`."""
+"""Command line of the instructor tooling: `python -m autograder <command> ...`.
+
+    grade <tree> [--out DIR] [--only 2.2,3.1b]   grade a tree, write results.json and feedback.md
+    generate <solution> <assignment>             generate the student tree from the reference
+    calibrate [--only 2.2-accuracy,...]          re-measure the thresholds of the training tests
+"""
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m autograder")
+    parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    grade = sub.add_parser("grade", help="grade a tree laid out like assignment/")
+    grade.add_argument("tree")
+    grade.add_argument("--out", help="default grades/<name of the tree>")
+    grade.add_argument("--only", help="comma-separated questions, e.g. 2.2,3.1b")
     gen = sub.add_parser("generate", help="generate the student tree from the reference tree")
     gen.add_argument("reference", help="reference tree, e.g. solution")
     gen.add_argument("student", help="student tree to (re)write, e.g. assignment")
+    cal = sub.add_parser("calibrate", help="re-measure the thresholds of the training tests")
+    cal.add_argument("--only", help="comma-separated test ids")
     args = parser.parse_args(argv)
 
-    if args.command == "generate":
+    if args.command == "grade":
+        from autograder.grade import grade
+        from autograder.rubric import RubricError
+
+        out = Path(args.out or Path("grades") / Path(args.tree).resolve().name)
+        try:
+            results = grade(args.tree, out, args.only.split(",") if args.only else None)
+        except (FileNotFoundError, RubricError) as error:
+            sys.exit(f"error: {error}")
+        print()
+        print(results.summary_table())
+        print(f"Wrote {out / 'results.json'} and {out / 'feedback.md'}")
+    elif args.command == "generate":
         from autograder.generate import MarkerError, generate
 
         try:
@@ -20,6 +44,10 @@ def main(argv=None):
         except MarkerError as error:
             sys.exit(f"error: {error}")
         print(f"wrote {len(files)} files to {args.student}/: {', '.join(map(str, files))}")
+    elif args.command == "calibrate":
+        from autograder.calibration import calibrate
+
+        calibrate(args.only.split(",") if args.only else None)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,23 @@
-"""Load the Python files of a tree (the reference, the skeleton or a student's) as modules."""
+"""Load the Python files of a tree (the reference, the skeleton or a student's) as modules.
+
+`Submission` sets up a working folder for a student's tree: the provided files of the
+homework (from `assignment/`) with the student's graded files on top, so that a student
+who changed or deleted a provided file is graded against the provided one.
+"""
 
 import importlib.util
+import shutil
 import sys
+import tempfile
+import traceback
 from pathlib import Path
+
+from autograder.compare import CheckFailure
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE_TREE = ROOT / "solution"
+PROVIDED_TREE = ROOT / "assignment"
+GRADED_FILES = ("h2-q2.py", "decoder.py", "decoder_with_attention.py")
 
 
 def load_module(tree, filename):
@@ -15,8 +30,59 @@ def load_module(tree, filename):
     if folder in sys.path:
         sys.path.remove(folder)
     sys.path.insert(0, folder)
+    for name in ("utils", "decoder", "decoder_with_attention", "train"):
+        sys.modules.pop(name, None)  # resolve the tree's own helpers, not another tree's
     name = f"_tree_{abs(hash(str(path)))}_{path.stem.replace('-', '_')}"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _describe_import_error(filename, error):
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename.endswith(filename)]
+    where = f" (line {frames[-1].lineno})" if frames else ""
+    if isinstance(error, SyntaxError):
+        where = f" (line {error.lineno})"
+    return f"{filename} could not be imported{where}: {type(error).__name__}: {error}"
+
+
+class Submission:
+    """The student's modules and the reference's, loaded once each and cached."""
+
+    def __init__(self, tree):
+        self.tree = Path(tree).resolve()
+        self.workdir = Path(tempfile.mkdtemp(prefix="hw2-grading-"))
+        for path in PROVIDED_TREE.iterdir():
+            if path.is_file():
+                shutil.copy(path, self.workdir / path.name)
+        for filename in GRADED_FILES:
+            if (self.tree / filename).is_file():
+                shutil.copy(self.tree / filename, self.workdir / filename)
+            else:
+                (self.workdir / filename).unlink(missing_ok=True)
+        self._student, self._reference = {}, {}
+
+    def student(self, filename):
+        """The student's module, or CheckFailure saying why it cannot be loaded."""
+        if filename not in self._student:
+            if not (self.workdir / filename).is_file():
+                self._student[filename] = CheckFailure(
+                    f"{filename} is missing from your submission (expected at {self.tree / filename})")
+            else:
+                try:
+                    self._student[filename] = load_module(self.workdir, filename)
+                except BaseException as error:  # SyntaxError, ImportError, SystemExit, ...
+                    self._student[filename] = CheckFailure(_describe_import_error(filename, error))
+        module = self._student[filename]
+        if isinstance(module, CheckFailure):
+            raise module
+        return module
+
+    def reference(self, filename):
+        if filename not in self._reference:
+            self._reference[filename] = load_module(REFERENCE_TREE, filename)
+        return self._reference[filename]
+
+    def cleanup(self):
+        shutil.rmtree(self.workdir, ignore_errors=True)

@@ -167,9 +167,20 @@ def extract(dataset_dir=None, encoder=DEFAULT_ENCODER, layer=DEFAULT_LAYER, cach
     return wanted
 
 
-def load(dataset_dir=None, encoder=DEFAULT_ENCODER, layer=DEFAULT_LAYER, cache_dir=CACHE_DIR, log=print):
-    """Features (613, num_locations, encoder_dim) float32, rows in imgid order; extracted if needed."""
-    path = extract(dataset_dir, encoder, layer, cache_dir, log=log)
+def load(dataset_dir=None, encoder=DEFAULT_ENCODER, layer=DEFAULT_LAYER, cache_dir=CACHE_DIR, log=print,
+         extract_if_missing=True):
+    """Features (613, num_locations, encoder_dim) float32, rows in imgid order; extracted if needed
+    (or, with extract_if_missing=False, a DataError saying to run `make features`)."""
+    if not extract_if_missing:
+        _check_choice(encoder, layer)
+        images = sydney_captions.load_images(dataset_dir)
+        paths = [sydney_captions.image_path(image.stem, dataset_dir) for image in images]
+        path = cache_path(encoder, layer, cache_key(encoder, layer, paths), cache_dir)
+        if not path.is_file():
+            raise DataError(f"the {encoder} features of these images are not cached ({path.name} is missing): "
+                            f"run `make features`.")
+    else:
+        path = extract(dataset_dir, encoder, layer, cache_dir, log=log)
     try:
         payload = torch.load(path, map_location="cpu")
         features = payload["features"]

@@ -1,0 +1,85 @@
+"""Thresholds of the training tests, calibrated from the reference under the same budget.
+
+    python -m autograder calibrate            (or: make calibrate)
+
+For each training test, the reference is trained with the test's budget under several seeds;
+the threshold is the lowest result minus a margin, so that a correct implementation whose
+random numbers are drawn in a different order still passes, and a wrong one does not.
+What was measured is kept in `calibration.json` next to the threshold (instructors only:
+never released to students).
+"""
+
+import json
+import statistics
+import time
+from pathlib import Path
+
+CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
+
+BUDGETS = {
+    "2.2-accuracy": {"budget": {"train_size": 10_000, "epochs": 1, "batch_size": 8, "learning_rate": 0.01, "seed": 42},
+                     "margin": 0.02},
+    "3.1a-bleu": {"budget": {"train_images": 250, "epochs": 2, "seed": 42}, "margin": 0.05},
+    "3.1b-bleu": {"budget": {"train_images": 250, "epochs": 2, "seed": 42}, "margin": 0.05},
+}
+SEEDS = (42, 43, 44)
+
+
+def get(test_id):
+    """{"budget": {...}, "threshold": x} of a training test."""
+    try:
+        table = json.loads(CALIBRATION_FILE.read_text())
+    except FileNotFoundError:
+        raise RuntimeError(f"{CALIBRATION_FILE} is missing: run `make calibrate`") from None
+    if test_id not in table:
+        raise RuntimeError(f"{CALIBRATION_FILE} has no threshold for {test_id}: run `make calibrate`")
+    entry = table[test_id]
+    if entry["budget"] != BUDGETS[test_id]["budget"]:
+        raise RuntimeError(f"{CALIBRATION_FILE} was calibrated for another budget of {test_id}: run `make calibrate`")
+    return entry
+
+
+def measure(test_id, seed):
+    """The reference's result for `test_id` under its budget with `seed`."""
+    from autograder.checks import q2, q3
+    from autograder.submission import Submission, REFERENCE_TREE
+
+    budget = dict(BUDGETS[test_id]["budget"], seed=seed)
+    sub = Submission(REFERENCE_TREE)
+    try:
+        if test_id == "2.2-accuracy":
+            from data.fashion_mnist import load_splits
+
+            module = sub.reference("h2-q2.py")
+            return q2.train_cnn(module.CNN, module.train_batch, load_splits(), **budget)
+        import torch
+
+        dataset, features = q3.grading_features(sub)
+        use_attention = test_id == "3.1b-bleu"
+        module = sub.reference(q3.ATTENTION if use_attention else q3.DECODER)
+        torch.manual_seed(seed)
+        model = q3._decoder(module, use_attention, len(dataset.vocab), 100, 256, features.shape[-1], 100)
+        return q3.train_decoder(sub.reference("train.py"), model, dataset, features, **budget)
+    finally:
+        sub.cleanup()
+
+
+def calibrate(test_ids=None, log=print):
+    table = json.loads(CALIBRATION_FILE.read_text()) if CALIBRATION_FILE.exists() else {}
+    for test_id in test_ids or BUDGETS:
+        start = time.time()
+        results = {seed: measure(test_id, seed) for seed in SEEDS}
+        seconds = (time.time() - start) / len(SEEDS)
+        margin = BUDGETS[test_id]["margin"]
+        table[test_id] = {
+            "budget": BUDGETS[test_id]["budget"],
+            "threshold": round(min(results.values()) - margin, 4),
+            "reference_by_seed": {str(s): round(v, 4) for s, v in results.items()},
+            "reference_mean": round(statistics.mean(results.values()), 4),
+            "margin": margin,
+            "seconds_per_run": round(seconds, 1),
+        }
+        log(f"{test_id}: reference {table[test_id]['reference_by_seed']} -> threshold {table[test_id]['threshold']} "
+            f"({seconds:.0f} s per run)")
+    CALIBRATION_FILE.write_text(json.dumps(table, indent=2) + "\n")
+    return table

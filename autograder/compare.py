@@ -1,0 +1,57 @@
+"""Layered comparisons with got/expected messages: None, then type, shape, dtype, then values.
+
+Each function raises CheckFailure with a sentence a student can act on, and never shows the
+reference code, only what was expected of the student's output.
+"""
+
+import math
+
+import torch
+
+
+class CheckFailure(AssertionError):
+    """A check found something wrong; the message says what was checked, expected and found."""
+
+
+class NotRun(Exception):
+    """A check could not run for a reason that is not the student's (missing data)."""
+
+
+def fail(message):
+    raise CheckFailure(message)
+
+
+def expect_tensor(what, got, shape=None, dtype=torch.float32):
+    if got is None:
+        fail(f"{what} is None; expected a tensor{f' of shape {tuple(shape)}' if shape else ''}. Did you forget a return?")
+    if not isinstance(got, torch.Tensor):
+        fail(f"{what} is a {type(got).__name__}; expected a torch.Tensor")
+    if shape is not None and tuple(got.shape) != tuple(shape):
+        fail(f"{what} has shape {tuple(got.shape)}; expected {tuple(shape)}")
+    if dtype is not None and got.dtype != dtype:
+        fail(f"{what} has dtype {got.dtype}; expected {dtype}")
+    if not torch.isfinite(got).all():
+        bad = (~torch.isfinite(got)).sum().item()
+        fail(f"{what} has {bad} NaN or infinite value(s) out of {got.numel()}")
+    return got
+
+
+def expect_close(what, got, expected, rtol=1e-4, atol=1e-5, hint=""):
+    expect_tensor(what, got, expected.shape, expected.dtype)
+    if not torch.allclose(got, expected, rtol=rtol, atol=atol):
+        diff = (got - expected).abs()
+        index = tuple(int(i) for i in torch.nonzero(diff == diff.max())[0])
+        fail(f"{what} differs from the expected values: largest difference {diff.max().item():.3g} at index "
+             f"{index} (got {got[index].item():.6g}, expected {expected[index].item():.6g}); "
+             f"{(~torch.isclose(got, expected, rtol=rtol, atol=atol)).sum().item()} of {got.numel()} values "
+             f"outside the tolerance (rtol {rtol:g}, atol {atol:g}).{' ' + hint if hint else ''}")
+
+
+def expect_float(what, got):
+    if isinstance(got, torch.Tensor):
+        fail(f"{what} is a torch.Tensor; expected a Python float (use loss.item())")
+    if type(got) is not float:
+        fail(f"{what} is a {type(got).__name__}; expected a Python float")
+    if not math.isfinite(got):
+        fail(f"{what} is {got}; expected a finite number")
+    return got

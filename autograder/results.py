@@ -1,0 +1,107 @@
+"""Results of a grading as small typed objects, and the one aggregator that writes every format:
+`results.json` (Gradescope's autograder format), `feedback.md` for the student, the summary table."""
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+PASSED, FAILED, NOT_RUN = "passed", "failed", "not run"
+
+
+@dataclass
+class TestResult:
+    id: str
+    question: str
+    name: str
+    max_score: float
+    visibility: str
+    status: str  # passed, failed or not run (data missing: not the student's fault)
+    score: float = 0.0
+    output: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class GradingResults:
+    tree: str
+    questions: dict  # number -> title
+    results: list = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def score(self):
+        return sum(r.score for r in self.results)
+
+    @property
+    def max_score(self):
+        return sum(r.max_score for r in self.results)
+
+    @property
+    def incomplete(self):
+        return any(r.status == NOT_RUN for r in self.results)
+
+    def by_question(self):
+        table = {}
+        for r in self.results:
+            earned, possible = table.get(r.question, (0.0, 0.0))
+            table[r.question] = (earned + r.score, possible + r.max_score)
+        return table
+
+    def headline(self):
+        text = f"Score {self.score:g} / {self.max_score:g}"
+        if self.incomplete:
+            missing = sum(r.status == NOT_RUN for r in self.results)
+            text += f" -- INCOMPLETE: {missing} test(s) not run because data was missing (see below)"
+        return text
+
+    # ---- formats ------------------------------------------------------------------------
+    def to_gradescope(self):
+        return {
+            "score": self.score,
+            "execution_time": round(self.seconds, 1),
+            "output": self.headline(),
+            "visibility": "visible",
+            "stdout_visibility": "hidden",
+            "tests": [{
+                "name": r.name,
+                "number": r.question,
+                "score": r.score,
+                "max_score": r.max_score,
+                "status": PASSED if r.status == PASSED else FAILED,
+                "output": ("NOT RUN (not your fault): " if r.status == NOT_RUN else "") + r.output,
+                "visibility": r.visibility,
+                "extra_data": {"id": r.id, "not_run": r.status == NOT_RUN, "seconds": round(r.seconds, 2)},
+            } for r in self.results],
+            "extra_data": {"tree": self.tree, "incomplete": self.incomplete, "max_score": self.max_score},
+        }
+
+    def feedback_markdown(self):
+        lines = [f"# Homework 2 feedback", "", f"**{self.headline()}**", ""]
+        totals = self.by_question()
+        for number, title in self.questions.items():
+            if number not in totals:
+                continue
+            earned, possible = totals[number]
+            lines += [f"## Question {number}: {title} ({earned:g} / {possible:g} points)", ""]
+            for r in (r for r in self.results if r.question == number):
+                mark = {PASSED: "passed", FAILED: "lost", NOT_RUN: "not run"}[r.status]
+                lines.append(f"- **{r.name}**: {r.score:g} / {r.max_score:g} ({mark})")
+                if r.status != PASSED and r.output:
+                    lines += ["", *[f"  > {line}" if line else "  >" for line in r.output.splitlines()], ""]
+            lines.append("")
+        return "\n".join(lines)
+
+    def summary_table(self):
+        rows = [f"{'question':10s} {'points':>15s}"]
+        for number, (earned, possible) in self.by_question().items():
+            rows.append(f"{number:10s} {earned:>7g} / {possible:<5g}")
+        rows.append(f"{'total':10s} {self.score:>7g} / {self.max_score:<5g}")
+        rows.append(self.headline())
+        return "\n".join(rows)
+
+    def write(self, out_dir):
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "results.json").write_text(json.dumps(self.to_gradescope(), indent=2) + "\n")
+        (out / "feedback.md").write_text(self.feedback_markdown())
+        return out / "results.json", out / "feedback.md"

@@ -1,0 +1,102 @@
+"""Run the checks of one question against one tree, in a process of its own.
+
+    python -m autograder.worker <tree> <result-fd> <test-id> [<test-id> ...]
+
+Started by `autograder.grade`. Each check runs with Python, numpy and torch seeded, a wall-time
+limit, and the student's printing captured; one JSON line per finished test is written to the
+file descriptor <result-fd>, so that everything finished before a crash is kept.
+"""
+
+import contextlib
+import io
+import json
+import os
+import random
+import signal
+import sys
+import time
+import traceback
+
+import numpy as np
+import torch
+
+from autograder.checks import all_checks
+from autograder.compare import CheckFailure, NotRun
+from autograder.submission import Submission
+
+TEST_SECONDS = int(os.environ.get("HW2_TEST_SECONDS", 150))
+# one thread: faster than two for these small models, and safe when submissions are graded in parallel
+torch.set_num_threads(int(os.environ.get("HW2_THREADS", 1)))
+OUTPUT_LIMIT = 1500
+
+
+class TestTimeout(Exception):
+    pass
+
+
+def _on_alarm(signum, frame):
+    raise TestTimeout()
+
+
+def seed_everything(seed=0):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _student_frame(error, workdir):
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename.startswith(str(workdir))]
+    return f" ({os.path.basename(frames[-1].filename)}, line {frames[-1].lineno}, in {frames[-1].name})" if frames else ""
+
+
+def run_check(function, sub):
+    """(status, message) of one check."""
+    try:
+        message = function(sub)
+        return "passed", message or ""
+    except NotRun as error:
+        return "not run", str(error)
+    except CheckFailure as error:
+        return "failed", str(error)
+    except NotImplementedError as error:
+        return "failed", f"not implemented yet: {error or 'a function raised NotImplementedError'}"
+    except TestTimeout:
+        return "failed", f"timed out after {TEST_SECONDS} s (an infinite loop, or far too slow?)"
+    except RecursionError:
+        return "failed", "your code recursed without end (RecursionError)"
+    except MemoryError:
+        return "failed", "your code ran out of memory (MemoryError)"
+    except BaseException as error:  # the student's code raised: report where
+        return "failed", f"your code raised {type(error).__name__}: {error}{_student_frame(error, sub.workdir)}"
+
+
+def main(argv=None):
+    argv = argv if argv is not None else sys.argv[1:]
+    tree, fd, test_ids = argv[0], int(argv[1]), argv[2:]
+    channel = os.fdopen(fd, "w", buffering=1)
+    checks = all_checks()
+    sub = Submission(tree)
+    signal.signal(signal.SIGALRM, _on_alarm)
+    try:
+        for test_id in test_ids:
+            seed_everything()
+            captured = io.StringIO()
+            start = time.time()
+            signal.alarm(TEST_SECONDS)
+            try:
+                with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
+                    status, message = run_check(checks[test_id], sub)
+            finally:
+                signal.alarm(0)
+            printed = captured.getvalue().strip()
+            if printed and status == "failed":
+                message += f"\nYour code printed:\n{printed[:OUTPUT_LIMIT]}" + (" [...]" if len(printed) > OUTPUT_LIMIT else "")
+            channel.write(json.dumps({"id": test_id, "status": status, "output": message,
+                                      "seconds": time.time() - start}) + "\n")
+    finally:
+        sub.cleanup()
+        channel.close()
+
+
+if __name__ == "__main__":
+    main()

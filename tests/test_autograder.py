@@ -1,0 +1,134 @@
+"""The autograder: the rubric is valid, the reference gets full marks (the same twice), the
+skeleton gets zero and still completes, every plausible wrong submission loses points where it
+should, broken submissions and missing data are reported as such."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from autograder import rubric as rubric_module
+from autograder.checks import all_checks
+from autograder.submission import GRADED_FILES, Submission
+from autograder.worker import run_check, seed_everything
+from tests.conftest import ASSIGNMENT, ROOT, SOLUTION
+from tests.wrong_submissions import WRONG_SUBMISSIONS
+
+
+def grade_cli(tree, out, *extra, env=None):
+    result = subprocess.run([sys.executable, "-m", "autograder", "grade", str(tree), "--out", str(out), *extra],
+                            cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads((out / "results.json").read_text()), result.stdout
+
+
+def test_rubric_matches_the_checks():
+    rubric = rubric_module.load()
+    ids = {t.id for t in rubric.tests}
+    assert ids == set(all_checks()), "every rubric test needs a check and every check a rubric entry"
+    assert rubric.max_points() == 100
+    assert set(rubric.questions) == {"2.2", "3.1a", "3.1b"}
+
+
+def test_rubric_rejects_an_unknown_visibility(tmp_path):
+    text = rubric_module.RUBRIC_FILE.read_text().replace('visibility = "visible"', 'visibility = "public"', 1)
+    (tmp_path / "rubric.toml").write_text(text)
+    with pytest.raises(rubric_module.RubricError, match="visibility 'public' is not one of"):
+        rubric_module.load(tmp_path / "rubric.toml")
+
+
+def make_tree(tmp_path, changes=(), file=None, name="student"):
+    tree = tmp_path / name
+    tree.mkdir()
+    for filename in GRADED_FILES:
+        shutil.copy(SOLUTION / filename, tree / filename)
+    if file:
+        text = (tree / file).read_text()
+        for old, new in changes:
+            assert text.count(old) == 1, f"{old!r} must occur once in solution/{file}; update tests/wrong_submissions.py"
+            text = text.replace(old, new)
+        (tree / file).write_text(text)
+    return tree
+
+
+@pytest.mark.parametrize("name, file, changes, test_id, words", WRONG_SUBMISSIONS, ids=[w[0] for w in WRONG_SUBMISSIONS])
+def test_wrong_submission_loses_points_with_a_message(tmp_path, name, file, changes, test_id, words):
+    tree = make_tree(tmp_path, changes, file)
+    sub = Submission(tree)
+    try:
+        seed_everything()
+        status, message = run_check(all_checks()[test_id], sub)
+    finally:
+        sub.cleanup()
+    assert status == "failed", f"{name!r} passed {test_id}: it would score full marks on its question"
+    for word in words:
+        assert word in message, f"{name!r}: the message of {test_id} should mention {word!r}; it says: {message}"
+
+
+def test_the_corpus_is_large_and_covers_every_question():
+    assert len(WRONG_SUBMISSIONS) >= 20
+    assert {test_id.split("-")[0] for *_, test_id, _ in WRONG_SUBMISSIONS} == {"2.2", "3.1a", "3.1b"}
+
+
+def test_reference_scores_full_marks_and_the_same_twice(tmp_path):
+    """Two gradings of solution/ at once (the grader uses one thread each)."""
+    runs = [subprocess.Popen([sys.executable, "-m", "autograder", "grade", str(SOLUTION), "--out", str(tmp_path / str(i))],
+                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    for run in runs:
+        stdout, stderr = run.communicate(timeout=900)
+        assert run.returncode == 0, stderr[-3000:]
+    first, second = (json.loads((tmp_path / str(i) / "results.json").read_text()) for i in range(2))
+    failed = [(t["extra_data"]["id"], t["output"]) for t in first["tests"] if t["status"] != "passed"]
+    assert not failed, failed
+    assert first["score"] == 100
+    assert [(t["name"], t["score"], t["output"]) for t in first["tests"]] == \
+           [(t["name"], t["score"], t["output"]) for t in second["tests"]]
+    feedback = (tmp_path / "0" / "feedback.md").read_text()
+    assert "Score 100 / 100" in feedback and "INCOMPLETE" not in feedback
+
+
+def test_results_json_follows_the_gradescope_format(tmp_path):
+    results, stdout = grade_cli(SOLUTION, tmp_path, "--only", "3.1a")
+    assert set(results) >= {"score", "execution_time", "output", "tests"}
+    for test in results["tests"]:
+        assert set(test) >= {"name", "number", "score", "max_score", "status", "output", "visibility"}
+        assert test["number"] == "3.1a" and test["status"] in ("passed", "failed")
+        assert test["visibility"] in rubric_module.VISIBILITIES
+    assert results["score"] == sum(t["score"] for t in results["tests"])
+    assert "total" in stdout and "3.1a" in stdout
+
+
+def test_skeleton_scores_zero_with_not_implemented_messages(tmp_path):
+    results, _ = grade_cli(ASSIGNMENT, tmp_path)
+    assert results["score"] == 0
+    for test in results["tests"]:
+        assert test["score"] == 0 and "not implemented yet" in test["output"], test
+
+
+def test_broken_submission_is_graded_to_completion(tmp_path):
+    tree = make_tree(tmp_path)
+    (tree / "decoder.py").write_text("def broken(:\n")
+    (tree / "h2-q2.py").unlink()
+    results, _ = grade_cli(tree, tmp_path / "out", "--only", "2.2,3.1a,3.1b")
+    by_question = {}
+    for test in results["tests"]:
+        by_question.setdefault(test["number"], []).append(test)
+    assert all(t["score"] == 0 and "h2-q2.py is missing" in t["output"] for t in by_question["2.2"])
+    assert all(t["score"] == 0 and "SyntaxError" in t["output"] and "line 1" in t["output"] for t in by_question["3.1a"])
+    # 3.1b is untouched and keeps its points
+    assert all(t["status"] == "passed" for t in by_question["3.1b"] if "bleu" not in t["extra_data"]["id"])
+
+
+def test_missing_data_is_not_run_and_grading_incomplete(tmp_path):
+    import os
+
+    env = dict(os.environ, SYDNEY_DIR=str(tmp_path / "nowhere"), HW2_CACHE_DIR=str(tmp_path / "empty-cache"))
+    results, stdout = grade_cli(SOLUTION, tmp_path / "out", "--only", "3.1a", env=env)
+    bleu = next(t for t in results["tests"] if t["extra_data"]["id"] == "3.1a-bleu")
+    assert bleu["extra_data"]["not_run"] and bleu["output"].startswith("NOT RUN (not your fault)")
+    assert "SYDNEY_DIR" in bleu["output"] and "make features" in bleu["output"]
+    assert results["extra_data"]["incomplete"] and "INCOMPLETE" in results["output"] and "INCOMPLETE" in stdout
+    others = [t for t in results["tests"] if t is not bleu]
+    assert all(t["status"] == "passed" for t in others)
