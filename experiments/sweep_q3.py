@@ -108,7 +108,10 @@ def main(argv=None):
     for layer in layers:
         features.extract(layer=layer)
     out_root = Path("outputs/sweep-q3")
-    keys = [(layer, decoder, seed) for layer in layers for decoder in REPORTED for seed in seeds]
+    # the longest runs first (attention, then the widest layer), so that the last runs are short
+    dims = features.ENCODERS[features.DEFAULT_ENCODER]["layers"]
+    keys = sorted(((layer, decoder, seed) for layer in layers for decoder in REPORTED for seed in seeds),
+                  key=lambda key: (key[1] != "attention", -dims.get(key[0], 0)))
     print(f"Training {len(keys)} decoders, {args.jobs} at a time (logs in {out_root}/)", flush=True)
     start = time.time()
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
