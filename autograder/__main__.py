@@ -25,13 +25,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     if args.command == "grade":
+        from autograder.calibration import CalibrationError
         from autograder.grade import grade
         from autograder.rubric import RubricError
 
         out = Path(args.out or Path("grades") / Path(args.tree).resolve().name)
         try:
             results = grade(args.tree, out, args.only.split(",") if args.only else None)
-        except (FileNotFoundError, RubricError) as error:
+        except (FileNotFoundError, RubricError, CalibrationError) as error:
             sys.exit(f"error: {error}")
         print()
         print(results.summary_table())

@@ -132,3 +132,15 @@ def test_missing_data_is_not_run_and_grading_incomplete(tmp_path):
     assert results["extra_data"]["incomplete"] and "INCOMPLETE" in results["output"] and "INCOMPLETE" in stdout
     others = [t for t in results["tests"] if t is not bleu]
     assert all(t["status"] == "passed" for t in others)
+
+
+def test_grader_without_thresholds_stops_with_the_fix(tmp_path, monkeypatch):
+    from autograder import calibration
+    from autograder.grade import grade
+
+    monkeypatch.setattr(calibration, "CALIBRATION_FILE", tmp_path / "calibration.json")
+    with pytest.raises(calibration.CalibrationError, match="make calibrate"):
+        grade(SOLUTION, only=["2.2"], log=lambda *_: None)
+    result = subprocess.run([sys.executable, "-m", "autograder", "grade", str(tmp_path / "nowhere")],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "is not a folder" in result.stderr
