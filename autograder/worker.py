@@ -59,7 +59,8 @@ def run_check(function, sub):
     except CheckFailure as error:
         return "failed", str(error)
     except NotImplementedError as error:
-        return "failed", f"not implemented yet: {error or 'a function raised NotImplementedError'}"
+        text = str(error) or "a function raised NotImplementedError"
+        return "failed", text if "not implemented yet" in text else f"not implemented yet: {text}"
     except TestTimeout:
         return "failed", f"timed out after {TEST_SECONDS} s (an infinite loop, or far too slow?)"
     except RecursionError:

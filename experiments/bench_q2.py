@@ -54,7 +54,7 @@ def main(argv=None):
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; forward+backward, training mode")
     speedups = {}
     for batch in (8, 64):
-        repeats = max(20, 1600 // batch)
+        repeats = max(10, 480 // batch)
         rates = {"vectorized": [], "loop": []}
         for _ in range(args.rounds):
             rates["vectorized"].append(samples_per_second(vectorized, batch, repeats))
