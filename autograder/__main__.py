@@ -1,6 +1,7 @@
 """Command line of the instructor tooling: `python -m autograder <command> ...`.
 
     grade <tree> [--out DIR] [--only 2.2,3.1b]   grade a tree, write results.json and feedback.md
+    grade-all <dir> [--out DIR] [--jobs N]       grade a class, write gradebook.csv
     generate <solution> <assignment>             generate the student tree from the reference
     calibrate [--only 2.2-accuracy,...]          re-measure the thresholds of the training tests
 """
@@ -17,6 +18,12 @@ def main(argv=None):
     grade.add_argument("tree")
     grade.add_argument("--out", help="default grades/<name of the tree>")
     grade.add_argument("--only", help="comma-separated questions, e.g. 2.2,3.1b")
+    batch = sub.add_parser("grade-all", help="grade every submission under a folder, write gradebook.csv")
+    batch.add_argument("submissions", help="one folder or .zip per student")
+    batch.add_argument("--out", default="grades/class")
+    batch.add_argument("--jobs", type=int, default=2)
+    batch.add_argument("--only", help="comma-separated questions")
+    batch.add_argument("--regrade", action="store_true", help="grade again students already graded")
     gen = sub.add_parser("generate", help="generate the student tree from the reference tree")
     gen.add_argument("reference", help="reference tree, e.g. solution")
     gen.add_argument("student", help="student tree to (re)write, e.g. assignment")
@@ -37,6 +44,17 @@ def main(argv=None):
         print()
         print(results.summary_table())
         print(f"Wrote {out / 'results.json'} and {out / 'feedback.md'}")
+    elif args.command == "grade-all":
+        from autograder.batch import grade_all
+        from autograder.calibration import CalibrationError
+        from autograder.rubric import RubricError
+
+        try:
+            path, rows = grade_all(args.submissions, args.out, args.jobs, args.only.split(",") if args.only else None,
+                                   args.regrade)
+        except (FileNotFoundError, RubricError, CalibrationError) as error:
+            sys.exit(f"error: {error}")
+        print(f"Wrote {path} ({len(rows)} students) and {args.out}/<student>/results.json, feedback.md")
     elif args.command == "generate":
         from autograder.generate import MarkerError, generate
 
