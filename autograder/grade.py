@@ -13,6 +13,7 @@ from pathlib import Path
 
 from autograder import calibration
 from autograder import rubric as rubric_module
+from autograder import sandbox
 from autograder.results import FAILED, NOT_RUN, PASSED, GradingResults, TestResult
 
 QUESTION_SECONDS = int(os.environ.get("HW2_QUESTION_SECONDS", 600))
@@ -21,8 +22,11 @@ QUESTION_SECONDS = int(os.environ.get("HW2_QUESTION_SECONDS", 600))
 def _run_question(tree, tests, on_result):
     """Run `tests` (of one question) in a child; returns {test id: (status, output, seconds)}."""
     read_fd, write_fd = os.pipe()
-    child = subprocess.Popen([sys.executable, "-m", "autograder.worker", str(tree), str(write_fd)] + [t.id for t in tests],
-                             pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    argv, _ = sandbox.wrap([sys.executable, "-m", "autograder.worker", str(Path(tree).resolve()), str(write_fd)]
+                           + [t.id for t in tests],
+                           readable=[str(tree), os.environ.get("SYDNEY_DIR"), os.environ.get("HW2_CACHE_DIR")])
+    env = dict(os.environ, MPLCONFIGDIR="/tmp/matplotlib", PYTHONDONTWRITEBYTECODE="1")
+    child = subprocess.Popen(argv, pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
                              cwd=Path(__file__).resolve().parents[1], start_new_session=True)
     os.close(write_fd)
     finished = {}
@@ -63,6 +67,9 @@ def grade(tree, out=None, only=None, log=print):
     results = GradingResults(str(tree), {n: q.title for n, q in rubric.questions.items()})
     start = time.time()
     log(f"Grading {tree} ({len(tests)} tests)")
+    _, warning = sandbox.wrap([])
+    if warning:
+        log(warning)
     for number in rubric.questions:
         question_tests = [t for t in tests if t.question == number]
         if not question_tests:

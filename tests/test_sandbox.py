@@ -1,0 +1,47 @@
+"""Student code runs sandboxed: no writes outside its /tmp, no network, no process left behind."""
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from autograder import sandbox
+from tests.conftest import ROOT, SOLUTION
+
+HOSTILE = '''
+import os, socket, subprocess, sys
+from pathlib import Path
+ROOT = Path({root!r})
+try:
+    (ROOT / "grades-forged.json").write_text("{{}}")
+except OSError as error:
+    print("write refused:", error)
+try:
+    socket.create_connection(("1.1.1.1", 80), timeout=2)
+    print("NETWORK OPEN")
+except OSError as error:
+    print("network refused:", error)
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)  # hw2-left-behind"])
+'''
+
+
+@pytest.mark.skipif(not sandbox.available()[0], reason=sandbox.available()[1])
+def test_hostile_import_is_contained(tmp_path):
+    tree = tmp_path / "student"
+    tree.mkdir()
+    for name in ("h2-q2.py", "decoder.py", "decoder_with_attention.py"):
+        shutil.copy(SOLUTION / name, tree / name)
+    text = (tree / "decoder.py").read_text()
+    (tree / "decoder.py").write_text(HOSTILE.format(root=str(ROOT)) + text)
+    result = subprocess.run([sys.executable, "-m", "autograder", "grade", str(tree), "--out", str(tmp_path / "out"),
+                             "--only", "3.1a"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert not (ROOT / "grades-forged.json").exists()
+    time.sleep(1)
+    left = subprocess.run(["pgrep", "-f", "hw2-left-behind"], capture_output=True, text=True).stdout.strip()
+    assert not left, f"a process the submission started is still running: {left}"
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert all(t["status"] == "passed" for t in results["tests"] if "bleu" not in t["extra_data"]["id"])
