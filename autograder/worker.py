@@ -12,6 +12,7 @@ import io
 import json
 import os
 import random
+import resource
 import signal
 import sys
 import time
@@ -25,6 +26,7 @@ from autograder.compare import CheckFailure, NotRun
 from autograder.submission import Submission
 
 TEST_SECONDS = int(os.environ.get("HW2_TEST_SECONDS", 150))
+MEMORY_GB = float(os.environ.get("HW2_MEMORY_GB", 8))  # address-space limit of this process
 # one thread: faster than two for these small models, and safe when submissions are graded in parallel
 torch.set_num_threads(int(os.environ.get("HW2_THREADS", 1)))
 OUTPUT_LIMIT = 1500
@@ -32,6 +34,27 @@ OUTPUT_LIMIT = 1500
 
 class TestTimeout(Exception):
     pass
+
+
+class CappedOutput(io.TextIOBase):
+    """Keeps the first OUTPUT_LIMIT characters printed and counts the rest, so a flood of
+    output costs neither memory nor time."""
+
+    def __init__(self):
+        self.kept, self.dropped = [], 0
+        self.size = 0
+
+    def write(self, text):
+        room = OUTPUT_LIMIT - self.size
+        if room > 0:
+            self.kept.append(text[:room])
+            self.size += min(room, len(text))
+        self.dropped += max(0, len(text) - max(room, 0))
+        return len(text)
+
+    def getvalue(self):
+        tail = f" [... {self.dropped:,} more characters]" if self.dropped else ""
+        return "".join(self.kept).strip() + tail
 
 
 def _on_alarm(signum, frame):
@@ -66,8 +89,10 @@ def run_check(function, sub):
     except RecursionError:
         return "failed", "your code recursed without end (RecursionError)"
     except MemoryError:
-        return "failed", "your code ran out of memory (MemoryError)"
+        return "failed", f"your code tried to use more memory than the limit ({MEMORY_GB:g} GB)"
     except BaseException as error:  # the student's code raised: report where
+        if isinstance(error, RuntimeError) and "can't allocate memory" in str(error):
+            return "failed", f"your code tried to use more memory than the limit ({MEMORY_GB:g} GB)"
         return "failed", f"your code raised {type(error).__name__}: {error}{_student_frame(error, sub.workdir)}"
 
 
@@ -75,13 +100,14 @@ def main(argv=None):
     argv = argv if argv is not None else sys.argv[1:]
     tree, fd, test_ids = argv[0], int(argv[1]), argv[2:]
     channel = os.fdopen(fd, "w", buffering=1)
+    resource.setrlimit(resource.RLIMIT_AS, (int(MEMORY_GB * 2**30),) * 2)
     checks = all_checks()
     sub = Submission(tree)
     signal.signal(signal.SIGALRM, _on_alarm)
     try:
         for test_id in test_ids:
             seed_everything()
-            captured = io.StringIO()
+            captured = CappedOutput()
             start = time.time()
             signal.alarm(TEST_SECONDS)
             try:
@@ -89,9 +115,9 @@ def main(argv=None):
                     status, message = run_check(checks[test_id], sub)
             finally:
                 signal.alarm(0)
-            printed = captured.getvalue().strip()
+            printed = captured.getvalue()
             if printed and status == "failed":
-                message += f"\nYour code printed:\n{printed[:OUTPUT_LIMIT]}" + (" [...]" if len(printed) > OUTPUT_LIMIT else "")
+                message += f"\nYour code printed:\n{printed}"
             channel.write(json.dumps({"id": test_id, "status": status, "output": message,
                                       "seconds": time.time() - start}) + "\n")
     finally:

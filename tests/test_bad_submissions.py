@@ -1,0 +1,63 @@
+"""Broken submissions are graded to completion within their time bound, with a message naming
+the problem. Grow this list whenever a new way to break grading is found."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import ROOT, SOLUTION
+
+FORWARD = "        embeddings = self.embedding(word)  # (batch, embed_dim)\n"
+BAD = [
+    # name, text inserted at the start of Decoder.forward (or at import), words of the message
+    ("infinite loop", FORWARD, "        while True:\n            pass\n", "timed out after 4 s"),
+    ("huge allocation", FORWARD, "        torch.ones(2 ** 36)\n", "more memory than the limit"),
+    ("NaN output", "        return scores, h, c\n", "        scores = scores * float('nan')\n", "NaN"),
+    ("CUDA-only code", FORWARD, "        word = word.cuda()\n", "your code raised"),
+    ("os._exit in a test", FORWARD, "        import os; os._exit(0)\n", "grading process stopped"),
+]
+
+
+def _tree(tmp_path, anchor, insert):
+    tree = tmp_path / "student"
+    tree.mkdir()
+    for name in ("h2-q2.py", "decoder.py", "decoder_with_attention.py"):
+        shutil.copy(SOLUTION / name, tree / name)
+    text = (tree / "decoder.py").read_text()
+    assert text.count(anchor) == 1
+    (tree / "decoder.py").write_text(text.replace(anchor, insert + anchor))
+    return tree
+
+
+def _grade(tree, out, seconds):
+    env = dict(os.environ, HW2_TEST_SECONDS=str(seconds), HW2_QUESTION_SECONDS="120")
+    start = time.time()
+    result = subprocess.run([sys.executable, "-m", "autograder", "grade", str(tree), "--out", str(out), "--only", "3.1a,3.1b"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads((out / "results.json").read_text()), time.time() - start
+
+
+@pytest.mark.parametrize("name, anchor, insert, words", BAD, ids=[b[0] for b in BAD])
+def test_bad_decoder_is_graded_to_completion(tmp_path, name, anchor, insert, words):
+    results, seconds = _grade(_tree(tmp_path, anchor, insert), tmp_path / "out", seconds=4)
+    decoder_tests = [t for t in results["tests"] if t["number"] == "3.1a" and t["extra_data"]["id"] != "3.1a-bleu"]
+    assert all(t["score"] == 0 for t in decoder_tests), name
+    assert any(words in t["output"] for t in decoder_tests), [t["output"][:200] for t in decoder_tests]
+    # the other question keeps its points (its training test is left out here: it needs more than 4 s)
+    other = [t for t in results["tests"] if t["number"] == "3.1b" and t["extra_data"]["id"] != "3.1b-bleu"]
+    assert all(t["status"] == "passed" for t in other), [t["output"][:200] for t in other if t["status"] != "passed"]
+    assert seconds < 240
+
+
+def test_output_flood_is_truncated(tmp_path):
+    tree = _tree(tmp_path, "import torch\n", "print('x' * 50_000_000)\nraise ValueError('after the flood')\n")
+    results, _ = _grade(tree, tmp_path / "out", seconds=20)
+    outputs = [t["output"] for t in results["tests"] if t["number"] == "3.1a"]
+    assert all("after the flood" in o for o in outputs)
+    assert (tmp_path / "out" / "results.json").stat().st_size < 100_000
