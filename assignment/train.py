@@ -10,6 +10,7 @@ The last line printed is `Test BLEU-4: 0.xxxx`.
 """
 
 import argparse
+import copy
 import time
 import warnings
 from pathlib import Path
@@ -199,6 +200,7 @@ def main(argv=None):
     steps_per_epoch = (len(pairs) + opt.batch_size - 1) // opt.batch_size
 
     history = {"epoch": [], "train_loss": [], "val_bleu4": [], "val_corpus_bleu4": []}
+    best = {"epoch": 0, "val_bleu4": -1.0, "state": None}  # the epoch with the best validation BLEU-4
     start = time.time()
     for epoch in range(1, opt.epochs + 1):
         batches = caption_batches(pairs, features, opt.batch_size, generator, vocab.pad)
@@ -208,7 +210,12 @@ def main(argv=None):
             history[key].append(value)
         print(f"epoch {epoch}: training loss {loss:.4f}, validation BLEU-4 {val_bleu:.4f} "
               f"(corpus {val_corpus:.4f})", flush=True)
+        if val_bleu > best["val_bleu4"]:
+            best = {"epoch": epoch, "val_bleu4": val_bleu, "state": copy.deepcopy(model.state_dict())}
 
+    # test (and the captions below) with the model of the best validation epoch
+    model.load_state_dict(best["state"])
+    print(f"using the model of epoch {best['epoch']} (best validation BLEU-4 {best['val_bleu4']:.4f})")
     test_bleu, test_corpus, hypotheses = evaluate(model, test_images, features, vocab, dataset.max_caption_length)
     seconds = time.time() - start
 
@@ -226,7 +233,7 @@ def main(argv=None):
         for image, caption, alpha in zip(showcase, words, alphas):
             attention_figure(utils.sydney_image_path(image.stem), caption, alpha[:len(caption) + 1],
                              output_dir / f"attention-{image.stem}.png")
-    utils.save_json({"config": vars(opt), **history, "test_bleu4": test_bleu, "test_corpus_bleu4": test_corpus,
+    utils.save_json({"config": vars(opt), **history, "best_epoch": best["epoch"], "test_bleu4": test_bleu, "test_corpus_bleu4": test_corpus,
                      "showcase": {image.stem: " ".join(c) for image, c in zip(showcase, words)},
                      "train_seconds": seconds}, output_dir / "metrics.json")
     print(f"Outputs in {output_dir}/; test corpus BLEU-4 {test_corpus:.4f}")
