@@ -17,7 +17,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -28,8 +27,23 @@ SEEDS = (42, 43, 44)
 TARGET = 0.52
 
 
-def train(tree, layer, decoder, seed, out_root, extra):
+def _finished(out, layer, decoder, seed):
+    """metrics.json of a finished run of this (layer, decoder, seed) with the default recipe, or None."""
+    try:
+        metrics = json.loads((out / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+    config = metrics["config"]
+    same = (config["features_layer"] == layer and config["seed"] == seed and config["epochs"] == 6
+            and config["use_attention"] == (decoder == "attention") and config["train_limit"] is None)
+    return metrics if same else None
+
+
+def train(tree, layer, decoder, seed, out_root, extra, reuse=False):
     out = out_root / f"{layer}-{decoder}-seed{seed}"
+    if reuse and not extra and (metrics := _finished(out, layer, decoder, seed)):
+        print(f"  {layer:6s} {decoder:12s} seed {seed}: test BLEU-4 {metrics['test_bleu4']:.4f} (finished run reused)")
+        return metrics
     out.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, str(Path(tree) / "train.py"), "--features_layer", layer, "--seed", str(seed),
            "--output_dir", str(out)] + (["--use_attention"] if decoder == "attention" else []) + extra
@@ -37,6 +51,7 @@ def train(tree, layer, decoder, seed, out_root, extra):
     with open(out / "log.txt", "w") as log:
         subprocess.run(cmd, stdout=log, stderr=subprocess.DEVNULL, env=env, check=True)
     metrics = json.loads((out / "metrics.json").read_text())
+    metrics["finished_at"] = (out / "metrics.json").stat().st_mtime
     print(f"  {layer:6s} {decoder:12s} seed {seed}: test BLEU-4 {metrics['test_bleu4']:.4f} "
           f"({metrics['train_seconds']:.0f} s)", flush=True)
     return metrics
@@ -48,7 +63,7 @@ def summary(values):
     return mean, spread
 
 
-def write_table(runs, layers, seeds, wall, jobs, path):
+def write_table(runs, layers, seeds, wall, path):
     encoder_dims = features.ENCODERS[features.DEFAULT_ENCODER]["layers"]
     lines = [
         "# Question 3: the reported BLEU-4, reproduced and beaten",
@@ -58,8 +73,9 @@ def write_table(runs, layers, seeds, wall, jobs, path):
         f"gradient values clipped at 5; the model of the epoch with the best validation BLEU-4 is tested; greedy decoding; BLEU-4 = mean nltk sentence BLEU against the 5 "
         f"references (no smoothing), test split (58 images). Encoder: frozen {features.DEFAULT_ENCODER} "
         f"on {features.IMAGE_SIZE}x{features.IMAGE_SIZE} images (16x16 = 256 locations). Seeds {', '.join(map(str, seeds))}.",
-        f"Measured with `python -m experiments.sweep_q3 --layers {','.join(layers)}` ({jobs} runs at a time, one "
-        f"thread each, 2 cores): {wall / 60:.1f} min wall time.",
+        f"Measured with `python -m experiments.sweep_q3 --layers {','.join(layers)}` (one thread per run, 2 cores): "
+        f"{wall / 60:.1f} min wall time from the first run's start to the last run's end; one run's training took "
+        f"{min(r['train_seconds'] for r in runs.values()) / 60:.0f} to {max(r['train_seconds'] for r in runs.values()) / 60:.0f} min.",
         "",
         "| encoder layer | decoder | reported | our test BLEU-4, mean ± std | per seed | best epoch per seed | corpus BLEU-4 (mean) |",
         "|---|---|---|---|---|---|---|",
@@ -102,6 +118,7 @@ def main(argv=None):
     parser.add_argument("--layers", default=features.DEFAULT_LAYER, help="comma-separated encoder layers")
     parser.add_argument("--seeds", default=",".join(map(str, SEEDS)))
     parser.add_argument("--results", default="results")
+    parser.add_argument("--reuse", action="store_true", help="reuse finished runs found in outputs/sweep-q3")
     args, extra = parser.parse_known_args(argv)  # anything else goes to train.py (e.g. --epochs 1)
 
     layers = args.layers.split(",")
@@ -114,15 +131,17 @@ def main(argv=None):
     keys = sorted(((layer, decoder, seed) for layer in layers for decoder in REPORTED for seed in seeds),
                   key=lambda key: (key[1] != "attention", -dims.get(key[0], 0)))
     print(f"Training {len(keys)} decoders, {args.jobs} at a time (logs in {out_root}/)", flush=True)
-    start = time.time()
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        futures = {key: pool.submit(train, args.tree, *key, out_root, extra) for key in keys}
+        futures = {key: pool.submit(train, args.tree, *key, out_root, extra, args.reuse) for key in keys}
         runs = {key: future.result() for key, future in futures.items()}
-    wall = time.time() - start
+    # wall time from the runs themselves, so that reused runs count as they ran
+    for key, metrics in runs.items():
+        metrics.setdefault("finished_at", (out_root / f"{key[0]}-{key[1]}-seed{key[2]}" / "metrics.json").stat().st_mtime)
+    wall = max(m["finished_at"] for m in runs.values()) - min(m["finished_at"] - m["train_seconds"] for m in runs.values())
 
     results = Path(args.results)
     (results / "q3").mkdir(parents=True, exist_ok=True)
-    layer = write_table(runs, layers, seeds, wall, args.jobs, results / "q3_table.md")
+    layer = write_table(runs, layers, seeds, wall, results / "q3_table.md")
     for decoder in REPORTED:
         for png in (out_root / f"{layer}-{decoder}-seed{seeds[0]}").glob("*.png"):
             name = png.name if png.name.startswith("attention-") else f"{decoder}-{png.name}"
