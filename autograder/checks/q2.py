@@ -1,13 +1,12 @@
 """Checks of Question 2.2: the CNN and train_batch of `h2-q2.py`."""
 
 import copy
-import time
 
 import torch
 import torch.nn as nn
 
 from autograder import calibration
-from autograder.checks import check
+from autograder.checks import check, count_layer_calls, median_seconds
 from autograder.compare import CheckFailure, NotRun, expect_close, expect_float, expect_tensor, fail
 
 FILE = "h2-q2.py"
@@ -153,33 +152,12 @@ def gradients(sub):
              "differences (a non-differentiable step, or values modified in place?)")
 
 
-def _count_calls(model, run):
-    counts = {}
-    handles = [module.register_forward_hook(lambda m, i, o, name=name: counts.__setitem__(name, counts.get(name, 0) + 1))
-               for name, module in model.named_modules() if isinstance(module, (nn.Conv2d, nn.Linear))]
-    try:
-        run()
-    finally:
-        for handle in handles:
-            handle.remove()
-    return counts
-
-
-def _median_seconds(function, repeats=7):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
-
-
 @check("2.2-vectorized")
 def vectorized(sub):
     model = _student_cnn(sub).eval()
     x = _images(32)
     with torch.no_grad():
-        counts = _count_calls(model, lambda: model(x))
+        counts = count_layer_calls(model, lambda: model(x), (nn.Conv2d, nn.Linear))
         looped = {name: n for name, n in counts.items() if n > 1}
         if looped:
             name, n = max(looped.items(), key=lambda item: item[1])
@@ -188,7 +166,7 @@ def vectorized(sub):
         reference = sub.reference(FILE).CNN(0.3).eval()
         x = _images(64)
         model(x), reference(x)  # warm-up
-        ratio = _median_seconds(lambda: model(x)) / _median_seconds(lambda: reference(x))
+        ratio = median_seconds(lambda: model(x)) / median_seconds(lambda: reference(x))
     if ratio > 5:
         fail(f"your forward on a batch of 64 takes {ratio:.1f} times as long as a vectorized one (allowed: 5x); "
              f"avoid Python loops over examples or pixels")

@@ -1,13 +1,11 @@
 """Checks of Questions 3.1a (`decoder.py`) and 3.1b (`decoder_with_attention.py`)."""
 
-import time
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from autograder import calibration
-from autograder.checks import check
+from autograder.checks import check, count_layer_calls, median_seconds
 from autograder.compare import CheckFailure, NotRun, expect_close, expect_tensor, fail
 
 DECODER, ATTENTION = "decoder.py", "decoder_with_attention.py"
@@ -271,30 +269,17 @@ def attention_vectorized(sub):
     reference = _attention(sub, encoder_dim, decoder_dim, 100, reference=True)
     encoder_out = torch.randn(batch, locations, encoder_dim, generator=_gen(0))
     hidden = torch.randn(batch, decoder_dim, generator=_gen(1))
-    counts = {}
-    handles = [m.register_forward_hook(lambda m, i, o, name=name: counts.__setitem__(name, counts.get(name, 0) + 1))
-               for name, m in attention.named_modules() if isinstance(m, nn.Linear)]
     with torch.no_grad():
-        try:
-            _context("Attention.forward", attention, encoder_out, hidden)
-        finally:
-            for handle in handles:
-                handle.remove()
+        counts = count_layer_calls(attention, lambda: _context("Attention.forward", attention, encoder_out, hidden),
+                                   nn.Linear)
         looped = {name: n for name, n in counts.items() if n > 1}
         if looped:
             name, n = max(looped.items(), key=lambda item: item[1])
             fail(f"layer {name} ran {n} times in one call with a batch of {batch} and {locations} locations: the "
                  f"attention loops over the batch or the locations; apply it once to the whole tensor")
-        times = {}
-        for name, net in (("yours", attention), ("vectorized", reference)):
-            net(encoder_out, hidden)
-            samples = []
-            for _ in range(5):
-                start = time.perf_counter()
-                net(encoder_out, hidden)
-                samples.append(time.perf_counter() - start)
-            times[name] = sorted(samples)[2]
-    ratio = times["yours"] / times["vectorized"]
+        attention(encoder_out, hidden), reference(encoder_out, hidden)  # warm-up
+        ratio = median_seconds(lambda: attention(encoder_out, hidden), 5) / median_seconds(
+            lambda: reference(encoder_out, hidden), 5)
     if ratio > 5:
         fail(f"one attention step takes {ratio:.1f} times as long as a vectorized one (allowed: 5x) for a batch of "
              f"{batch} with {locations} locations; avoid Python loops over examples or locations")
