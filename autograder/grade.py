@@ -14,7 +14,7 @@ from pathlib import Path
 from autograder import calibration
 from autograder import rubric as rubric_module
 from autograder import sandbox
-from autograder.results import FAILED, NOT_RUN, PASSED, GradingResults, TestResult
+from autograder.results import FAILED, PASSED, GradingResults, TestResult
 
 QUESTION_SECONDS = int(os.environ.get("HW2_QUESTION_SECONDS", 600))
 

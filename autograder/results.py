@@ -2,7 +2,7 @@
 `results.json` (Gradescope's autograder format), `feedback.md` for the student, the summary table."""
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 PASSED, FAILED, NOT_RUN = "passed", "failed", "not run"
@@ -76,7 +76,7 @@ class GradingResults:
         }
 
     def feedback_markdown(self):
-        lines = [f"# Homework 2 feedback", "", f"**{self.headline()}**", ""]
+        lines = ["# Homework 2 feedback", "", f"**{self.headline()}**", ""]
         totals = self.by_question()
         for number, title in self.questions.items():
             if number not in totals:

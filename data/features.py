@@ -120,6 +120,16 @@ def cache_path(encoder, layer, key, cache_dir=CACHE_DIR):
     return features_dir(cache_dir) / f"{encoder}-{layer}-{IMAGE_SIZE}px-{key}.pt"
 
 
+def _cached_paths(dataset_dir, encoder, layer, cache_dir):
+    """(images, image paths, {layer: cache file}) for every layer of `encoder`."""
+    _check_choice(encoder, layer)
+    images = sydney_captions.load_images(dataset_dir)
+    paths = [sydney_captions.image_path(image.stem, dataset_dir) for image in images]
+    targets = {name: cache_path(encoder, name, cache_key(encoder, name, paths), cache_dir)
+               for name in ENCODERS[encoder]["layers"]}
+    return images, paths, targets
+
+
 def _check_choice(encoder, layer):
     if encoder not in ENCODERS:
         raise DataError(f"unknown encoder {encoder!r}; choose one of {', '.join(ENCODERS)}")
@@ -135,11 +145,8 @@ def extract(dataset_dir=None, encoder=DEFAULT_ENCODER, layer=DEFAULT_LAYER, cach
     """
     from tqdm import tqdm
 
-    _check_choice(encoder, layer)
-    images = sydney_captions.load_images(dataset_dir)
-    paths = [sydney_captions.image_path(image.stem, dataset_dir) for image in images]
-    keys = {name: cache_key(encoder, name, paths) for name in ENCODERS[encoder]["layers"]}
-    wanted = cache_path(encoder, layer, keys[layer], cache_dir)
+    images, paths, targets = _cached_paths(dataset_dir, encoder, layer, cache_dir)
+    wanted = targets[layer]
     if wanted.is_file():
         return wanted
 
@@ -156,9 +163,9 @@ def extract(dataset_dir=None, encoder=DEFAULT_ENCODER, layer=DEFAULT_LAYER, cach
 
     features_dir(cache_dir).mkdir(parents=True, exist_ok=True)
     for name, parts in outputs.items():
-        target = cache_path(encoder, name, keys[name], cache_dir)
+        target = targets[name]
         payload = {"features": torch.cat(parts), "stems": [image.stem for image in images],
-                   "encoder": encoder, "layer": name, "image_size": IMAGE_SIZE, "key": keys[name]}
+                   "encoder": encoder, "layer": name, "image_size": IMAGE_SIZE}
         with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".tmp", delete=False) as tmp:
             torch.save(payload, tmp)
         os.chmod(tmp.name, 0o644)
@@ -172,10 +179,7 @@ def load(dataset_dir=None, encoder=DEFAULT_ENCODER, layer=DEFAULT_LAYER, cache_d
     """Features (613, num_locations, encoder_dim) float32, rows in imgid order; extracted if needed
     (or, with extract_if_missing=False, a DataError saying to run `make features`)."""
     if not extract_if_missing:
-        _check_choice(encoder, layer)
-        images = sydney_captions.load_images(dataset_dir)
-        paths = [sydney_captions.image_path(image.stem, dataset_dir) for image in images]
-        path = cache_path(encoder, layer, cache_key(encoder, layer, paths), cache_dir)
+        path = _cached_paths(dataset_dir, encoder, layer, cache_dir)[2][layer]
         if not path.is_file():
             raise DataError(f"the {encoder} features of these images are not cached ({path.name} is missing): "
                             f"run `make features`.")

@@ -1,6 +1,5 @@
 """Sydney-Captions: splits, vocabulary, and clear messages for a broken dataset folder."""
 
-import json
 import shutil
 
 import pytest

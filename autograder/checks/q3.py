@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from autograder import calibration
 from autograder.checks import check, count_layer_calls, median_seconds
-from autograder.compare import CheckFailure, NotRun, expect_close, expect_tensor, fail
+from autograder.compare import NotRun, expect_close, expect_tensor, fail
 
 DECODER, ATTENTION = "decoder.py", "decoder_with_attention.py"
 # (batch, num_locations, encoder_dim, decoder_dim, embed_dim, attention_dim, vocab_size)
