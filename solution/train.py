@@ -40,6 +40,11 @@ def parse_args(argv=None):
     parser.add_argument("--dropout", type=float, default=0.5)
     parser.add_argument("--grad_clip", type=float, default=5.0, help="clip gradient values to +-grad_clip")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--lr_decay", type=float, default=1.0,
+                        help="multiply the learning rate by this after every epoch (default 1: constant)")
+    parser.add_argument("--attention_reg", type=float, default=0.0,
+                        help="weight of the doubly stochastic attention penalty of Show, Attend and Tell, "
+                             "mean((1 - sum over steps of each location's weight)^2) (default 0: off)")
     parser.add_argument("--encoder", default=None, help="feature encoder (default: efficientnet-lite0)")
     parser.add_argument("--features_layer", default=None, help="encoder layer (default: head)")
     parser.add_argument("--train_limit", type=int, default=None,
@@ -76,15 +81,20 @@ def caption_batches(pairs, features, batch_size, generator, pad):
         yield features[[imgid for imgid, _ in batch]], captions, lengths
 
 
-def train_epoch(model, batches, optimizer, criterion, grad_clip, total):
+def train_epoch(model, batches, optimizer, criterion, grad_clip, total, attention_reg=0.0):
     """One epoch of teacher forcing; returns the mean loss per batch."""
     model.train()
     losses = []
+    alphas = []  # attention weights of each step, (active, num_locations), when attention_reg > 0
+    hook = None
+    if attention_reg > 0:
+        hook = model.attention.softmax.register_forward_hook(lambda module, inputs, output: alphas.append(output))
     for encoder_out, captions, lengths in tqdm(batches, total=total, desc="training", leave=False):
         # forward, one time step at a time, dropping captions that have ended
         decode_lengths = (lengths - 1).tolist()  # predict every token after <start_seq>
         h, c = model.init_hidden_state(encoder_out)  # (b, decoder_dim) each
         scores = torch.zeros(len(captions), decode_lengths[0], model.vocab_size)  # (b, steps, vocab_size)
+        alphas.clear()
         for t in range(decode_lengths[0]):
             active = sum(length > t for length in decode_lengths)
             step_scores, h, c = model(captions[:active, t], h[:active], c[:active], encoder_out[:active])
@@ -94,6 +104,11 @@ def train_epoch(model, batches, optimizer, criterion, grad_clip, total):
         targets = captions[:, 1:]  # (b, steps)
         loss = criterion(pack_padded_sequence(scores, decode_lengths, batch_first=True).data,
                          pack_padded_sequence(targets, decode_lengths, batch_first=True).data)
+        if attention_reg > 0:  # every location should receive a total weight of about 1 over the caption
+            total_weight = torch.zeros(encoder_out.shape[:2])  # (b, num_locations)
+            for step in alphas:
+                total_weight[:len(step)] += step
+            loss = loss + attention_reg * ((1 - total_weight) ** 2).mean()
 
         # backward, clip, step
         optimizer.zero_grad()
@@ -101,6 +116,8 @@ def train_epoch(model, batches, optimizer, criterion, grad_clip, total):
         nn.utils.clip_grad_value_(model.parameters(), grad_clip)
         optimizer.step()
         losses.append(loss.item())
+    if hook is not None:
+        hook.remove()
     return sum(losses) / len(losses)
 
 
@@ -195,7 +212,10 @@ def main(argv=None):
 
     model = build_model(opt, len(vocab), features.shape[-1])
     optimizer = torch.optim.Adam(model.parameters(), lr=opt.learning_rate)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=opt.lr_decay)
     criterion = nn.CrossEntropyLoss()
+    if opt.attention_reg > 0 and not opt.use_attention:
+        raise SystemExit("--attention_reg needs --use_attention")
     generator = torch.Generator().manual_seed(opt.seed)
     steps_per_epoch = (len(pairs) + opt.batch_size - 1) // opt.batch_size
 
@@ -204,7 +224,8 @@ def main(argv=None):
     start = time.time()
     for epoch in range(1, opt.epochs + 1):
         batches = caption_batches(pairs, features, opt.batch_size, generator, vocab.pad)
-        loss = train_epoch(model, batches, optimizer, criterion, opt.grad_clip, steps_per_epoch)
+        loss = train_epoch(model, batches, optimizer, criterion, opt.grad_clip, steps_per_epoch, opt.attention_reg)
+        scheduler.step()
         val_bleu, val_corpus, _ = evaluate(model, val_images, features, vocab, dataset.max_caption_length)
         for key, value in zip(history, (epoch, loss, val_bleu, val_corpus)):
             history[key].append(value)
