@@ -20,7 +20,7 @@ export SYDNEY_DIR
 FEATURES_IF_DATA = $(if $(SYDNEY_DIR),$(PY) -m data features --encoder $(ENCODER) --layer $(LAYER),@echo "SYDNEY_DIR is not set: Question 3's data-dependent tests will not run")
 
 .DEFAULT_GOAL := help
-.PHONY: grade grade-all bench-grade-all calibrate bench-grade help setup data features assignment train-q2 sweep-q2 bench-q2 train-q3 sweep-q3 bench-q3 test clean
+.PHONY: release gradescope grade grade-all bench-grade-all calibrate bench-grade help setup data features assignment train-q2 sweep-q2 bench-q2 train-q3 sweep-q3 bench-q3 test clean
 
 grade: data  ## grade a tree: make grade [STUDENT=solution] [OUT=grades/<name>] [ONLY=2.2,3.1b]
 	$(FEATURES_IF_DATA)
@@ -38,6 +38,12 @@ calibrate: data features  ## re-measure the thresholds of the training tests (au
 
 bench-grade: data features  ## wall time of grading solution/, split by question
 	$(PY) -m experiments.bench_grade
+
+# OUT given on the command line or in the environment, else dist/homework2
+RELEASE_OUT = $(if $(filter command line environment,$(origin OUT)),$(OUT),dist/homework2)
+
+release: assignment  ## build the students' repository: make release [OUT=dist/homework2]
+	$(PY) -m autograder release $(RELEASE_OUT)
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'

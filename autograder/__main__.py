@@ -4,6 +4,7 @@
     grade-all <dir> [--out DIR] [--jobs N]       grade a class, write gradebook.csv
     generate <solution> <assignment>             generate the student tree from the reference
     calibrate [--only 2.2-accuracy,...]          re-measure the thresholds of the training tests
+    release <dir>                                build the students' repository
 """
 
 import argparse
@@ -29,6 +30,8 @@ def main(argv=None):
     gen.add_argument("student", help="student tree to (re)write, e.g. assignment")
     cal = sub.add_parser("calibrate", help="re-measure the thresholds of the training tests")
     cal.add_argument("--only", help="comma-separated test ids")
+    rel = sub.add_parser("release", help="build the students' repository (skeletons, provided code, public tests)")
+    rel.add_argument("out", help="folder to (re)write, e.g. dist/homework2")
     args = parser.parse_args(argv)
 
     if args.command == "grade":
@@ -67,6 +70,15 @@ def main(argv=None):
         from autograder.calibration import calibrate
 
         calibrate(args.only.split(",") if args.only else None)
+    elif args.command == "release":
+        from autograder.release import build
+
+        try:
+            files = build(args.out)
+        except ValueError as error:
+            sys.exit(f"error: {error}")
+        print(f"wrote the students' repository to {args.out}/ ({len(files)} files); `cd {args.out} && make test` "
+              f"runs its public tests")
 
 
 if __name__ == "__main__":

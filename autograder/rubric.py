@@ -26,6 +26,7 @@ class Test:
     name: str
     points: float
     visibility: str
+    public: bool = False  # shipped to students as a public test
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,10 @@ class Rubric:
             raise RubricError(f"unknown question(s) {', '.join(sorted(unknown))}; the rubric has "
                               f"{', '.join(self.questions)}")
         return [test for test in self.tests if test.question in only]
+
+    def public_tests(self):
+        """The tests shipped to students as public tests, in the order of the file."""
+        return [test for test in self.tests if test.public]
 
     def max_points(self, question=None):
         return sum(t.points for t in self.tests if question is None or t.question == question)
@@ -72,6 +77,12 @@ def load(path=RUBRIC_FILE):
             raise RubricError(f"{where}: visibility {entry['visibility']!r} is not one of {', '.join(VISIBILITIES)}")
         if not isinstance(entry["points"], (int, float)) or entry["points"] < 0:
             raise RubricError(f"{where}: points must be a non-negative number")
+        if not isinstance(entry.get("public", False), bool):
+            raise RubricError(f"{where}: public must be true or false")
+        unknown = set(entry) - {"id", "question", "name", "points", "visibility", "public"}
+        if unknown:
+            raise RubricError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
         seen.add(entry["id"])
-        tests.append(Test(entry["id"], entry["question"], entry["name"], float(entry["points"]), entry["visibility"]))
+        tests.append(Test(entry["id"], entry["question"], entry["name"], float(entry["points"]), entry["visibility"],
+                          entry.get("public", False)))
     return Rubric(questions, tests)

@@ -16,13 +16,11 @@ import resource
 import signal
 import sys
 import time
-import traceback
 
 import numpy as np
 import torch
 
-from autograder.checks import all_checks
-from autograder.compare import CheckFailure, NotRun
+from autograder.checks import TestTimeout, all_checks, outcome
 from autograder.submission import Submission
 
 TEST_SECONDS = int(os.environ.get("HW2_TEST_SECONDS", 150))
@@ -30,10 +28,6 @@ MEMORY_GB = float(os.environ.get("HW2_MEMORY_GB", 8))  # address-space limit of 
 # one thread: faster than two for these small models, and safe when submissions are graded in parallel
 torch.set_num_threads(int(os.environ.get("HW2_THREADS", 1)))
 OUTPUT_LIMIT = 1500
-
-
-class TestTimeout(Exception):
-    pass
 
 
 class CappedOutput(io.TextIOBase):
@@ -67,33 +61,9 @@ def seed_everything(seed=0):
     torch.manual_seed(seed)
 
 
-def _student_frame(error, workdir):
-    frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename.startswith(str(workdir))]
-    return f" ({os.path.basename(frames[-1].filename)}, line {frames[-1].lineno}, in {frames[-1].name})" if frames else ""
-
-
 def run_check(function, sub):
-    """(status, message) of one check."""
-    try:
-        message = function(sub)
-        return "passed", message or ""
-    except NotRun as error:
-        return "not run", str(error)
-    except CheckFailure as error:
-        return "failed", str(error)
-    except NotImplementedError as error:
-        text = str(error) or "a function raised NotImplementedError"
-        return "failed", text if "not implemented yet" in text else f"not implemented yet: {text}"
-    except TestTimeout:
-        return "failed", f"timed out after {TEST_SECONDS} s (an infinite loop, or far too slow?)"
-    except RecursionError:
-        return "failed", "your code recursed without end (RecursionError)"
-    except MemoryError:
-        return "failed", f"your code tried to use more memory than the limit ({MEMORY_GB:g} GB)"
-    except BaseException as error:  # the student's code raised: report where
-        if isinstance(error, RuntimeError) and "can't allocate memory" in str(error):
-            return "failed", f"your code tried to use more memory than the limit ({MEMORY_GB:g} GB)"
-        return "failed", f"your code raised {type(error).__name__}: {error}{_student_frame(error, sub.workdir)}"
+    """(status, message) of one check, under this process's limits."""
+    return outcome(function, sub, TEST_SECONDS, MEMORY_GB)
 
 
 def main(argv=None):

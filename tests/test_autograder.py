@@ -32,6 +32,23 @@ def test_rubric_matches_the_checks():
     assert set(rubric.questions) == {"2.2", "3.1a", "3.1b"}
 
 
+def test_public_tests_are_exactly_the_checks_of_the_public_modules():
+    # the public modules ship to students: a hidden check there would leak, a public test outside would be missing
+    rubric = rubric_module.load()
+    checks = all_checks()
+    for test in rubric.tests:
+        module = checks[test.id].__module__.rsplit(".", 1)[-1]
+        assert module.startswith("public_") == test.public, f"{test.id} is in {module} but public = {test.public}"
+    assert {t.question for t in rubric.public_tests()} == set(rubric.questions), "every question has public tests"
+
+
+def test_rubric_rejects_an_unknown_key(tmp_path):
+    text = rubric_module.RUBRIC_FILE.read_text().replace("\npublic = true", "\npublik = true", 1)
+    (tmp_path / "rubric.toml").write_text(text)
+    with pytest.raises(rubric_module.RubricError, match="unknown key.*publik"):
+        rubric_module.load(tmp_path / "rubric.toml")
+
+
 def test_rubric_rejects_an_unknown_visibility(tmp_path):
     text = rubric_module.RUBRIC_FILE.read_text().replace('visibility = "visible"', 'visibility = "public"', 1)
     (tmp_path / "rubric.toml").write_text(text)

@@ -2,12 +2,22 @@
 
 A check receives the `Submission` (the student's modules and the reference's) and passes by
 returning, fails by raising CheckFailure (see autograder.compare), or is not run by raising
-NotRun. Checks for a question live in `q2.py` and `q3.py`.
+NotRun. The checks that need neither the reference nor data live in `public_q2.py` and
+`public_q3.py` (the students' repository ships them as its public tests); the others in `q2.py`
+and `q3.py`.
 """
 
+import os
 import time
+import traceback
+
+from autograder.compare import CheckFailure, NotRun
 
 REGISTRY = {}
+
+
+class TestTimeout(Exception):
+    """Raised (by the caller's alarm) in a check that ran past its time limit."""
 
 
 def check(test_id):
@@ -23,8 +33,13 @@ def check(test_id):
 
 
 def all_checks():
-    from autograder.checks import q2, q3  # noqa: F401  (registers them)
+    """Every check of the modules in this package: public_q2/public_q3 (shipped to students as
+    their public tests) and q2/q3 (hidden); the students' copy holds the public ones only."""
+    import importlib
+    import pkgutil
 
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")  # registers its checks
     return REGISTRY
 
 
@@ -49,3 +64,35 @@ def median_seconds(function, repeats=7):
         function()
         times.append(time.perf_counter() - start)
     return sorted(times)[len(times) // 2]
+
+
+def _student_frame(error, workdir):
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename.startswith(str(workdir))]
+    return f" ({os.path.basename(frames[-1].filename)}, line {frames[-1].lineno}, in {frames[-1].name})" if frames else ""
+
+
+def outcome(function, sub, seconds=None, memory_gb=None):
+    """(status, message) of running one check: "passed", "failed" or "not run", and the message the
+    student reads. `seconds` and `memory_gb` are the limits the caller enforces (for the messages)."""
+    limit = f"the limit ({memory_gb:g} GB)" if memory_gb else "this machine has"
+    too_much_memory = f"your code tried to use more memory than {limit}"
+    try:
+        message = function(sub)
+        return "passed", message or ""
+    except NotRun as error:
+        return "not run", str(error)
+    except CheckFailure as error:
+        return "failed", str(error)
+    except NotImplementedError as error:
+        text = str(error) or "a function raised NotImplementedError"
+        return "failed", text if "not implemented yet" in text else f"not implemented yet: {text}"
+    except TestTimeout:
+        return "failed", f"timed out after {seconds} s (an infinite loop, or far too slow?)"
+    except RecursionError:
+        return "failed", "your code recursed without end (RecursionError)"
+    except MemoryError:
+        return "failed", too_much_memory
+    except BaseException as error:  # the student's code raised: report where
+        if isinstance(error, RuntimeError) and "can't allocate memory" in str(error):
+            return "failed", too_much_memory
+        return "failed", f"your code raised {type(error).__name__}: {error}{_student_frame(error, sub.workdir)}"

@@ -1,4 +1,5 @@
-"""Checks of Question 2.2: the CNN and train_batch of `h2-q2.py`."""
+"""Hidden checks of Question 2.2 (`h2-q2.py`): equivalence with the reference, dropout, vectorization,
+train_batch and the accuracy threshold. The public ones are in `public_q2.py`."""
 
 import copy
 
@@ -7,21 +8,8 @@ import torch.nn as nn
 
 from autograder import calibration
 from autograder.checks import check, count_layer_calls, median_seconds
-from autograder.compare import CheckFailure, NotRun, expect_close, expect_float, expect_tensor, fail
-
-FILE = "h2-q2.py"
-PARAMETERS = 769_930
-
-
-def _student_cnn(sub, dropout=0.3):
-    model = sub.student(FILE).CNN(dropout)
-    if not isinstance(model, nn.Module):
-        fail(f"CNN({dropout}) is a {type(model).__name__}; expected an nn.Module")
-    return model
-
-
-def _images(batch, seed=0):
-    return torch.rand(batch, 1, 28, 28, generator=torch.Generator().manual_seed(seed))
+from autograder.checks.public_q2 import FILE, random_images, student_cnn
+from autograder.compare import CheckFailure, NotRun, expect_close, expect_float, fail
 
 
 def _copy_weights(reference, student):
@@ -38,51 +26,13 @@ def _copy_weights(reference, student):
     return by_shape
 
 
-@check("2.2-architecture")
-def architecture(sub):
-    reference = sub.reference(FILE).CNN(0.3)
-    model = _student_cnn(sub)
-    count = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    expected = sorted(tuple(p.shape) for p in reference.parameters())
-    found = sorted(tuple(p.shape) for p in model.parameters())
-    if found != expected:
-        missing = [s for s in expected if s not in found]
-        extra = [s for s in found if s not in expected]
-        fail(f"your CNN has {count:,} trainable parameters in tensors of shapes {found}; the statement's has "
-             f"{PARAMETERS:,}. Missing shapes: {missing or 'none'}; unexpected: {extra or 'none'}. "
-             f"Check kernel sizes, channels and the 1152 -> 600 -> 120 -> 10 linear layers.")
-    if count != PARAMETERS:
-        fail(f"your CNN has {count:,} trainable parameters; expected {PARAMETERS:,} (some are frozen?)")
-
-
-@check("2.2-output-shape")
-def output_shape(sub):
-    model = _student_cnn(sub).eval()
-    for batch in (1, 7, 64):
-        with torch.no_grad():
-            expect_tensor(f"CNN.forward on a batch of {batch} images (shape ({batch}, 1, 28, 28))",
-                          model(_images(batch)), (batch, 10), torch.float32)
-
-
-@check("2.2-log-probabilities")
-def log_probabilities(sub):
-    model = _student_cnn(sub).eval()
-    with torch.no_grad():
-        out = expect_tensor("CNN.forward output", model(_images(16)), (16, 10))
-    sums = out.exp().sum(dim=1)
-    if not torch.allclose(sums, torch.ones(16), atol=1e-4):
-        worst = sums[(sums - 1).abs().argmax()].item()
-        fail(f"exp of each output row must sum to 1 (log-probabilities over the 10 classes); a row sums to "
-             f"{worst:.4g}. Apply log_softmax over dim=1 (the classes) as the last step.")
-
-
 @check("2.2-equivalence")
 def equivalence(sub):
     torch.manual_seed(0)
     reference = sub.reference(FILE).CNN(0.3).eval()
-    model = _student_cnn(sub).eval()
+    model = student_cnn(sub).eval()
     _copy_weights(reference, model)
-    x = _images(12)
+    x = random_images(12)
     y = torch.randint(0, 10, (12,), generator=torch.Generator().manual_seed(1))
     expected = reference(x)
     got = model(x)
@@ -102,8 +52,8 @@ def equivalence(sub):
 @check("2.2-dropout")
 def dropout(sub):
     torch.manual_seed(0)
-    x = _images(32)
-    model = _student_cnn(sub, dropout=0.5)
+    x = random_images(32)
+    model = student_cnn(sub, dropout=0.5)
     model.eval()
     with torch.no_grad():
         if not torch.equal(model(x), model(x)):
@@ -125,37 +75,10 @@ def dropout(sub):
                  hint="Dropout belongs after the ReLU of the 600-unit layer only, once.")
 
 
-@check("2.2-gradients")
-def gradients(sub):
-    torch.manual_seed(0)
-    model = _student_cnn(sub, dropout=0.3).train()
-    out = model(_images(8))
-    expect_tensor("CNN output", out, (8, 10))
-    nn.NLLLoss()(out, torch.arange(8) % 10).backward()
-    for name, parameter in model.named_parameters():
-        if parameter.requires_grad and (parameter.grad is None or parameter.grad.abs().sum() == 0):
-            fail(f"parameter {name} received no gradient after backward: it is not used in the forward pass "
-                 f"(or the graph is broken, e.g. by .detach() or .numpy())")
-    model = model.double().eval()
-    # derivatives along 12 fixed random directions of the input image (all 784 pixels would be slow)
-    base = _images(2).double()
-    directions = torch.randn(12, 2 * 28 * 28, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
-    v = torch.zeros(12, dtype=torch.float64, requires_grad=True)
-    try:
-        ok = torch.autograd.gradcheck(lambda v: model(base + (v @ directions).view(2, 1, 28, 28) * 0.01), (v,),
-                                      eps=1e-6, atol=1e-4, raise_exception=False)
-    except Exception as error:
-        fail(f"gradcheck in float64 could not run ({type(error).__name__}: {error}); the forward must work "
-             f"in float64 when the model is converted with .double()")
-    if not ok:
-        fail("gradcheck in float64: the gradients autograd computes for your forward disagree with finite "
-             "differences (a non-differentiable step, or values modified in place?)")
-
-
 @check("2.2-vectorized")
 def vectorized(sub):
-    model = _student_cnn(sub).eval()
-    x = _images(32)
+    model = student_cnn(sub).eval()
+    x = random_images(32)
     with torch.no_grad():
         counts = count_layer_calls(model, lambda: model(x), (nn.Conv2d, nn.Linear))
         looped = {name: n for name, n in counts.items() if n > 1}
@@ -164,7 +87,7 @@ def vectorized(sub):
             fail(f"layer {name} ran {n} times for one batch of 32 images: the forward loops over the batch. "
                  f"Apply each layer once to the whole (batch, 1, 28, 28) tensor.")
         reference = sub.reference(FILE).CNN(0.3).eval()
-        x = _images(64)
+        x = random_images(64)
         model(x), reference(x)  # warm-up
         ratio = median_seconds(lambda: model(x)) / median_seconds(lambda: reference(x))
     if ratio > 5:
@@ -187,7 +110,7 @@ def diagnose_train_batch(cnn_class, student_train_batch):
     CNN is not charged here a second time."""
     torch.manual_seed(0)
     model = cnn_class(0.0).train()
-    x, y = _images(8), torch.arange(8) % 10
+    x, y = random_images(8), torch.arange(8) % 10
     criterion = nn.NLLLoss()
     before = copy.deepcopy(model)
     for parameter in model.parameters():  # stale gradients a correct step must clear

@@ -1,0 +1,37 @@
+"""The public tests of Homework 2: the same checks, with the same messages, as the autograder's
+tests marked public in the rubric. The autograder also runs hidden tests (equivalence with the
+statement's networks, vectorization, train_batch, short trainings); see README.md.
+
+    make test                                   # all public tests
+    .venv/bin/python -m pytest -k 3.1b          # one question's
+"""
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from autograder.checks import all_checks, outcome
+from autograder.rubric import load
+from autograder.submission import Submission
+
+ROOT = Path(__file__).resolve().parents[1]
+PUBLIC_TESTS = load().public_tests()
+
+
+@pytest.fixture(scope="module")
+def submission():
+    return Submission(ROOT, provided_tree=None)  # your files, where they are
+
+
+@pytest.mark.parametrize("test", PUBLIC_TESTS, ids=[t.id for t in PUBLIC_TESTS])
+def test_public(test, submission, record_property):
+    random.seed(0), np.random.seed(0), torch.manual_seed(0)
+    torch.set_num_threads(1)
+    status, message = outcome(all_checks()[test.id], submission)
+    record_property("possible", test.points)
+    record_property("earned", test.points if status == "passed" else 0)
+    if status != "passed":
+        pytest.fail(f"{test.id} ({test.points:g} points) {test.name}\n    {message}", pytrace=False)

@@ -1,0 +1,181 @@
+"""The students' repository (`make release`): what it holds, what it must never hold, and that it
+works on its own: setup, then public tests that fail on the skeleton with "not implemented"
+messages, pass on the reference, and say what the autograder says."""
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from autograder import release
+from autograder import rubric as rubric_module
+from autograder.checks import all_checks
+from autograder.submission import GRADED_FILES, Submission
+from autograder.worker import run_check, seed_everything
+from tests.conftest import ROOT, SOLUTION
+from tests.test_autograder import make_tree
+from tests.wrong_submissions import WRONG_SUBMISSIONS
+
+SHIPPED_VERBATIM = ["autograder/compare.py", "autograder/submission.py", "autograder/rubric.py",
+                    "autograder/checks/__init__.py", "autograder/checks/public_q2.py", "autograder/checks/public_q3.py"]
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory):
+    out = tmp_path_factory.mktemp("release") / "homework2"
+    release.build(out)
+    return out
+
+
+def _release_text(out):
+    return {path: path.read_text(errors="replace") for path in out.rglob("*") if path.is_file()}
+
+
+def _public_code():
+    """Everything students get anyway: the provided code, the data package, the shipped checks."""
+    files = [*(ROOT / "assignment").glob("*.py"), *(ROOT / "data").glob("*.py"), *(ROOT / "release").rglob("*.py"),
+             *(ROOT / name for name in SHIPPED_VERBATIM)]
+    return "\n".join(path.read_text() for path in files)
+
+
+def _solution_lines():
+    """The lines students write: every line inside a solution block of solution/ that the
+    provided code does not also hold (`optimizer.zero_grad()` is in train.py too)."""
+    public = _public_code()
+    lines = set()
+    for path in SOLUTION.glob("*.py"):
+        inside = False
+        for line in path.read_text().splitlines():
+            if "### BEGIN SOLUTION" in line:
+                inside = True
+            elif "### END SOLUTION" in line:
+                inside = False
+            elif inside and len(line.strip()) > 20 and line.strip() not in public:
+                lines.add(line.strip())
+    return lines
+
+
+def _hidden_check_lines():
+    """Lines of the hidden checks that the public code does not also hold."""
+    shipped = _public_code()
+    lines = set()
+    for name in ("q2.py", "q3.py"):
+        for line in (ROOT / "autograder" / "checks" / name).read_text().splitlines():
+            if len(line.strip()) > 30 and line.strip() not in shipped:
+                lines.add(line.strip())
+    return lines
+
+
+def test_the_release_holds_what_students_need(released):
+    files = {str(p.relative_to(released)) for p in released.rglob("*") if p.is_file()}
+    for needed in [*GRADED_FILES, "utils.py", "train.py", "data/fashion_mnist.py", "data/sydney_captions.py",
+                   "data/features.py", "README.md", "Makefile", "requirements.txt", "tests/test_public.py",
+                   ".github/workflows/classroom.yml", ".gitignore"]:
+        assert needed in files, f"the release lacks {needed}"
+    for name in SHIPPED_VERBATIM:  # the public checks are the autograder's own: same messages
+        assert (released / name).read_bytes() == (ROOT / name).read_bytes(), f"{name} differs from the autograder's"
+    for name in GRADED_FILES:
+        assert (released / name).read_bytes() == (ROOT / "assignment" / name).read_bytes()
+
+
+def test_the_release_holds_no_solution_hidden_test_or_threshold(released):
+    text = _release_text(released)
+    names = {str(p.relative_to(released)) for p in text}
+    assert not [n for n in names if n.startswith(("solution", "experiments", "results"))], names
+    assert not [n for n in names if Path(n).name in ("q2.py", "q3.py", "calibration.json", "calibration.py",
+                                                     "wrong_submissions.py")], names
+    everything = "\n".join(text.values())
+    solution_lines, hidden_lines = _solution_lines(), _hidden_check_lines()
+    assert len(solution_lines) > 20 and len(hidden_lines) > 50  # the scan itself must have something to find
+    leaked = [line for line in solution_lines | hidden_lines if line in everything]
+    assert not leaked, f"the release shows solution or hidden-test lines: {leaked[:5]}"
+    thresholds = re.findall(r'"threshold": ([0-9.]+)', (ROOT / "autograder" / "calibration.json").read_text())
+    assert thresholds and not [t for t in thresholds if t in everything], "a calibrated threshold is in the release"
+    public_ids = {t.id for t in rubric_module.load().public_tests()}
+    shipped_rubric = rubric_module.load(released / "autograder" / "rubric.toml")
+    assert {t.id for t in shipped_rubric.tests} == public_ids
+
+
+def test_the_release_is_refused_inside_the_repository():
+    with pytest.raises(ValueError, match="inside the repository"):
+        release.build(ROOT / "solution")
+
+
+def _setup(out):
+    """`make setup` of the release, with the packages of this repository's venv visible to its venv
+    (so that pip finds every pinned requirement already satisfied instead of downloading)."""
+    subprocess.run([sys._base_executable, "-m", "venv", str(out / ".venv")], check=True)
+    site = subprocess.run([str(out / ".venv/bin/python"), "-c", "import site; print(site.getsitepackages()[0])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    ours = subprocess.run([sys.executable, "-c", "import site; print(site.getsitepackages()[0])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    Path(site, "homework2-packages.pth").write_text(ours + "\n")
+    result = subprocess.run(["make", "setup"], cwd=out, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+
+
+def _make_test(out, *pytest_args):
+    command = ["make", "test"] if not pytest_args else [str(out / ".venv/bin/python"), "-m", "pytest", *pytest_args]
+    result = subprocess.run(command, cwd=out, capture_output=True, text=True, timeout=300)
+    return result.returncode, result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    out = tmp_path_factory.mktemp("installed") / "homework2"
+    release.build(out)
+    _setup(out)
+    return out
+
+
+def test_public_tests_fail_on_the_skeleton_with_not_implemented(installed):
+    code, output = _make_test(installed)
+    public = rubric_module.load().public_tests()
+    assert code != 0
+    assert f"{len(public)} failed" in output, output[-3000:]
+    for test in public:
+        block = output.split(f"{test.id} ({test.points:g} points)", 1)
+        assert len(block) == 2, f"no failure message for {test.id}:\n{output[-3000:]}"
+        assert "not implemented yet" in block[1].split("\n")[1], f"{test.id}: {block[1][:300]}"
+    assert f"public tests: 0 / {sum(t.points for t in public):g} points" in output
+
+
+def test_public_tests_pass_on_the_reference(installed, tmp_path):
+    tree = tmp_path / "homework2"
+    shutil.copytree(installed, tree, symlinks=True, ignore=shutil.ignore_patterns(".venv"))
+    (tree / ".venv").symlink_to(installed / ".venv")
+    for name in GRADED_FILES:
+        shutil.copy(SOLUTION / name, tree / name)
+    code, output = _make_test(tree, "-q", "-p", "no:cacheprovider")
+    public = rubric_module.load().public_tests()
+    assert code == 0, output[-3000:]
+    assert f"{len(public)} passed" in output
+    total = sum(t.points for t in public)
+    assert f"public tests: {total:g} / {total:g} points" in output
+
+
+# one plausible mistake per question that a public test catches
+PUBLIC_MISTAKES = [next(w for w in WRONG_SUBMISSIONS if w[3].startswith(question) and w[3] in
+                        {t.id for t in rubric_module.load().public_tests()}) for question in ("2.2", "3.1a", "3.1b")]
+
+
+@pytest.mark.parametrize("name, file, changes, test_id, words", PUBLIC_MISTAKES, ids=[w[0] for w in PUBLIC_MISTAKES])
+def test_a_public_test_says_what_the_autograder_says(installed, tmp_path, name, file, changes, test_id, words):
+    student = make_tree(tmp_path, changes, file)
+    sub = Submission(student)
+    try:
+        seed_everything()
+        status, message = run_check(all_checks()[test_id], sub)
+    finally:
+        sub.cleanup()
+    assert status == "failed"
+    tree = tmp_path / "homework2"
+    shutil.copytree(installed, tree, symlinks=True, ignore=shutil.ignore_patterns(".venv"))
+    (tree / ".venv").symlink_to(installed / ".venv")
+    shutil.copy(student / file, tree / file)
+    code, output = _make_test(tree, "-q", "-p", "no:cacheprovider", f"tests/test_public.py::test_public[{test_id}]")
+    assert code != 0
+    assert message in output, f"the public test's message differs from the autograder's:\n{message}\n---\n{output[-2000:]}"
