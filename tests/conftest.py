@@ -43,6 +43,14 @@ def require_data(what, fix):
     pytest.skip(message)
 
 
+def require_tool(what, fix):
+    """Skip a test whose tool is missing, with the command that installs it; fail in CI."""
+    message = f"{what} is not available: {fix}"
+    if os.environ.get("HW2_REQUIRE_DATA") == "1":
+        pytest.fail(message + " (HW2_REQUIRE_DATA=1: every test must run here)")
+    pytest.skip(message)
+
+
 @pytest.fixture(scope="session")
 def sydney_dir():
     """The Sydney-Captions folder named by $SYDNEY_DIR."""
