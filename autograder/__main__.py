@@ -5,9 +5,11 @@
     generate <solution> <assignment>             generate the student tree from the reference
     calibrate [--only 2.2-accuracy,...]          re-measure the thresholds of the training tests
     release <dir>                                build the students' repository
+    gradescope <zip> --sydney-dir DIR            build the Gradescope autograder bundle
 """
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -32,6 +34,9 @@ def main(argv=None):
     cal.add_argument("--only", help="comma-separated test ids")
     rel = sub.add_parser("release", help="build the students' repository (skeletons, provided code, public tests)")
     rel.add_argument("out", help="folder to (re)write, e.g. dist/homework2")
+    gs = sub.add_parser("gradescope", help="build the Gradescope autograder bundle (setup.sh, run_autograder)")
+    gs.add_argument("zip", help="e.g. dist/autograder.zip")
+    gs.add_argument("--sydney-dir", default=os.environ.get("SYDNEY_DIR"), help="default $SYDNEY_DIR")
     args = parser.parse_args(argv)
 
     if args.command == "grade":
@@ -79,6 +84,17 @@ def main(argv=None):
             sys.exit(f"error: {error}")
         print(f"wrote the students' repository to {args.out}/ ({len(files)} files); `cd {args.out} && make test` "
               f"runs its public tests")
+
+    elif args.command == "gradescope":
+        from autograder.gradescope import build as build_bundle
+
+        try:
+            names = build_bundle(args.zip, args.sydney_dir)
+        except FileNotFoundError as error:
+            sys.exit(f"error: {error}")
+        size = Path(args.zip).stat().st_size / 1e6
+        print(f"wrote {args.zip} ({len(names)} files, {size:.0f} MB): upload it as the autograder of a "
+              f"Gradescope programming assignment (Ubuntu 24.04 base image)")
 
 
 if __name__ == "__main__":

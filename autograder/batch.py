@@ -20,7 +20,7 @@ from pathlib import Path
 
 from autograder import rubric as rubric_module
 from autograder.grade import grade
-from autograder.submission import GRADED_FILES
+from autograder.submission import GRADED_FILES, locate_tree
 
 STATUSES = ("graded", "missing files", "timed out", "crashed", "incomplete", "unreadable zip")
 
@@ -46,8 +46,7 @@ def _unpack(archive, into):
             if member.startswith("/") or ".." in Path(member).parts:
                 raise zipfile.BadZipFile(f"unsafe path {member!r} in the archive")
         zipped.extractall(into)
-    candidates = [p.parent for name in GRADED_FILES for p in Path(into).rglob(name) if "__MACOSX" not in p.parts]
-    return min(candidates, key=lambda p: len(p.parts)) if candidates else Path(into)
+    return locate_tree(into)
 
 
 def status_of(results, tree):

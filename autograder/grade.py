@@ -15,6 +15,7 @@ from autograder import calibration
 from autograder import rubric as rubric_module
 from autograder import sandbox
 from autograder.results import FAILED, PASSED, GradingResults, TestResult
+from autograder.submission import locate_tree
 
 QUESTION_SECONDS = int(os.environ.get("HW2_QUESTION_SECONDS", 600))
 
@@ -59,6 +60,10 @@ def grade(tree, out=None, only=None, log=print):
     if not tree.is_dir():
         raise FileNotFoundError(f"{tree} is not a folder; give the folder holding h2-q2.py, decoder.py and "
                                 f"decoder_with_attention.py")
+    found = locate_tree(tree)
+    if found != tree:
+        log(f"The graded files are in {found}: grading that folder")
+        tree = found
     rubric = rubric_module.load()
     tests = rubric.select(only)
     for test in tests:  # a grader without its thresholds cannot grade: say so before starting

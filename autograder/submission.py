@@ -20,6 +20,17 @@ PROVIDED_TREE = ROOT / "assignment"
 GRADED_FILES = ("h2-q2.py", "decoder.py", "decoder_with_attention.py")
 
 
+def locate_tree(folder):
+    """The folder under `folder` that holds the graded files: `folder` itself when any is at its top,
+    else the shallowest folder holding one (a repository or zip with a top folder, as uploaded)."""
+    folder = Path(folder)
+    if any((folder / name).is_file() for name in GRADED_FILES):
+        return folder
+    candidates = [p.parent for name in GRADED_FILES for p in folder.rglob(name)
+                  if "__MACOSX" not in p.parts and ".venv" not in p.parts]
+    return min(candidates, key=lambda p: len(p.parts)) if candidates else folder
+
+
 def load_module(tree, filename):
     """Import `<tree>/<filename>` (e.g. `h2-q2.py`) under a fresh module name and return it.
 

@@ -1,0 +1,97 @@
+"""The Gradescope bundle (`make gradescope`): unpacked into a folder laid out like /autograder/,
+its run_autograder grades a submission and writes results/results.json."""
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from autograder import gradescope
+from autograder import rubric as rubric_module
+from autograder.submission import GRADED_FILES
+from tests.conftest import ASSIGNMENT, ROOT, SOLUTION
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory, sydney_dir):
+    path = tmp_path_factory.mktemp("dist") / "autograder.zip"
+    gradescope.build(path, sydney_dir)
+    return path
+
+
+def _unpack_like_gradescope(bundle, root):
+    """/autograder/source holds the zip's contents (modes kept), /autograder/run_autograder a copy."""
+    source = root / "source"
+    with zipfile.ZipFile(bundle) as zipped:
+        zipped.extractall(source)
+        for info in zipped.infolist():
+            mode = info.external_attr >> 16
+            if mode:
+                os.chmod(source / info.filename, mode)
+    shutil.copy(source / "run_autograder", root / "run_autograder")
+    (root / "submission").mkdir()
+    return root
+
+
+def _run(root, **env):
+    environment = dict(os.environ, AUTOGRADER_ROOT=str(root), HW2_PYTHON=sys.executable,
+                       HW2_CACHE_DIR=str(ROOT / "data" / "cache"), **env)
+    environment.pop("SYDNEY_DIR", None)  # the bundled copy must be the one used
+    result = subprocess.run([str(root / "run_autograder")], capture_output=True, text=True, env=environment,
+                            timeout=900)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return json.loads((root / "results" / "results.json").read_text()), result.stdout
+
+
+def test_the_bundle_has_gradescope_layout(bundle):
+    with zipfile.ZipFile(bundle) as zipped:
+        names = set(zipped.namelist())
+        for script in ("setup.sh", "run_autograder"):
+            assert script in names  # at the root of the zip, as Gradescope requires
+            assert zipped.getinfo(script).external_attr >> 16 & stat.S_IXUSR, f"{script} is not executable"
+    for needed in ("autograder/rubric.toml", "autograder/calibration.json", "solution/decoder.py",
+                   "assignment/train.py", "requirements.txt", "Makefile", "sydney-captions/dataset.json"):
+        assert needed in names
+    assert not [n for n in names if "__pycache__" in n or n.startswith(("data/cache", "tests/", ".venv"))]
+    for script in ("setup.sh", "run_autograder"):
+        subprocess.run(["bash", "-n", str(ROOT / "gradescope" / script)], check=True)  # syntax
+
+
+def test_the_bundle_needs_the_dataset(tmp_path):
+    with pytest.raises(FileNotFoundError, match="SYDNEY_DIR"):
+        gradescope.build(tmp_path / "autograder.zip", tmp_path)
+    assert not (tmp_path / "autograder.zip").exists()
+
+
+def test_run_autograder_grades_the_reference(bundle, tmp_path):
+    root = _unpack_like_gradescope(bundle, tmp_path / "autograder")
+    for name in GRADED_FILES:
+        shutil.copy(SOLUTION / name, root / "submission" / name)
+    results, _ = _run(root, HW2_ONLY="3.1a")  # one question: the whole grade runs in test_autograder
+    rubric = rubric_module.load()
+    assert results["score"] == rubric.max_points("3.1a") == 25
+    assert len(results["tests"]) == len(rubric.select(["3.1a"]))
+    assert all(t["score"] == t["max_score"] for t in results["tests"])
+    assert (root / "results" / "feedback.md").is_file()
+
+
+def test_run_autograder_grades_the_skeleton_in_a_nested_folder(bundle, tmp_path):
+    root = _unpack_like_gradescope(bundle, tmp_path / "autograder")
+    nested = root / "submission" / "homework2-main"  # a repository uploaded with its top folder
+    nested.mkdir()
+    for name in GRADED_FILES:
+        shutil.copy(ASSIGNMENT / name, nested / name)
+    results, stdout = _run(root)
+    rubric = rubric_module.load()
+    assert "homework2-main" in stdout
+    assert results["score"] == 0
+    assert len(results["tests"]) == len(rubric.tests)
+    by_visibility = {t["visibility"] for t in results["tests"]}
+    assert by_visibility == {test.visibility for test in rubric.tests}
+    assert all("not implemented yet" in t["output"] for t in results["tests"]), \
+        [t["output"][:200] for t in results["tests"] if "not implemented yet" not in t["output"]]
