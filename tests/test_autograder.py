@@ -12,7 +12,8 @@ import pytest
 from autograder import rubric as rubric_module
 from autograder.checks import all_checks
 from autograder.submission import GRADED_FILES, Submission
-from autograder.worker import run_check, seed_everything
+from autograder.checks import seed_everything
+from autograder.worker import run_check
 from tests.conftest import ASSIGNMENT, ROOT, SOLUTION
 from tests.wrong_submissions import WRONG_SUBMISSIONS
 
@@ -70,15 +71,19 @@ def make_tree(tmp_path, changes=(), file=None, name="student"):
     return tree
 
 
-@pytest.mark.parametrize("name, file, changes, test_id, words", WRONG_SUBMISSIONS, ids=[w[0] for w in WRONG_SUBMISSIONS])
-def test_wrong_submission_loses_points_with_a_message(tmp_path, name, file, changes, test_id, words):
-    tree = make_tree(tmp_path, changes, file)
+def autograder_outcome(tree, test_id):
+    """(status, message) of one rubric test on `tree`, as the grading worker computes it (in-process)."""
     sub = Submission(tree)
     try:
         seed_everything()
-        status, message = run_check(all_checks()[test_id], sub)
+        return run_check(all_checks()[test_id], sub)
     finally:
         sub.cleanup()
+
+
+@pytest.mark.parametrize("name, file, changes, test_id, words", WRONG_SUBMISSIONS, ids=[w[0] for w in WRONG_SUBMISSIONS])
+def test_wrong_submission_loses_points_with_a_message(tmp_path, name, file, changes, test_id, words):
+    status, message = autograder_outcome(make_tree(tmp_path, changes, file), test_id)
     assert status == "failed", f"{name!r} passed {test_id}: it would score full marks on its question"
     for word in words:
         assert word in message, f"{name!r}: the message of {test_id} should mention {word!r}; it says: {message}"

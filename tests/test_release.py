@@ -12,11 +12,9 @@ import pytest
 
 from autograder import release
 from autograder import rubric as rubric_module
-from autograder.checks import all_checks
-from autograder.submission import GRADED_FILES, Submission
-from autograder.worker import run_check, seed_everything
+from autograder.submission import GRADED_FILES
 from tests.conftest import ROOT, SOLUTION
-from tests.test_autograder import make_tree
+from tests.test_autograder import autograder_outcome, make_tree
 from tests.wrong_submissions import WRONG_SUBMISSIONS
 
 SHIPPED_VERBATIM = ["autograder/compare.py", "autograder/submission.py", "autograder/rubric.py",
@@ -123,6 +121,14 @@ def _make_test(out, *pytest_args):
     return result.returncode, result.stdout + result.stderr
 
 
+def _copy_of(installed, tmp_path):
+    """A copy of the installed release to change files in, sharing its .venv."""
+    tree = tmp_path / "homework2"
+    shutil.copytree(installed, tree, symlinks=True, ignore=shutil.ignore_patterns(".venv"))
+    (tree / ".venv").symlink_to(installed / ".venv")
+    return tree
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     out = tmp_path_factory.mktemp("installed") / "homework2"
@@ -144,9 +150,7 @@ def test_public_tests_fail_on_the_skeleton_with_not_implemented(installed):
 
 
 def test_public_tests_pass_on_the_reference(installed, tmp_path):
-    tree = tmp_path / "homework2"
-    shutil.copytree(installed, tree, symlinks=True, ignore=shutil.ignore_patterns(".venv"))
-    (tree / ".venv").symlink_to(installed / ".venv")
+    tree = _copy_of(installed, tmp_path)
     for name in GRADED_FILES:
         shutil.copy(SOLUTION / name, tree / name)
     code, output = _make_test(tree, "-q", "-p", "no:cacheprovider")
@@ -158,23 +162,17 @@ def test_public_tests_pass_on_the_reference(installed, tmp_path):
 
 
 # one plausible mistake per question that a public test catches
-PUBLIC_MISTAKES = [next(w for w in WRONG_SUBMISSIONS if w[3].startswith(question) and w[3] in
-                        {t.id for t in rubric_module.load().public_tests()}) for question in ("2.2", "3.1a", "3.1b")]
+PUBLIC_IDS = {t.id for t in rubric_module.load().public_tests()}
+PUBLIC_MISTAKES = [next(w for w in WRONG_SUBMISSIONS if w[3].startswith(question) and w[3] in PUBLIC_IDS)
+                   for question in ("2.2", "3.1a", "3.1b")]
 
 
 @pytest.mark.parametrize("name, file, changes, test_id, words", PUBLIC_MISTAKES, ids=[w[0] for w in PUBLIC_MISTAKES])
 def test_a_public_test_says_what_the_autograder_says(installed, tmp_path, name, file, changes, test_id, words):
     student = make_tree(tmp_path, changes, file)
-    sub = Submission(student)
-    try:
-        seed_everything()
-        status, message = run_check(all_checks()[test_id], sub)
-    finally:
-        sub.cleanup()
+    status, message = autograder_outcome(student, test_id)
     assert status == "failed"
-    tree = tmp_path / "homework2"
-    shutil.copytree(installed, tree, symlinks=True, ignore=shutil.ignore_patterns(".venv"))
-    (tree / ".venv").symlink_to(installed / ".venv")
+    tree = _copy_of(installed, tmp_path)
     shutil.copy(student / file, tree / file)
     code, output = _make_test(tree, "-q", "-p", "no:cacheprovider", f"tests/test_public.py::test_public[{test_id}]")
     assert code != 0
