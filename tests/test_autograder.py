@@ -10,9 +10,8 @@ import sys
 import pytest
 
 from autograder import rubric as rubric_module
-from autograder.checks import all_checks
+from autograder.checks import all_checks, seed_everything
 from autograder.submission import GRADED_FILES, Submission
-from autograder.checks import seed_everything
 from autograder.worker import run_check
 from tests.conftest import ASSIGNMENT, ROOT, SOLUTION
 from tests.wrong_submissions import WRONG_SUBMISSIONS
