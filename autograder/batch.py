@@ -15,7 +15,8 @@ import json
 import shutil
 import tempfile
 import zipfile
-from concurrent.futures import ThreadPoolExecutor, as_completed
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from autograder import rubric as rubric_module
@@ -115,7 +116,9 @@ def grade_all(submissions, out, jobs=2, only=None, regrade=False, log=print):
                 shutil.rmtree(out / student, ignore_errors=True)
             todo[student] = path
     log(f"{len(found)} submissions: {len(rows)} already graded (--regrade to redo), {len(todo)} to grade, {jobs} at a time")
-    with ThreadPoolExecutor(max_workers=jobs) as pool, tqdm(total=len(todo), unit="student") as bar:
+    # one grading process per job: each seeds torch for its own reference computations
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+    with pool, tqdm(total=len(todo), unit="student") as bar:
         futures = [pool.submit(grade_student, student, path, out, only) for student, path in todo.items()]
         for future in as_completed(futures):
             student, results, status = future.result()

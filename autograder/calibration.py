@@ -44,28 +44,16 @@ def get(test_id):
 
 
 def measure(test_id, seed):
-    """The reference's result for `test_id` under its budget with `seed`."""
+    """The reference's result for `test_id` under its budget with `seed`, measured by the same probe
+    and the same scoring as a student's."""
     from autograder.checks import q2, q3
-    from autograder.submission import Submission, REFERENCE_TREE
+    from autograder.submission import REFERENCE_TREE, Submission
 
     budget = dict(BUDGETS[test_id]["budget"], seed=seed)
-    sub = Submission(REFERENCE_TREE)
-    try:
-        if test_id == "2.2-accuracy":
-            from data.fashion_mnist import load_splits
-
-            module = sub.reference("h2-q2.py")
-            return q2.train_cnn(module.CNN, module.train_batch, load_splits(), **budget)
-        import torch
-
-        dataset, features = q3.grading_features(sub)
-        use_attention = test_id == "3.1b-bleu"
-        module = sub.reference(q3.ATTENTION if use_attention else q3.DECODER)
-        torch.manual_seed(seed)
-        model = q3._decoder(module, use_attention, len(dataset.vocab), 100, 256, features.shape[-1], 100)
-        return q3.train_decoder(sub.reference("train.py"), model, dataset, features, **budget)
-    finally:
-        sub.cleanup()
+    sub = Submission(REFERENCE_TREE, provided_tree=None)
+    if test_id == "2.2-accuracy":
+        return q2.dev_accuracy(sub.run("cnn.dev-predictions", **budget))
+    return q3.val_bleu(sub, sub.run("decoder.val-captions", use_attention=test_id == "3.1b-bleu", budget=budget))
 
 
 def calibrate(test_ids=None, log=print):

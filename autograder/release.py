@@ -26,7 +26,7 @@ TEMPLATES = ROOT / "release"
 
 HOMEWORK_FILES = ("h2-q2.py", "decoder.py", "decoder_with_attention.py", "utils.py", "train.py")
 DATA_FILES = ("__init__.py", "__main__.py", "fashion_mnist.py", "sydney_captions.py", "features.py", "README.md")
-AUTOGRADER_FILES = ("compare.py", "submission.py", "rubric.py", "checks/__init__.py",
+AUTOGRADER_FILES = ("compare.py", "submission.py", "rubric.py", "probes.py", "checks/__init__.py",
                     "checks/public_q2.py", "checks/public_q3.py")
 TEMPLATE_FILES = {"README.md": "README.md", "Makefile": "Makefile", "pytest.ini": "pytest.ini",
                   "gitignore": ".gitignore", "tests/test_public.py": "tests/test_public.py",

@@ -1,10 +1,13 @@
 """Load the Python files of a tree (the reference, the skeleton or a student's) as modules.
 
-`Submission` sets up a working folder for a student's tree: the provided files of the
-homework (from `assignment/`) with the student's graded files on top, so that a student
-who changed or deleted a provided file is graded against the provided one.
+`Submission` is a tree whose code runs in this process: the students' public tests (their own
+files, in place), the grading child (autograder/runner.py, in the working folder the grader
+prepared) and the instructor's tests. `run(probe, **inputs)` runs a probe (autograder/probes.py)
+on the student's modules, as the grading child does; while grading, the checks use
+`autograder.isolation.StudentSubmission` instead, whose probes run in a sandboxed child.
 """
 
+import ast
 import importlib.util
 import shutil
 import sys
@@ -50,6 +53,28 @@ def load_module(tree, filename):
     return module
 
 
+def reference_definition(filename, name):
+    """The source code of the top-level function or class `name` of the reference's `filename`
+    (for the grader only: the students' repository has no reference)."""
+    text = (REFERENCE_TREE / filename).read_text()
+    node = next(n for n in ast.parse(text).body
+                if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n.name == name)
+    return ast.get_source_segment(text, node)
+
+
+def prepare_workdir(tree, provided_tree=PROVIDED_TREE):
+    """A new folder with the provided files of the homework and the graded files of `tree` on top."""
+    workdir = Path(tempfile.mkdtemp(prefix="hw2-grading-"))
+    for path in Path(provided_tree).iterdir():
+        if path.is_file():
+            shutil.copy(path, workdir / path.name)
+    for filename in GRADED_FILES:
+        (workdir / filename).unlink(missing_ok=True)
+        if (Path(tree) / filename).is_file():
+            shutil.copy(Path(tree) / filename, workdir / filename)
+    return workdir
+
+
 def _describe_import_error(filename, error):
     frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename.endswith(filename)]
     where = f" (line {frames[-1].lineno})" if frames else ""
@@ -61,23 +86,18 @@ def _describe_import_error(filename, error):
 class Submission:
     """The student's modules and the reference's, loaded once each and cached."""
 
-    def __init__(self, tree, provided_tree=PROVIDED_TREE):
+    def __init__(self, tree, provided_tree=PROVIDED_TREE, shown_as=None):
         """`provided_tree=None` loads the tree in place (the students' repository, whose provided
-        files sit beside the graded ones), as its public tests do."""
-        self.tree = Path(tree).resolve()
+        files sit beside the graded ones; the grading child's working folder); otherwise a working
+        folder gets the provided files with the student's graded files on top, so that a student
+        who changed or deleted a provided file is graded against the provided one. `shown_as`:
+        the folder named in messages (default: `tree`)."""
+        self.tree = Path(shown_as or tree).resolve()
         self._student, self._reference = {}, {}
         if provided_tree is None:
-            self.workdir, self._owns_workdir = self.tree, False
+            self.workdir, self._owns_workdir = Path(tree).resolve(), False
             return
-        self.workdir, self._owns_workdir = Path(tempfile.mkdtemp(prefix="hw2-grading-")), True
-        for path in Path(provided_tree).iterdir():
-            if path.is_file():
-                shutil.copy(path, self.workdir / path.name)
-        for filename in GRADED_FILES:
-            if (self.tree / filename).is_file():
-                shutil.copy(self.tree / filename, self.workdir / filename)
-            else:
-                (self.workdir / filename).unlink(missing_ok=True)
+        self.workdir, self._owns_workdir = prepare_workdir(self.tree, provided_tree), True
 
     def student(self, filename):
         """The student's module, or CheckFailure saying why it cannot be loaded."""
@@ -94,6 +114,19 @@ class Submission:
         if isinstance(module, CheckFailure):
             raise module
         return module
+
+    def run(self, probe, **inputs):
+        """The plain values of `probe` run on the student's modules here, from the same seeds as in
+        the grading child (so the public tests and the grader see the same values)."""
+        from autograder.checks import seed_everything
+        from autograder.compare import NotRun
+        from autograder.probes import run_probe, unplain
+
+        seed_everything()
+        status, message, value = run_probe(self, probe, inputs)
+        if status == "passed":
+            return unplain(value)
+        raise NotRun(message) if status == "not run" else CheckFailure(message)
 
     def reference(self, filename):
         if filename not in self._reference:

@@ -10,9 +10,8 @@ import sys
 import pytest
 
 from autograder import rubric as rubric_module
-from autograder.checks import all_checks, seed_everything
+from autograder.checks import all_checks, outcome, seed_everything
 from autograder.submission import GRADED_FILES, Submission
-from autograder.worker import run_check
 from tests.conftest import ASSIGNMENT, ROOT, SOLUTION
 from tests.wrong_submissions import WRONG_SUBMISSIONS
 
@@ -71,11 +70,12 @@ def make_tree(tmp_path, changes=(), file=None, name="student"):
 
 
 def autograder_outcome(tree, test_id):
-    """(status, message) of one rubric test on `tree`, as the grading worker computes it (in-process)."""
+    """(status, message) of one rubric test on `tree`, as the grader computes it, with the probes run
+    in this process (the same values as in the grading child: the same seeds)."""
     sub = Submission(tree)
     try:
         seed_everything()
-        return run_check(all_checks()[test_id], sub)
+        return outcome(all_checks()[test_id], sub)
     finally:
         sub.cleanup()
 

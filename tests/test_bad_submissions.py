@@ -61,3 +61,43 @@ def test_output_flood_is_truncated(tmp_path):
     outputs = [t["output"] for t in results["tests"] if t["number"] == "3.1a"]
     assert all("after the flood" in o for o in outputs)
     assert (tmp_path / "out" / "results.json").stat().st_size < 100_000
+
+
+TAMPER = '''
+import contextlib, json, os, sys
+import torch
+torch.allclose = lambda *args, **kwargs: True
+torch.equal = lambda *args, **kwargs: True
+torch.Tensor.__eq__ = lambda self, other: torch.ones((), dtype=torch.bool)
+with contextlib.suppress(Exception):
+    import autograder.compare
+    autograder.compare.expect_close = lambda *args, **kwargs: None
+    autograder.compare.fail = lambda *args, **kwargs: None
+with contextlib.suppress(Exception):
+    import autograder.checks
+    autograder.checks.outcome = lambda *args, **kwargs: ("passed", "")
+for name in ("results.json", "../results.json", "/tmp/results.json"):
+    with contextlib.suppress(OSError), open(name, "w") as f:
+        json.dump({{"score": 100, "tests": []}}, f)
+print("Score 100 / 100")
+'''
+FORGE = '''
+import os, struct
+for fd in range(3, 64):  # a well-formed answer on every descriptor, claiming a value
+    with __import__("contextlib").suppress(OSError):
+        os.write(fd, struct.pack(">Q", 4) + b"fake")
+'''
+
+
+@pytest.mark.parametrize("name, prelude", [("patching the comparisons", TAMPER), ("forging answers", FORGE)])
+def test_tampering_earns_nothing(tmp_path, name, prelude):
+    """A wrong decoder that patches torch or the grader, forges results files or answers, and prints a
+    fake summary still fails the tests its mistake fails; the grade is computed where it cannot reach."""
+    tree = _tree(tmp_path, "import torch\n", prelude.format() + "import torch\n")
+    text = (tree / "decoder.py").read_text()
+    (tree / "decoder.py").write_text(text.replace("return scores, h, c", "return scores * 2, h, c"))
+    results, _ = _grade(tree, tmp_path / "out", seconds=30)
+    by_id = {t["extra_data"]["id"]: t for t in results["tests"]}
+    assert by_id["3.1a-equivalence"]["score"] == 0, by_id["3.1a-equivalence"]["output"]
+    assert results["score"] == sum(t["score"] for t in results["tests"])
+    assert by_id["3.1b-attention-equivalence"]["status"] == "passed"  # the other question is untouched

@@ -17,7 +17,7 @@ from tests.conftest import ROOT, SOLUTION
 from tests.test_autograder import autograder_outcome, make_tree
 from tests.wrong_submissions import WRONG_SUBMISSIONS
 
-SHIPPED_VERBATIM = ["autograder/compare.py", "autograder/submission.py", "autograder/rubric.py",
+SHIPPED_VERBATIM = ["autograder/compare.py", "autograder/submission.py", "autograder/rubric.py", "autograder/probes.py",
                     "autograder/checks/__init__.py", "autograder/checks/public_q2.py", "autograder/checks/public_q3.py"]
 
 

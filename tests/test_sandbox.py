@@ -45,3 +45,36 @@ def test_hostile_import_is_contained(tmp_path):
     assert not left, f"a process the submission started is still running: {left}"
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert all(t["status"] == "passed" for t in results["tests"] if "bleu" not in t["extra_data"]["id"])
+
+
+SNOOP = '''
+import os
+LOOKED_FOR = {paths!r}
+VISIBLE = [p for p in LOOKED_FOR if os.path.exists(p)]
+'''
+
+
+@pytest.mark.skipif(not sandbox.available()[0], reason=sandbox.available()[1])
+def test_student_code_cannot_see_the_reference_the_hidden_checks_or_other_students(tmp_path):
+    """A submission that looks for the reference (to delegate to it), the hidden checks, the thresholds
+    or a classmate's files finds none of them."""
+    classmate = tmp_path / "submissions" / "classmate"
+    classmate.mkdir(parents=True)
+    shutil.copy(SOLUTION / "decoder.py", classmate / "decoder.py")
+    paths = [str(SOLUTION / "decoder.py"), str(ROOT / "autograder" / "checks" / "q3.py"),
+             str(ROOT / "autograder" / "calibration.json"), str(ROOT / "tests" / "wrong_submissions.py"),
+             str(classmate / "decoder.py"), str(ROOT / "solution")]
+    tree = tmp_path / "submissions" / "student"
+    tree.mkdir()
+    for name in ("h2-q2.py", "decoder.py", "decoder_with_attention.py"):
+        shutil.copy(SOLUTION / name, tree / name)
+    text = (tree / "decoder.py").read_text()
+    anchor = "        embeddings = self.embedding(word)  # (batch, embed_dim)\n"
+    text = text.replace(anchor, "        raise RuntimeError(f'visible: {VISIBLE}')\n" + anchor)
+    (tree / "decoder.py").write_text(SNOOP.format(paths=paths) + text)
+    result = subprocess.run([sys.executable, "-m", "autograder", "grade", str(tree), "--out", str(tmp_path / "out"),
+                             "--only", "3.1a"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    outputs = [t["output"] for t in json.loads((tmp_path / "out" / "results.json").read_text())["tests"]
+               if t["extra_data"]["id"] == "3.1a-output-shape"]
+    assert "visible: []" in outputs[0], outputs

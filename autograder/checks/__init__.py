@@ -1,15 +1,18 @@
 """The checks, one function per rubric test, registered by id.
 
-A check receives the `Submission` (the student's modules and the reference's) and passes by
-returning, fails by raising CheckFailure (see autograder.compare), or is not run by raising
-NotRun. The checks that need neither the reference nor data live in `public_q2.py` and
-`public_q3.py` (the students' repository ships them as its public tests); the others in `q2.py`
-and `q3.py`.
+A check receives a submission `sub`: `sub.run(probe, **inputs)` runs one of the probes of
+autograder/probes.py on the student's code and returns its plain values (while grading, in a
+sandboxed child process), `sub.reference(file)` is the reference solution. The check chooses the
+inputs, compares the values it gets back with what it expects, and passes by returning, fails
+by raising CheckFailure (see autograder.compare), or is not run by raising NotRun. The student's
+code never runs where the comparison is made.
+
+The checks that need neither the reference nor data live in `public_q2.py` and `public_q3.py`
+(the students' repository ships them as its public tests); the others in `q2.py` and `q3.py`.
 """
 
 import os
 import random
-import time
 import traceback
 
 import numpy as np
@@ -45,29 +48,6 @@ def all_checks():
     for module in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{module.name}")  # registers its checks
     return REGISTRY
-
-
-def count_layer_calls(model, run, layer_types):
-    """{layer name: times it ran} for the layers of `model` of `layer_types` while `run()` runs."""
-    counts = {}
-    handles = [module.register_forward_hook(lambda m, i, o, name=name: counts.__setitem__(name, counts.get(name, 0) + 1))
-               for name, module in model.named_modules() if isinstance(module, layer_types)]
-    try:
-        run()
-    finally:
-        for handle in handles:
-            handle.remove()
-    return counts
-
-
-def median_seconds(function, repeats=7):
-    """Median wall time of `function()` over `repeats` calls."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
 
 
 def seed_everything(seed=0):

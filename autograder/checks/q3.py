@@ -1,96 +1,89 @@
 """Hidden checks of Questions 3.1a and 3.1b: equivalence with the reference step and attention,
-vectorization, and the BLEU thresholds. The public ones are in `public_q3.py`."""
+vectorization, and the BLEU thresholds. The public ones are in `public_q3.py`.
+
+The student's code runs only in the probes (`sub.run`); the reference runs here."""
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from autograder import calibration
-from autograder.checks import check, count_layer_calls, median_seconds
-from autograder.checks.public_q3 import (ATTENTION, DECODER, build_decoder, check_state_used, check_step, context_of,
-                                         seeded, step_inputs, student_attention)
-from autograder.compare import NotRun, expect_close, fail
+from autograder.checks import check
+from autograder.checks.public_q3 import check_context, check_state_used, check_step, seeded, sizes_of, step_inputs
+from autograder.compare import CheckFailure, NotRun, expect_close, fail
+from autograder.probes import ATTENTION, DECODER, build_decoder, median_seconds
+from autograder.submission import reference_definition
+
+SWAPPED = "(your Attention.forward has a problem counted in its own tests, so a correct one was used here)"
 
 
-def _attention(sub, encoder_dim, decoder_dim, attention_dim, reference=False):
-    if not reference:
-        return student_attention(sub, encoder_dim, decoder_dim, attention_dim)
+def _reference_attention(sub, encoder_dim, decoder_dim, attention_dim):
     return sub.reference(ATTENTION).Attention(encoder_dim, decoder_dim, attention_dim)
 
 
-def _load_same_weights(model, reference):
-    try:
-        model.load_state_dict(reference.state_dict())
-    except RuntimeError as error:
-        fail(f"the provided layers of {type(model).__name__} were changed; they must stay as given "
-             f"({str(error).splitlines()[0]})")
-
-
-def _equivalence(sub, filename, use_attention, swap_attention=False):
+def _equivalence(sub, use_attention, swap_attention=False):
     batch, locations, encoder_dim, decoder_dim, embed, attention_dim, vocab = 6, 20, 40, 24, 10, 9, 35
     torch.manual_seed(0)
-    reference = build_decoder(sub.reference(filename), use_attention, vocab, embed, decoder_dim, encoder_dim, attention_dim)
-    model = build_decoder(sub.student(filename), use_attention, vocab, embed, decoder_dim, encoder_dim, attention_dim)
-    _load_same_weights(model, reference)
-    note = ""
-    if swap_attention:
-        model.attention = _reference_attention_like(sub, model.attention)
-        note = " (your Attention.forward has a problem counted in its own tests, so a correct one was used here)"
+    reference = build_decoder(sub.reference(ATTENTION if use_attention else DECODER), use_attention, vocab, embed,
+                              decoder_dim, encoder_dim, attention_dim)
     inputs = step_inputs(batch, locations, encoder_dim, decoder_dim, vocab)
+    target = torch.randint(0, vocab, (batch,), generator=seeded(3))
+    note, context = "", None
+    if swap_attention:  # the student's step gets the correct context for these inputs
+        note = " " + SWAPPED
+        with torch.no_grad():
+            context = reference.attention(inputs[3], inputs[1])
+    found = sub.run("decoder.with-weights", use_attention=use_attention,
+                    sizes=sizes_of(vocab, embed, decoder_dim, encoder_dim, attention_dim),
+                    state=reference.state_dict(), inputs=inputs, target=target, train_seed=7, context=context)
     for mode in ("eval", "train"):
-        getattr(model, mode)(), getattr(reference, mode)()
+        getattr(reference, mode)()
         torch.manual_seed(7)
-        expected = reference(*inputs)
-        torch.manual_seed(7)
-        got = check_step("forward", model(*inputs), batch, decoder_dim, vocab)
+        with torch.no_grad():
+            expected = reference(*inputs)
+        got = check_step("forward", found.get(mode), batch, decoder_dim, vocab)
         for name, g, e in zip(("scores", "h", "c"), got, expected):
             expect_close(f"{name} in {mode} mode (same weights{' and random seed' if mode == 'train' else ''})", g, e,
                          hint=("Dropout goes on the new hidden state, before self.fc, only there." if mode == "train"
                                else "Check the order of the steps in the docstring.") + note)
     # gradients, eval mode
-    model.eval(), reference.eval()
-    model.zero_grad(), reference.zero_grad()
-    target = torch.randint(0, vocab, (batch,), generator=seeded(3))
-    for net in (reference, model):
-        scores, h, c = net(*inputs)
-        (F.cross_entropy(scores, target) + (h * 0.3).sum() + (c * 0.1).sum()).backward()
-    reference_grads = dict(reference.named_parameters())
-    for name, parameter in model.named_parameters():
-        expected = reference_grads[name].grad
-        if expected is None:
+    reference.eval()
+    scores, h, c = reference(*inputs)
+    (F.cross_entropy(scores, target) + (h * 0.3).sum() + (c * 0.1).sum()).backward()
+    gradients = found["gradients"]
+    for name, parameter in reference.named_parameters():
+        if parameter.grad is None or (swap_attention and name.startswith("attention.")):
             continue
-        if parameter.grad is None:
+        if gradients.get(name) is None:
             fail(f"parameter {name} received no gradient; the step must use it{note}")
-        expect_close(f"gradient of {name}", parameter.grad, expected, rtol=1e-3, atol=1e-5, hint=note.strip())
+        expect_close(f"gradient of {name}", gradients[name], parameter.grad, rtol=1e-3, atol=1e-5, hint=note.strip())
     return note.strip() or None
 
 
 # ---- 3.1a -------------------------------------------------------------------------------------
 @check("3.1a-equivalence")
 def decoder_equivalence(sub):
-    _equivalence(sub, DECODER, use_attention=False)
+    _equivalence(sub, use_attention=False)
 
 
 # ---- 3.1b: attention ------------------------------------------------------------------------
 @check("3.1b-attention-equivalence")
 def attention_equivalence(sub):
     torch.manual_seed(0)
-    reference = _attention(sub, 24, 12, 10, reference=True)
-    attention = _attention(sub, 24, 12, 10)
-    _load_same_weights(attention, reference)
+    reference = _reference_attention(sub, 24, 12, 10)
     encoder_out = torch.randn(5, 33, 24, generator=seeded(0), requires_grad=True)
     hidden = torch.randn(5, 12, generator=seeded(1), requires_grad=True)
+    weights = torch.randn(5, 24, generator=seeded(2))
+    found = sub.run("attention.with-weights", state=reference.state_dict(), encoder_out=encoder_out.detach(),
+                    hidden=hidden.detach(), weights=weights)
     expected = reference(encoder_out, hidden)
-    got = context_of("Attention.forward", attention, encoder_out, hidden)
+    got = check_context("Attention.forward", found["output"], encoder_out)
     expect_close("the attention-weighted encoding (same weights)", got, expected,
                  hint="Scores: full_att(relu(encoder_att(encoder_out) + decoder_att(hidden) at every location)); "
                       "softmax over the locations; weighted sum of encoder_out.")
-    weights = torch.randn(5, 24, generator=seeded(2))
+    names = ["encoder_out", "decoder_hidden"] + [n for n, _ in reference.named_parameters()]
     e_grads = torch.autograd.grad((expected * weights).sum(), [encoder_out, hidden] + list(reference.parameters()))
-    g_grads = torch.autograd.grad((got * weights).sum(), [encoder_out, hidden] + list(attention.parameters()),
-                                  allow_unused=True)
-    names = ["encoder_out", "decoder_hidden"] + [n for n, _ in attention.named_parameters()]
-    for name, g, e in zip(names, g_grads, e_grads):
+    for name, e in zip(names, e_grads):
+        g = found["gradients"].get(name)
         if g is None:
             fail(f"the context does not depend on {name}")
         expect_close(f"gradient with respect to {name}", g, e, rtol=1e-3, atol=1e-5)
@@ -99,21 +92,19 @@ def attention_equivalence(sub):
 @check("3.1b-attention-vectorized")
 def attention_vectorized(sub):
     batch, locations, encoder_dim, decoder_dim = 16, 256, 1280, 256
-    attention = _attention(sub, encoder_dim, decoder_dim, 100)
-    reference = _attention(sub, encoder_dim, decoder_dim, 100, reference=True)
     encoder_out = torch.randn(batch, locations, encoder_dim, generator=seeded(0))
     hidden = torch.randn(batch, decoder_dim, generator=seeded(1))
+    found = sub.run("attention.speed", encoder_out=encoder_out, hidden=hidden, attention_dim=100)
+    check_context("Attention.forward", found["output"], encoder_out)
+    looped = {name: n for name, n in found["counts"].items() if n > 1}
+    if looped:
+        name, n = max(looped.items(), key=lambda item: item[1])
+        fail(f"layer {name} ran {n} times in one call with a batch of {batch} and {locations} locations: the "
+             f"attention loops over the batch or the locations; apply it once to the whole tensor")
+    reference = _reference_attention(sub, encoder_dim, decoder_dim, 100)
     with torch.no_grad():
-        counts = count_layer_calls(attention, lambda: context_of("Attention.forward", attention, encoder_out, hidden),
-                                   nn.Linear)
-        looped = {name: n for name, n in counts.items() if n > 1}
-        if looped:
-            name, n = max(looped.items(), key=lambda item: item[1])
-            fail(f"layer {name} ran {n} times in one call with a batch of {batch} and {locations} locations: the "
-                 f"attention loops over the batch or the locations; apply it once to the whole tensor")
-        attention(encoder_out, hidden), reference(encoder_out, hidden)  # warm-up
-        ratio = median_seconds(lambda: attention(encoder_out, hidden), 5) / median_seconds(
-            lambda: reference(encoder_out, hidden), 5)
+        reference(encoder_out, hidden)  # warm-up
+        ratio = found["seconds"] / median_seconds(lambda: reference(encoder_out, hidden), 5)
     if ratio > 5:
         fail(f"one attention step takes {ratio:.1f} times as long as a vectorized one (allowed: 5x) for a batch of "
              f"{batch} with {locations} locations; avoid Python loops over examples or locations")
@@ -124,60 +115,41 @@ def _attention_is_correct(sub):
     try:
         attention_equivalence(sub)
         return True
-    except Exception:
+    except (CheckFailure, NotRun):
         return False
-
-
-def _reference_attention_like(sub, attention):
-    """A correct Attention with the same weights as `attention`."""
-    reference = sub.reference(ATTENTION).Attention(attention.encoder_att.in_features, attention.decoder_att.in_features,
-                                                   attention.encoder_att.out_features)
-    reference.load_state_dict(attention.state_dict())
-    return reference
 
 
 @check("3.1b-decoder-equivalence")
 def attention_decoder_equivalence(sub):
-    check_state_used(sub, ATTENTION, use_attention=True)
-    return _equivalence(sub, ATTENTION, use_attention=True, swap_attention=not _attention_is_correct(sub))
+    check_state_used(sub, use_attention=True)
+    return _equivalence(sub, use_attention=True, swap_attention=not _attention_is_correct(sub))
 
 
 # ---- BLEU thresholds --------------------------------------------------------------------------
-GRADING_LAYER = "blocks"  # 320-d; pooled 2x2 to an 8x8 grid, so that a short training takes seconds
-
-
-def grading_features(sub):
-    """Sydney-Captions and the features the BLEU tests train on: (613, 64, 320) float32.
-
-    The default features of the homework (1280-d head, 16x16 grid) make an attention step ~60x
-    dearer; the tests only need a decoder that learns, so they use the last block's 320-d
-    features average-pooled to 8x8 locations."""
-    from data import DataError, features, sydney_captions
+def val_bleu(sub, captions):
+    """Mean sentence BLEU-4 of greedy captions of the validation images, as the hand-out computes it."""
+    from data import DataError, sydney_captions
 
     try:
-        dataset = sydney_captions.load()
-        grid = features.load(layer=GRADING_LAYER, extract_if_missing=False)  # (613, 256, 320)
+        images = sydney_captions.load().split("val")
     except DataError as error:
-        raise NotRun(f"the captioning data is not available ({error}). Set SYDNEY_DIR and run `make features`, "
-                     f"then grade again.") from None
-    side = int(grid.shape[1] ** 0.5)
-    images = grid.view(len(grid), side, side, -1).permute(0, 3, 1, 2)  # (613, 320, 16, 16)
-    pooled = F.avg_pool2d(images, 2)  # (613, 320, 8, 8)
-    return dataset, pooled.flatten(2).transpose(1, 2).contiguous()  # (613, 64, 320)
+        raise NotRun(f"the captioning data is not available ({error}). Set SYDNEY_DIR, then grade again.") from None
+    if (not isinstance(captions, list) or len(captions) != len(images)
+            or not all(isinstance(c, list) and all(isinstance(w, str) for w in c) for c in captions)):
+        fail(f"the captions generated for the {len(images)} validation images are not {len(images)} lists of words")
+    references = [[list(caption) for caption in image.captions] for image in images]
+    return sub.reference("train.py").bleu4(captions, references)[0]
 
 
-def _bleu(sub, filename, use_attention, test_id):
-    dataset, features = grading_features(sub)
+def _bleu(sub, use_attention, test_id):
     spec = calibration.get(test_id)
     budget = spec["budget"]
-    module = sub.student(filename)
-    note = ""
-    torch.manual_seed(budget["seed"])
-    model = build_decoder(module, use_attention, len(dataset.vocab), 100, 256, features.shape[-1], 100)
+    note, source = "", None
     if use_attention and not _attention_is_correct(sub):
-        model.attention = _reference_attention_like(sub, model.attention)
-        note = " (your Attention.forward has a problem counted in its own tests, so a correct one was used here)"
-    bleu = train_decoder(sub.reference("train.py"), model, dataset, features, **budget)
+        note = " " + SWAPPED
+        source = reference_definition(ATTENTION, "Attention")
+    bleu = val_bleu(sub, sub.run("decoder.val-captions", use_attention=use_attention, budget=budget,
+                                 attention_source=source))
     threshold = spec["threshold"]
     if bleu < threshold:
         fail(f"after {budget['epochs']} epoch(s) on the first {budget['train_images']} training images (the hand-out's "
@@ -186,26 +158,11 @@ def _bleu(sub, filename, use_attention, test_id):
     return f"validation BLEU-4 {bleu:.4f} (required {threshold:.4f}).{note}"
 
 
-def train_decoder(train, model, dataset, features, train_images, epochs, seed, batch_size=8, learning_rate=4e-4):
-    """Train `model` with the provided training loop; greedy validation BLEU-4."""
-    torch.manual_seed(seed)
-    vocab = dataset.vocab
-    pairs = train.training_pairs(dataset.split("train")[:train_images], vocab)
-    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
-    generator = torch.Generator().manual_seed(seed)
-    steps = (len(pairs) + batch_size - 1) // batch_size
-    for _ in range(epochs):
-        batches = train.caption_batches(pairs, features, batch_size, generator, vocab.pad)
-        train.train_epoch(model, batches, optimizer, nn.CrossEntropyLoss(), 5.0, steps)
-    bleu, _, _ = train.evaluate(model, dataset.split("val"), features, vocab, dataset.max_caption_length)
-    return bleu
-
-
 @check("3.1a-bleu")
 def decoder_bleu(sub):
-    return _bleu(sub, DECODER, False, "3.1a-bleu")
+    return _bleu(sub, False, "3.1a-bleu")
 
 
 @check("3.1b-bleu")
 def attention_decoder_bleu(sub):
-    return _bleu(sub, ATTENTION, True, "3.1b-bleu")
+    return _bleu(sub, True, "3.1b-bleu")

@@ -1,0 +1,174 @@
+"""The grader's side of running student code: a sandboxed child process it sends probe requests to.
+
+`StudentSubmission` is what the checks see while grading: `run(probe, **inputs)` has the child
+(autograder/runner.py, inside autograder/sandbox.py) run a probe on the student's code and
+returns its plain values; `reference(file)` is the reference solution, loaded here, in the
+grading process, where the checks compare. The child never decides a score: it only returns
+values, read with `torch.load(weights_only=True)`, which builds tensors and containers and
+nothing else.
+
+Every request has a deadline (what is left of the test's time limit); a child that misses it,
+exits or crashes is killed with everything it started, the test fails with a message saying so,
+and the next request starts a fresh child.
+"""
+
+import io
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from autograder import sandbox
+from autograder.compare import CheckFailure, NotRun
+from autograder.probes import unplain
+from autograder.runner import HEADER, encode, write_message
+from autograder.submission import REFERENCE_TREE, load_module, prepare_workdir
+
+ROOT = Path(__file__).resolve().parents[1]
+GRACE_SECONDS = 15  # beyond the child's own alarm, before the grader kills it
+MAX_ANSWER_BYTES = 512 * 2**20
+
+
+class StudentProcess:
+    """One child process running probes on one student's working folder."""
+
+    def __init__(self, workdir, shown_as):
+        self.workdir, self.shown_as = Path(workdir), str(shown_as)
+        self.child = None
+        self.stderr = None
+
+    def _start(self):
+        request_read, self.request_fd = os.pipe()
+        self.answer_fd, answer_write = os.pipe()
+        readable = [str(self.workdir), os.environ.get("SYDNEY_DIR"), os.environ.get("HW2_CACHE_DIR")]
+        argv, _ = sandbox.wrap([sys.executable, "-m", "autograder.runner", str(self.workdir), self.shown_as,
+                                str(request_read), str(answer_write)], readable=readable)
+        self.stderr = tempfile.TemporaryFile()
+        env = dict(os.environ, MPLCONFIGDIR="/tmp/matplotlib", PYTHONDONTWRITEBYTECODE="1")
+        self.child = subprocess.Popen(argv, pass_fds=(request_read, answer_write), stdin=subprocess.DEVNULL,
+                                      stdout=subprocess.DEVNULL, stderr=self.stderr, env=env, cwd=ROOT,
+                                      start_new_session=True)
+        os.close(request_read)
+        os.close(answer_write)
+
+    def close(self):
+        """Stop the child and every process it started."""
+        if self.child is None:
+            return
+        os.close(self.request_fd)  # end of requests: the runner returns
+        try:
+            self.child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(self.child.pid, signal.SIGKILL)  # whatever the student's code left running
+        except ProcessLookupError:
+            pass
+        self.child.wait()
+        os.close(self.answer_fd)
+        self.stderr.close()
+        self.child = None
+
+    def _stopped(self, why):
+        """Kill the child after it failed to answer; the message for the student."""
+        if self.child.poll() is None:
+            os.killpg(self.child.pid, signal.SIGKILL)
+        code = self.child.wait()
+        self.stderr.seek(0, io.SEEK_END)
+        self.stderr.seek(max(0, self.stderr.tell() - 500))
+        tail = self.stderr.read().decode(errors="replace").strip()
+        self.close()
+        return why.format(code=code) + (f" {tail}" if tail else "")
+
+    def request(self, probe, inputs, seconds, limit):
+        """The child's answer (a dict) to running `probe` on `inputs` within `seconds`."""
+        if self.child is None:
+            self._start()
+        crashed = ("the grading process stopped during this test (exit code {code}); your code may have called exit "
+                   "or crashed the interpreter.")
+        try:
+            write_message(self.request_fd, encode({"probe": probe, "inputs": inputs, "seconds": seconds,
+                                                   "limit": limit}))
+        except (BrokenPipeError, OSError):
+            raise CheckFailure(self._stopped(crashed)) from None
+        deadline = time.time() + seconds + GRACE_SECONDS
+        failures = {"eof": crashed, "timeout": f"timed out after {limit} s (an infinite loop, or far too slow?); the "
+                                               f"grading process did not stop by itself and was killed (exit code {{code}})."}
+        header = self._read(HEADER.size, deadline)
+        if isinstance(header, str):
+            raise CheckFailure(self._stopped(failures[header]))
+        size = HEADER.unpack(header)[0]
+        if size > MAX_ANSWER_BYTES:
+            raise CheckFailure(self._stopped(f"your code returned {size:,} bytes of values (the limit is "
+                                             f"{MAX_ANSWER_BYTES:,}); grading process stopped (exit code {{code}})."))
+        payload = self._read(size, deadline)
+        if isinstance(payload, str):
+            raise CheckFailure(self._stopped(failures[payload]))
+        try:
+            return torch.load(io.BytesIO(payload), weights_only=True)
+        except Exception as error:
+            raise CheckFailure(self._stopped(f"the grading process answered with something unreadable ({error}); "
+                                             f"did your code write to a file descriptor it did not open? "
+                                             f"(exit code {{code}})")) from None
+
+    def _read(self, size, deadline):
+        """`size` bytes from the child, or "eof", or "timeout"."""
+        chunks, left = [], size
+        while left:
+            wait = deadline - time.time()
+            ready = select.select([self.answer_fd], [], [], max(0.0, wait))[0] if wait > 0 else []
+            if not ready:
+                return "timeout"
+            chunk = os.read(self.answer_fd, min(left, 1 << 20))
+            if not chunk:
+                return "eof"
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+
+
+class StudentSubmission:
+    """The student's tree as the checks see it while grading: probes run in a sandboxed child,
+    the reference is loaded here."""
+
+    def __init__(self, tree, test_seconds=150):
+        self.tree = Path(tree).resolve()
+        self.workdir = prepare_workdir(self.tree)
+        self.process = StudentProcess(self.workdir, self.tree)
+        self.test_seconds = test_seconds
+        self._reference = {}
+        self.begin_test()
+
+    def begin_test(self):
+        """Start the clock of a test: all its requests share one time limit."""
+        self.deadline = time.time() + self.test_seconds
+        self.printed = []
+
+    def run(self, probe, **inputs):
+        seconds = max(1.0, self.deadline - time.time())
+        reply = self.process.request(probe, inputs, seconds, self.test_seconds)
+        if not isinstance(reply, dict):
+            raise CheckFailure("the grading process answered with something unreadable")
+        if reply.get("printed"):
+            self.printed.append(str(reply["printed"]))
+        if "value" in reply:
+            return unplain(reply["value"])
+        if reply.get("status") == "not run":
+            raise NotRun(str(reply.get("message")))
+        raise CheckFailure(str(reply.get("message")))
+
+    def reference(self, filename):
+        if filename not in self._reference:
+            self._reference[filename] = load_module(REFERENCE_TREE, filename)
+        return self._reference[filename]
+
+    def cleanup(self):
+        self.process.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)

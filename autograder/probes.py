@@ -1,0 +1,507 @@
+"""Probes: the only code that runs the student's functions. Each probe builds the student's
+objects, calls them on inputs the grader chose, and returns plain values (tensors, numbers,
+strings, lists): outputs, gradients, counts, timings, generated captions.
+
+A probe judges nothing. The checks (autograder/checks/) send the inputs, receive the values
+and compare them, in the grading process, with the reference they compute there. When grading,
+the probes run in a sandboxed child process (autograder/runner.py) that cannot read the
+reference, the hidden checks or other submissions; in the students' repository they run
+in-process behind the public tests.
+
+Every probe takes `student`, a function from a file name (`"decoder.py"`) to the student's
+module, then keyword arguments.
+"""
+
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from autograder.compare import fail
+
+CNN_FILE, DECODER, ATTENTION = "h2-q2.py", "decoder.py", "decoder_with_attention.py"
+PROBES = {}
+
+
+def probe(name):
+    def register(function):
+        PROBES[name] = function
+        return function
+
+    return register
+
+
+class Opaque:
+    """Stands for a returned object that is not a plain value; its class is named like the original's
+    type, so that messages say "a float64" or "an ndarray"."""
+
+
+def plain(value, depth=0):
+    """`value` made of tensors (detached), numbers, strings, None, lists, tuples and dicts of them;
+    anything else becomes {"__opaque__": type name}."""
+    if depth > 20:
+        return {"__opaque__": "deeply nested object"}
+    if isinstance(value, torch.Tensor):
+        return value.detach().as_subclass(torch.Tensor).clone()
+    if value is None or type(value) in (bool, int, float, str):
+        return value
+    if type(value) in (list, tuple):
+        return type(value)(plain(v, depth + 1) for v in value)
+    if type(value) is dict and all(type(k) is str for k in value):
+        return {k: plain(v, depth + 1) for k, v in value.items()}
+    return {"__opaque__": type(value).__name__}
+
+
+def unplain(value):
+    """The inverse of `plain` for the grader: opaque markers become `Opaque` instances."""
+    if isinstance(value, dict):
+        if set(value) == {"__opaque__"}:
+            return type(str(value["__opaque__"]), (Opaque,), {})()
+        return {k: unplain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(unplain(v) for v in value)
+    return value
+
+
+def run_probe(sub, name, inputs, seconds=None, memory_gb=None):
+    """(status, message, plain value) of probe `name` on the modules of `sub` (a Submission):
+    status "passed" with the value, or "failed" / "not run" with the message the student reads.
+    `seconds` and `memory_gb` are the limits the caller enforces (for the messages)."""
+    from autograder.checks import outcome
+
+    found = {}
+
+    def call(sub):
+        found["value"] = plain(PROBES[name](sub.student, **inputs))
+
+    status, message = outcome(call, sub, seconds, memory_gb)
+    return status, message, found.get("value")
+
+
+# ---- helpers --------------------------------------------------------------------------------
+def count_layer_calls(model, run, layer_types):
+    """{layer name: times it ran} for the layers of `model` of `layer_types` while `run()` runs."""
+    counts = {}
+    handles = [module.register_forward_hook(lambda m, i, o, name=name: counts.__setitem__(name, counts.get(name, 0) + 1))
+               for name, module in model.named_modules() if isinstance(module, layer_types)]
+    try:
+        run()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return counts
+
+
+def median_seconds(function, repeats=7):
+    """Median wall time of `function()` over `repeats` calls."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def jacobians(function, inputs, eps=1e-6):
+    """(autograd's Jacobian, central finite differences) of the concatenated, flattened outputs of
+    `function(*inputs)` with respect to the concatenated, flattened float64 `inputs`."""
+    def flat(*args):
+        outputs = function(*args)
+        outputs = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
+        return torch.cat([o.reshape(-1) for o in outputs])
+
+    inputs = [x.detach().clone().double() for x in inputs]
+    analytic = torch.autograd.functional.jacobian(flat, tuple(inputs))
+    analytic = torch.cat([a.reshape(len(a), -1) for a in analytic], dim=1)
+    columns = []
+    with torch.no_grad():
+        for index, x in enumerate(inputs):
+            for position in range(x.numel()):
+                shifted = []
+                for sign in (1, -1):
+                    moved = [y.clone() for y in inputs]
+                    moved[index].view(-1)[position] += sign * eps
+                    shifted.append(flat(*moved))
+                columns.append((shifted[0] - shifted[1]) / (2 * eps))
+    return analytic, torch.stack(columns, dim=1)
+
+
+def _float64(what, run):
+    try:
+        return run()
+    except NotImplementedError:
+        raise
+    except Exception as error:
+        fail(f"gradcheck in float64 could not run ({type(error).__name__}: {error}); {what} must work in "
+             f"float64 after .double()")
+
+
+# ---- Question 2.2: the CNN ------------------------------------------------------------------
+def student_cnn(student, dropout=0.3):
+    model = student(CNN_FILE).CNN(dropout)
+    if not isinstance(model, nn.Module):
+        fail(f"CNN({dropout}) is a {type(model).__name__}; expected an nn.Module")
+    return model
+
+
+def load_by_shape(model, weights):
+    """Copy `weights` (tensors of distinct shapes) into the parameters of `model` of the same shapes."""
+    by_shape = {tuple(w.shape): w for w in weights}
+    shapes = sorted(tuple(p.shape) for p in model.parameters())
+    if shapes != sorted(by_shape):
+        fail(f"the parameters of your CNN have shapes {shapes}; the statement's network has {sorted(by_shape)}")
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.copy_(by_shape[tuple(parameter.shape)])
+
+
+@probe("cnn.parameters")
+def cnn_parameters(student, dropout=0.3):
+    """[(shape, requires_grad)] of CNN(dropout)'s parameters."""
+    return [(tuple(p.shape), p.requires_grad) for p in student_cnn(student, dropout).parameters()]
+
+
+@probe("cnn.outputs")
+def cnn_outputs(student, batches, dropout=0.3):
+    """CNN.forward (eval mode, no gradient) on each batch of images."""
+    model = student_cnn(student, dropout).eval()
+    with torch.no_grad():
+        return [model(x) for x in batches]
+
+
+@probe("cnn.gradients")
+def cnn_gradients(student, images, targets, base, directions):
+    """Training mode: the output, {parameter name: gradient of NLLLoss or None}; then in float64,
+    eval mode, the Jacobians of the output along `directions` of the input `base`."""
+    model = student_cnn(student, 0.3).train()
+    output = model(images)
+    gradients = {}
+    if isinstance(output, torch.Tensor) and output.shape == (len(images), 10):
+        nn.NLLLoss()(output, targets).backward()
+        gradients = {name: p.grad for name, p in model.named_parameters() if p.requires_grad}
+    model = _float64("the forward", lambda: model.double().eval())
+    shape = base.shape
+    return {"output": output, "gradients": gradients,
+            "jacobians": _float64("the forward", lambda: jacobians(
+                lambda v: model(base + (v @ directions).view(shape) * 0.01), [torch.zeros(len(directions))]))}
+
+
+@probe("cnn.with-weights")
+def cnn_with_weights(student, weights, images, targets=None, dropout=0.3, train_seed=None):
+    """CNN(dropout) with `weights` loaded by shape. Eval mode (`train_seed` None): the output and
+    {shape: gradient of NLLLoss(output, targets)}; training mode: the output after seeding
+    torch with `train_seed`."""
+    model = student_cnn(student, dropout)
+    load_by_shape(model, weights)
+    if train_seed is not None:
+        model.train()
+        torch.manual_seed(train_seed)
+        return {"output": model(images)}
+    model.eval()
+    output = model(images)
+    if not isinstance(output, torch.Tensor) or output.shape != (len(images), 10):
+        return {"output": output}
+    nn.NLLLoss()(output, targets).backward()
+    return {"output": output, "gradients": [(tuple(p.shape), p.grad) for p in model.parameters()]}
+
+
+@probe("cnn.repeats")
+def cnn_repeats(student, images, dropout=0.5):
+    """Two outputs in eval mode, then two in training mode, of the same model on the same images."""
+    model = student_cnn(student, dropout)
+    with torch.no_grad():
+        model.eval()
+        evaluation = [model(images), model(images)]
+        model.train()
+        return {"eval": evaluation, "train": [model(images), model(images)]}
+
+
+@probe("cnn.speed")
+def cnn_speed(student, small, large):
+    """{layer: calls} for one forward on `small`; median seconds of a forward on `large`."""
+    model = student_cnn(student).eval()
+    with torch.no_grad():
+        counts = count_layer_calls(model, lambda: model(small), (nn.Conv2d, nn.Linear))
+        model(large)  # warm-up
+        return {"counts": counts, "seconds": median_seconds(lambda: model(large))}
+
+
+def small_classifier():
+    """The model train_batch is tested on (any model with log-probability outputs will do)."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10), nn.LogSoftmax(dim=1))
+
+
+@probe("train-batch")
+def train_batch_probe(student, weights, images, targets, stale=10.0, learning_rate=0.1, steps=30,
+                      adam_weights=None):
+    """train_batch on small_classifier() with `weights`, SGD and stale gradients `stale` in every
+    .grad: what it returned and the parameters after; then `steps` calls with Adam from
+    `adam_weights`: the values returned."""
+    step = student(CNN_FILE).train_batch
+    model = small_classifier()
+    model.load_state_dict(weights)
+    for parameter in model.parameters():  # stale gradients a correct step must clear
+        parameter.grad = torch.full_like(parameter, stale)
+    optimizer = torch.optim.SGD(model.parameters(), lr=learning_rate)
+    returned = step(images, targets, model, optimizer, nn.NLLLoss())
+    after = [p.detach().clone() for p in model.parameters()]
+    model = small_classifier()
+    model.load_state_dict(adam_weights)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    losses = [step(images, targets, model, optimizer, nn.NLLLoss()) for _ in range(steps)]
+    return {"returned": returned, "after": after, "losses": losses}
+
+
+def train_cnn(cnn_class, step, X, y, epochs, batch_size, learning_rate, seed, dropout=0.3):
+    """CNN(dropout) trained with `step(X, y, model, optimizer, criterion)` and SGD."""
+    torch.manual_seed(seed)
+    model = cnn_class(dropout)
+    optimizer = torch.optim.SGD(model.parameters(), lr=learning_rate)
+    criterion = nn.NLLLoss()
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        model.train()
+        order = torch.randperm(len(X), generator=generator)
+        for start in range(0, len(X), batch_size):
+            index = order[start:start + batch_size]
+            step(X[index], y[index], model, optimizer, criterion)
+    return model.eval()
+
+
+def define(source, name):
+    """The function or class `name` defined by `source`: a correct definition the grader sends in
+    place of a wrong one of the student's, so that one mistake is not charged twice."""
+    namespace = {"torch": torch, "nn": nn, "F": F}
+    exec(source, namespace)
+    return namespace[name]
+
+
+@probe("cnn.dev-predictions")
+def cnn_dev_predictions(student, train_size, epochs, batch_size, learning_rate, seed, train_batch_source=None):
+    """The student's CNN trained on the first `train_size` training images with the student's
+    train_batch (or the one defined by `train_batch_source`); its predicted classes of the dev images."""
+    from data import DataError
+    from data.fashion_mnist import load_splits
+
+    from autograder.compare import NotRun
+
+    try:
+        splits = load_splits()
+    except DataError as error:
+        raise NotRun(f"Fashion-MNIST is not available ({error}). Run `make data`, then grade again.") from None
+    module = student(CNN_FILE)
+    X, y = splits["train"][0][:train_size], splits["train"][1][:train_size]
+    step = define(train_batch_source, "train_batch") if train_batch_source else module.train_batch
+    model = train_cnn(module.CNN, step, X, y, epochs, batch_size, learning_rate, seed)
+    dev_X = splits["dev"][0]
+    with torch.no_grad():
+        return torch.cat([model(dev_X[i:i + 1000]).argmax(1) for i in range(0, len(dev_X), 1000)])
+
+
+# ---- Questions 3.1a and 3.1b: the decoders and the attention -------------------------------
+def build_decoder(module, use_attention, vocab, embed, decoder_dim, encoder_dim, attention_dim, dropout=0.5):
+    if use_attention:
+        return module.DecoderWithAttention(vocab, embed, decoder_dim, encoder_dim, attention_dim, dropout)
+    return module.Decoder(vocab, embed, decoder_dim, encoder_dim, dropout)
+
+
+def student_decoder(student, use_attention, sizes, dropout=0.5):
+    """`sizes`: dict with vocab, embed, decoder_dim, encoder_dim, attention_dim."""
+    module = student(ATTENTION if use_attention else DECODER)
+    return build_decoder(module, use_attention, sizes["vocab"], sizes["embed"], sizes["decoder_dim"],
+                         sizes["encoder_dim"], sizes["attention_dim"], dropout)
+
+
+def load_provided_layers(model, state):
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        fail(f"the provided layers of {type(model).__name__} were changed; they must stay as given "
+             f"({str(error).splitlines()[0]})")
+
+
+class FixedContext(nn.Module):
+    """Stands in for an Attention: returns the context it was given, whatever it is called with."""
+
+    def __init__(self, context):
+        super().__init__()
+        self.context = context
+
+    def forward(self, *args, **kwargs):
+        return self.context
+
+
+@probe("decoder.steps")
+def decoder_steps(student, use_attention, cases):
+    """One step in eval mode for each case: (sizes, (word, h, c, encoder_out)) -> (scores, h, c)."""
+    outputs = []
+    for sizes, inputs in cases:
+        model = student_decoder(student, use_attention, sizes).eval()
+        with torch.no_grad():
+            outputs.append(model(*inputs))
+    return outputs
+
+
+@probe("decoder.state")
+def decoder_state(student, use_attention, sizes, inputs, seed=0):
+    """One model (seeded), eval mode: the step on `inputs`, on inputs with h + 1, with c + 1, with the
+    next word, and on `inputs` again; training mode: the scores of two steps on `inputs`."""
+    torch.manual_seed(seed)
+    model = student_decoder(student, use_attention, sizes).eval()
+    word, h, c, encoder_out = inputs
+    with torch.no_grad():
+        result = {"base": model(*inputs)}
+        if not isinstance(result["base"], tuple) or len(result["base"]) != 3:
+            return result
+        result["h"] = model(word, h + 1, c, encoder_out)[0]
+        result["c"] = model(word, h, c + 1, encoder_out)[0]
+        result["word"] = model((word + 1) % sizes["vocab"], h, c, encoder_out)[0]
+        result["again"] = model(*inputs)[0]
+        model.train()
+        result["train"] = [model(*inputs)[0], model(*inputs)[0]]
+    return result
+
+
+@probe("decoder.jacobians")
+def decoder_jacobians(student, use_attention, sizes, inputs, seed=0):
+    """float64, eval mode, no dropout: Jacobians of (scores, h, c) with respect to (h, c), and
+    encoder_out with attention."""
+    torch.manual_seed(seed)
+    model = student_decoder(student, use_attention, sizes, dropout=0.0)
+    model = _float64("the step", lambda: model.double().eval())
+    word, h, c, encoder_out = inputs
+    if use_attention:
+        return _float64("the step", lambda: jacobians(lambda h, c, e: model(word, h, c, e), [h, c, encoder_out]))
+    return _float64("the step", lambda: jacobians(lambda h, c: model(word, h, c, encoder_out.double()), [h, c]))
+
+
+@probe("decoder.with-weights")
+def decoder_with_weights(student, use_attention, sizes, state, inputs, target, train_seed, context=None):
+    """The decoder with the provided layers' `state`: the step in eval mode, in training mode after
+    seeding torch with `train_seed`, and {parameter: gradient} of a loss of the eval-mode step.
+    `context`: a context the attention is replaced by (when the student's attention is wrong)."""
+    model = student_decoder(student, use_attention, sizes)
+    load_provided_layers(model, state)
+    if context is not None:
+        model.attention = FixedContext(context)
+    result = {}
+    for mode in ("eval", "train"):
+        getattr(model, mode)()
+        torch.manual_seed(train_seed)
+        result[mode] = model(*inputs)
+        if not isinstance(result[mode], tuple) or len(result[mode]) != 3:
+            return result
+    model.eval()
+    model.zero_grad()
+    scores, h, c = model(*inputs)
+    (F.cross_entropy(scores, target) + (h * 0.3).sum() + (c * 0.1).sum()).backward()
+    result["gradients"] = {name: p.grad for name, p in model.named_parameters()}
+    return result
+
+
+def student_attention(student, encoder_dim, decoder_dim, attention_dim):
+    return student(ATTENTION).Attention(encoder_dim, decoder_dim, attention_dim)
+
+
+@probe("attention.contexts")
+def attention_contexts(student, cases):
+    """For each case (encoder_dim, decoder_dim, attention_dim, init_seed, encoder_out, hidden): a new
+    Attention (torch seeded with init_seed) and its output on (encoder_out, hidden), no gradient."""
+    outputs = []
+    for encoder_dim, decoder_dim, attention_dim, init_seed, encoder_out, hidden in cases:
+        if init_seed is not None:
+            torch.manual_seed(init_seed)
+        attention = student_attention(student, encoder_dim, decoder_dim, attention_dim)
+        with torch.no_grad():
+            outputs.append(attention(encoder_out, hidden))
+    return outputs
+
+
+@probe("attention.with-weights")
+def attention_with_weights(student, state, encoder_out, hidden, weights):
+    """Attention with `state`: its output and the gradients of sum(output * weights) with respect
+    to encoder_out, hidden and every parameter (None where the output does not depend on it)."""
+    encoder_dim, decoder_dim = encoder_out.shape[-1], hidden.shape[-1]
+    attention = student_attention(student, encoder_dim, decoder_dim, state["encoder_att.weight"].shape[0])
+    load_provided_layers(attention, state)
+    encoder_out, hidden = encoder_out.clone().requires_grad_(True), hidden.clone().requires_grad_(True)
+    output = attention(encoder_out, hidden)
+    if not isinstance(output, torch.Tensor) or output.shape != weights.shape:
+        return {"output": output}
+    names = ["encoder_out", "decoder_hidden"] + [n for n, _ in attention.named_parameters()]
+    gradients = torch.autograd.grad((output * weights).sum(), [encoder_out, hidden] + list(attention.parameters()),
+                                    allow_unused=True)
+    return {"output": output, "gradients": dict(zip(names, gradients))}
+
+
+@probe("attention.speed")
+def attention_speed(student, encoder_out, hidden, attention_dim=100):
+    """{layer: calls} for one call; median seconds of a call."""
+    attention = student_attention(student, encoder_out.shape[-1], hidden.shape[-1], attention_dim)
+    with torch.no_grad():
+        output = {}
+        counts = count_layer_calls(attention, lambda: output.setdefault("value", attention(encoder_out, hidden)),
+                                   nn.Linear)
+        attention(encoder_out, hidden)  # warm-up
+        return {"output": output["value"], "counts": counts,
+                "seconds": median_seconds(lambda: attention(encoder_out, hidden), 5)}
+
+
+GRADING_LAYER = "blocks"  # 320-d; pooled 2x2 to an 8x8 grid, so that a short training takes seconds
+
+
+def grading_features():
+    """Sydney-Captions and the features the BLEU tests train on: (613, 64, 320) float32.
+
+    The default features of the homework (1280-d head, 16x16 grid) make an attention step ~60x
+    dearer; the tests only need a decoder that learns, so they use the last block's 320-d
+    features average-pooled to 8x8 locations."""
+    from data import DataError, features, sydney_captions
+
+    from autograder.compare import NotRun
+
+    try:
+        dataset = sydney_captions.load()
+        grid = features.load(layer=GRADING_LAYER, extract_if_missing=False)  # (613, 256, 320)
+    except DataError as error:
+        raise NotRun(f"the captioning data is not available ({error}). Set SYDNEY_DIR and run `make features`, "
+                     f"then grade again.") from None
+    side = int(grid.shape[1] ** 0.5)
+    images = grid.view(len(grid), side, side, -1).permute(0, 3, 1, 2)  # (613, 320, 16, 16)
+    pooled = F.avg_pool2d(images, 2)  # (613, 320, 8, 8)
+    return dataset, pooled.flatten(2).transpose(1, 2).contiguous()  # (613, 64, 320)
+
+
+def train_decoder(train, model, dataset, features, train_images, epochs, seed, batch_size=8, learning_rate=4e-4):
+    """Train `model` with the provided training loop (`train`: the module train.py); its greedy
+    captions (lists of words) of the validation images."""
+    torch.manual_seed(seed)
+    vocab = dataset.vocab
+    pairs = train.training_pairs(dataset.split("train")[:train_images], vocab)
+    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    generator = torch.Generator().manual_seed(seed)
+    steps = (len(pairs) + batch_size - 1) // batch_size
+    for _ in range(epochs):
+        batches = train.caption_batches(pairs, features, batch_size, generator, vocab.pad)
+        train.train_epoch(model, batches, optimizer, nn.CrossEntropyLoss(), 5.0, steps)
+    images = dataset.split("val")
+    captions, _ = train.greedy_decode(model, features[[image.imgid for image in images]], vocab,
+                                      dataset.max_caption_length)
+    return captions
+
+
+@probe("decoder.val-captions")
+def decoder_val_captions(student, use_attention, budget, attention_source=None):
+    """The student's decoder (embed 100, decoder 256, attention 100) trained with the provided
+    train.py under `budget`; its greedy captions of the validation images. `attention_source`: the
+    code of a correct Attention class, used in place of the student's (when that one is wrong)."""
+    dataset, features = grading_features()
+    torch.manual_seed(budget["seed"])
+    sizes = dict(vocab=len(dataset.vocab), embed=100, decoder_dim=256, encoder_dim=features.shape[-1], attention_dim=100)
+    model = student_decoder(student, use_attention, sizes)
+    if attention_source is not None:
+        correct = define(attention_source, "Attention")(sizes["encoder_dim"], sizes["decoder_dim"], sizes["attention_dim"])
+        correct.load_state_dict(model.attention.state_dict())
+        model.attention = correct
+    return train_decoder(student("train.py"), model, dataset, features, **budget)

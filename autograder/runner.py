@@ -1,0 +1,131 @@
+"""The child process the student's code runs in: it answers the grader's requests to run probes.
+
+    python -m autograder.runner <workdir> <shown-as> <request-fd> <answer-fd>
+
+Started (inside the sandbox) by `autograder.isolation`. `<workdir>` holds the provided files and
+the student's graded files; `<shown-as>` is the student's folder, named in messages. Each request
+names a probe (autograder/probes.py) and its inputs; the answer is the probe's plain values, or
+the message of what went wrong (not implemented, an exception and where, timed out, out of
+memory), with what the student's code printed. Requests and answers are `torch.save` payloads
+behind an 8-byte length; the grader reads answers with `torch.load(weights_only=True)`.
+
+Python, numpy and torch are seeded before every request; each has a wall-time limit (an alarm),
+and the whole process an address-space limit and a file-size limit.
+"""
+
+import contextlib
+import io
+import os
+import resource
+import signal
+import struct
+import sys
+import tempfile
+
+import torch
+
+from autograder.checks import TestTimeout, seed_everything
+from autograder.probes import run_probe
+from autograder.submission import Submission
+
+MEMORY_GB = float(os.environ.get("HW2_MEMORY_GB", 8))  # address-space limit of this process
+FILE_MB = 256  # no file it writes may grow beyond this
+OUTPUT_LIMIT = 1500
+HEADER = struct.Struct(">Q")
+
+
+class CappedOutput(io.TextIOBase):
+    """Keeps the first OUTPUT_LIMIT characters printed and counts the rest, so a flood of
+    output costs neither memory nor time."""
+
+    def __init__(self):
+        self.kept, self.dropped = [], 0
+        self.size = 0
+
+    def write(self, text):
+        room = OUTPUT_LIMIT - self.size
+        if room > 0:
+            self.kept.append(text[:room])
+            self.size += min(room, len(text))
+        self.dropped += max(0, len(text) - max(room, 0))
+        return len(text)
+
+    def getvalue(self):
+        tail = f" [... {self.dropped:,} more characters]" if self.dropped else ""
+        return "".join(self.kept).strip() + tail
+
+
+def read_message(fd):
+    """The next payload on `fd` (bytes), or None at end of file."""
+    header = _read_exactly(fd, HEADER.size)
+    return None if header is None else _read_exactly(fd, HEADER.unpack(header)[0])
+
+
+def _read_exactly(fd, size):
+    chunks, left = [], size
+    while left:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def write_message(fd, payload):
+    data = HEADER.pack(len(payload)) + payload
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def encode(value):
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    return buffer.getvalue()
+
+
+def _on_alarm(signum, frame):
+    raise TestTimeout()
+
+
+def answer(sub, request):
+    """The answer to one request: {"value": ...} or {"status": "failed"/"not run", "message": ...},
+    with "printed"."""
+    seed_everything()
+    captured = CappedOutput()
+    signal.alarm(max(1, int(request["seconds"])))
+    try:
+        with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
+            status, message, value = run_probe(sub, request["probe"], request["inputs"], request["limit"], MEMORY_GB)
+    finally:
+        signal.alarm(0)
+    reply = {"value": value} if status == "passed" else {"status": status, "message": message}
+    return dict(reply, printed=captured.getvalue())
+
+
+def main(argv=None):
+    workdir, shown_as, request_fd, answer_fd = (argv if argv is not None else sys.argv[1:])
+    request_fd, answer_fd = int(request_fd), int(answer_fd)
+    # one thread: faster than two for these small models, and safe when submissions are graded in parallel
+    torch.set_num_threads(int(os.environ.get("HW2_THREADS", 1)))
+    resource.setrlimit(resource.RLIMIT_AS, (int(MEMORY_GB * 2**30),) * 2)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_MB * 2**20,) * 2)
+    signal.signal(signal.SIGALRM, _on_alarm)
+    os.chdir(tempfile.mkdtemp(prefix="hw2-run-"))  # a writable current folder for the student's code
+    sub = Submission(workdir, provided_tree=None, shown_as=shown_as)
+    while True:
+        payload = read_message(request_fd)
+        if payload is None:
+            return
+        reply = answer(sub, torch.load(io.BytesIO(payload), weights_only=True))
+        try:
+            payload = encode(reply)
+        except Exception as error:  # a value torch cannot save
+            payload = encode({"status": "failed", "message": f"your code returned a value that cannot be read back "
+                                                            f"({type(error).__name__}: {error})", "printed": ""})
+        write_message(answer_fd, payload)
+
+
+if __name__ == "__main__":
+    main()
