@@ -13,14 +13,20 @@ becomes, at the same indentation,
         # YOUR CODE HERE (~ 6 lines: a hint for the student)
         raise NotImplementedError("CNN.forward is not implemented yet")
 
-naming the function it stands in. Nested, unclosed or stray markers are errors. The student
-tree is therefore never edited by hand; `tests/test_generate.py` fails when it differs from
-what this module makes of the reference.
+naming the function it stands in. Nested, unclosed or stray markers are errors. Notebooks
+(`q1.ipynb`, an nbgrader source notebook) go through nbgrader's own `generate_assignment`, in a
+temporary course folder: solution cells become stubs (`raise NotImplementedError("not implemented
+yet")`, "YOUR ANSWER HERE" in markdown answers), check cells are locked. The student tree is
+therefore never edited by hand; `tests/test_generate.py` fails when it differs from what this
+module makes of the reference.
 """
 
 import ast
 import re
 import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 BEGIN = re.compile(r"^(?P<indent>\s*)### BEGIN SOLUTION(?P<hint>.*)$")
@@ -78,6 +84,27 @@ def strip_solutions(source, filename="<source>"):
     return "".join(out)
 
 
+NBGRADER_CONFIG = '''c = get_config()
+c.ClearSolutions.code_stub = {"python": '# YOUR CODE HERE\\nraise NotImplementedError("not implemented yet")'}
+'''
+
+
+def strip_notebook(path):
+    """The student copy of the nbgrader source notebook `path`, made by `nbgrader generate_assignment`."""
+    path = Path(path)
+    with tempfile.TemporaryDirectory(prefix="hw2-nbgrader-") as course:
+        source = Path(course, "source", "homework")
+        source.mkdir(parents=True)
+        shutil.copy(path, source / path.name)
+        Path(course, "nbgrader_config.py").write_text(NBGRADER_CONFIG)
+        result = subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", "homework", "--no-db",
+                                 "--force", "--log-level=WARN"], cwd=course, capture_output=True, text=True)
+        generated = Path(course, "release", "homework", path.name)
+        if result.returncode != 0 or not generated.is_file():
+            raise MarkerError(f"{path}: nbgrader generate_assignment failed: {result.stderr.strip()[-1500:]}")
+        return generated.read_bytes()
+
+
 def generate(reference_dir, student_dir):
     """Write the student tree for `reference_dir` into `student_dir` (replacing what was there)."""
     reference_dir, student_dir = Path(reference_dir), Path(student_dir)
@@ -88,6 +115,8 @@ def generate(reference_dir, student_dir):
             continue
         if path.suffix == ".py":
             files[relative] = strip_solutions(path.read_text(), str(path)).encode()
+        elif path.suffix == ".ipynb":
+            files[relative] = strip_notebook(path)
         else:
             files[relative] = path.read_bytes()
     # everything is computed before anything is written, so a marker error leaves the tree intact

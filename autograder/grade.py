@@ -18,7 +18,7 @@ from autograder.compare import CheckFailure, NotRun
 from autograder.checks import all_checks, outcome, seed_everything
 from autograder.isolation import StudentSubmission
 from autograder.runner import MEMORY_GB
-from autograder.results import FAILED, PASSED, GradingResults, TestResult
+from autograder.results import FAILED, MANUAL, PASSED, GradingResults, TestResult
 from autograder.submission import locate_tree
 
 TEST_SECONDS = int(os.environ.get("HW2_TEST_SECONDS", 150))
@@ -80,7 +80,10 @@ def grade(tree, out=None, only=None, log=print):
     if warning:
         log(warning)
     for number in rubric.questions:
-        question_tests = [t for t in tests if t.question == number]
+        for test in (t for t in tests if t.question == number and t.manual):
+            results.results.append(TestResult(test.id, test.question, test.name, 0.0, test.visibility, MANUAL, 0.0,
+                                              f"graded by hand ({test.points:g} points); not part of this score"))
+        question_tests = [t for t in tests if t.question == number and not t.manual]
         if not question_tests:
             continue
         by_id = {t.id: t for t in question_tests}

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from autograder.compare import fail
 
-CNN_FILE, DECODER, ATTENTION = "h2-q2.py", "decoder.py", "decoder_with_attention.py"
+NOTEBOOK, CNN_FILE, DECODER, ATTENTION = "q1.ipynb", "h2-q2.py", "decoder.py", "decoder_with_attention.py"
 PROBES = {}
 
 
@@ -135,6 +135,38 @@ def _float64(what, run):
     except Exception as error:
         fail(f"gradcheck in float64 could not run ({type(error).__name__}: {error}); {what} must work in "
              f"float64 after .double()")
+
+
+# ---- Question 1: the notebook's functions --------------------------------------------------
+def _numbers(value):
+    """numpy arrays and scalars a notebook answer may return, as tensors and Python numbers."""
+    if type(value).__module__ == "numpy":
+        if hasattr(value, "shape") and value.shape:
+            return torch.as_tensor(value)
+        return value.item() if hasattr(value, "item") else value
+    if isinstance(value, (list, tuple)):
+        return type(value)(_numbers(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
+    return value
+
+
+@probe("notebook.calls")
+def notebook_calls(student, calls):
+    """[(function name, positional arguments)] -> what each returns, in order."""
+    module = student(NOTEBOOK)
+    results = []
+    for name, args in calls:
+        function = getattr(module, name, None)
+        if not callable(function):
+            fail(f"{NOTEBOOK} defines no function {name}: run its answer cells, and keep the function's name")
+        try:
+            results.append(_numbers(function(*args)))
+        except NotImplementedError as error:
+            if name not in str(error):
+                raise NotImplementedError(f"{name} (in {NOTEBOOK}) is not implemented yet") from None
+            raise
+    return results
 
 
 # ---- Question 2.2: the CNN ------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Build the students' repository: `make release OUT=<dir>` (`python -m autograder release <dir>`).
 
 What students get, and nothing else:
-    h2-q2.py, decoder.py, decoder_with_attention.py   the skeletons, from assignment/
+    q1.ipynb, h2-q2.py, decoder.py,                  the skeletons, from assignment/ (the notebook
+    decoder_with_attention.py                        as nbgrader generated it)
     utils.py, train.py                               provided code, from assignment/
     data/                                            obtaining and caching the data (no cache)
     autograder/                                      the public checks only (checks/public_*.py),
@@ -24,7 +25,7 @@ from autograder import rubric as rubric_module
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = ROOT / "release"
 
-HOMEWORK_FILES = ("h2-q2.py", "decoder.py", "decoder_with_attention.py", "utils.py", "train.py")
+HOMEWORK_FILES = ("q1.ipynb", "h2-q2.py", "decoder.py", "decoder_with_attention.py", "utils.py", "train.py")
 DATA_FILES = ("__init__.py", "__main__.py", "fashion_mnist.py", "sydney_captions.py", "features.py", "README.md")
 AUTOGRADER_FILES = ("compare.py", "submission.py", "rubric.py", "probes.py", "checks/__init__.py",
                     "checks/public_q2.py", "checks/public_q3.py")
@@ -56,12 +57,16 @@ def grading_table(rubric):
     for question in rubric.questions.values():
         tests = [t for t in rubric.tests if t.question == question.number]
         public = sum(t.points for t in tests if t.public)
+        by_hand = sum(t.points for t in tests if t.manual)
         lines += [f"**{question.number} {question.title}** (`{question.file}`): "
-                  f"{rubric.max_points(question.number):g} points, {public:g} of them in public tests", "",
+                  f"{rubric.max_points(question.number):g} points autograded, {public:g} of them in public tests"
+                  f"{f', and {by_hand:g} graded by hand' if by_hand else ''}", "",
                   "| test | points | |", "|---|---|---|"]
-        lines += [f"| {t.name} | {t.points:g} | {'public' if t.public else 'hidden'} |" for t in tests]
+        lines += [f"| {t.name} | {t.points:g} | {'graded by hand' if t.manual else 'public' if t.public else 'hidden'} |"
+                  for t in tests]
         lines.append("")
-    lines.append(f"Total: {rubric.max_points():g} points.")
+    lines.append(f"Total: {rubric.max_points():g} points autograded"
+                 f"{f', and {rubric.manual_points():g} graded by hand' if rubric.manual_points() else ''}.")
     return "\n".join(lines)
 
 

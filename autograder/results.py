@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PASSED, FAILED, NOT_RUN = "passed", "failed", "not run"
+MANUAL = "graded by hand"  # an answer the autograder does not score (max_score 0 here; points in the rubric)
 
 
 @dataclass
@@ -67,10 +68,11 @@ class GradingResults:
                 "number": r.question,
                 "score": r.score,
                 "max_score": r.max_score,
-                "status": PASSED if r.status == PASSED else FAILED,
+                **({} if r.status == MANUAL else {"status": PASSED if r.status == PASSED else FAILED}),
                 "output": ("NOT RUN (not your fault): " if r.status == NOT_RUN else "") + r.output,
                 "visibility": r.visibility,
-                "extra_data": {"id": r.id, "not_run": r.status == NOT_RUN, "seconds": round(r.seconds, 2)},
+                "extra_data": {"id": r.id, "not_run": r.status == NOT_RUN, "manual": r.status == MANUAL,
+                               "seconds": round(r.seconds, 2)},
             } for r in self.results],
             "extra_data": {"tree": self.tree, "incomplete": self.incomplete, "max_score": self.max_score},
         }
@@ -84,6 +86,9 @@ class GradingResults:
             earned, possible = totals[number]
             lines += [f"## Question {number}: {title} ({earned:g} / {possible:g} points)", ""]
             for r in (r for r in self.results if r.question == number):
+                if r.status == MANUAL:
+                    lines.append(f"- **{r.name}**: {r.output}")
+                    continue
                 mark = {PASSED: "passed", FAILED: "lost", NOT_RUN: "not run"}[r.status]
                 lines.append(f"- **{r.name}**: {r.score:g} / {r.max_score:g} ({mark})")
                 if r.status != PASSED and r.output:

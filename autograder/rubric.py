@@ -27,6 +27,7 @@ class Test:
     points: float
     visibility: str
     public: bool = False  # shipped to students as a public test
+    manual: bool = False  # graded by hand (a written proof): listed in the results, not scored by the autograder
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,11 @@ class Rubric:
         return [test for test in self.tests if test.public]
 
     def max_points(self, question=None):
-        return sum(t.points for t in self.tests if question is None or t.question == question)
+        """The autograded points (of one question, or in all)."""
+        return sum(t.points for t in self.tests if not t.manual and (question is None or t.question == question))
+
+    def manual_points(self):
+        return sum(t.points for t in self.tests if t.manual)
 
 
 def load(path=RUBRIC_FILE):
@@ -77,12 +82,15 @@ def load(path=RUBRIC_FILE):
             raise RubricError(f"{where}: visibility {entry['visibility']!r} is not one of {', '.join(VISIBILITIES)}")
         if not isinstance(entry["points"], (int, float)) or entry["points"] < 0:
             raise RubricError(f"{where}: points must be a non-negative number")
-        if not isinstance(entry.get("public", False), bool):
-            raise RubricError(f"{where}: public must be true or false")
-        unknown = set(entry) - {"id", "question", "name", "points", "visibility", "public"}
+        for flag in ("public", "manual"):
+            if not isinstance(entry.get(flag, False), bool):
+                raise RubricError(f"{where}: {flag} must be true or false")
+        if entry.get("public") and entry.get("manual"):
+            raise RubricError(f"{where}: a test graded by hand cannot be a public test")
+        unknown = set(entry) - {"id", "question", "name", "points", "visibility", "public", "manual"}
         if unknown:
             raise RubricError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
         seen.add(entry["id"])
         tests.append(Test(entry["id"], entry["question"], entry["name"], float(entry["points"]), entry["visibility"],
-                          entry.get("public", False)))
+                          entry.get("public", False), entry.get("manual", False)))
     return Rubric(questions, tests)

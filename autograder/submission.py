@@ -9,10 +9,13 @@ on the student's modules, as the grading child does; while grading, the checks u
 
 import ast
 import importlib.util
+import json
+import os
 import shutil
 import sys
 import tempfile
 import traceback
+import types
 from pathlib import Path
 
 from autograder.compare import CheckFailure
@@ -20,7 +23,7 @@ from autograder.compare import CheckFailure
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_TREE = ROOT / "solution"
 PROVIDED_TREE = ROOT / "assignment"
-GRADED_FILES = ("h2-q2.py", "decoder.py", "decoder_with_attention.py")
+GRADED_FILES = ("q1.ipynb", "h2-q2.py", "decoder.py", "decoder_with_attention.py")
 
 
 def locate_tree(folder):
@@ -34,8 +37,33 @@ def locate_tree(folder):
     return min(candidates, key=lambda p: len(p.parts)) if candidates else folder
 
 
+def notebook_cells(path):
+    """[(grade_id, source)] of the code cells of an nbgrader notebook that define the answers: the
+    provided (locked) cells and the answer (solution) cells, in order; not the check cells, nor
+    cells of the student's own (scratch work)."""
+    cells = []
+    for cell in json.loads(Path(path).read_text())["cells"]:
+        marks = cell.get("metadata", {}).get("nbgrader", {})
+        if cell.get("cell_type") != "code" or not marks or (marks.get("grade") and not marks.get("solution")):
+            continue
+        if marks.get("solution") or marks.get("locked"):
+            source = cell.get("source", "")
+            cells.append((marks.get("grade_id", "?"), "".join(source) if isinstance(source, list) else source))
+    return cells
+
+
+def load_notebook(path, name):
+    """The answers of a notebook as a module: its provided and answer cells run in order."""
+    module = types.ModuleType(name)
+    module.__file__ = str(path)
+    for grade_id, source in notebook_cells(path):
+        exec(compile(source, f"{path} [cell {grade_id}]", "exec"), module.__dict__)
+    return module
+
+
 def load_module(tree, filename):
-    """Import `<tree>/<filename>` (e.g. `h2-q2.py`) under a fresh module name and return it.
+    """Import `<tree>/<filename>` (e.g. `h2-q2.py`) under a fresh module name and return it; for a
+    notebook (`q1.ipynb`), a module holding what its answer cells define.
 
     The tree's folder goes first on `sys.path` so that its own helpers (`import utils`) resolve.
     """
@@ -47,6 +75,8 @@ def load_module(tree, filename):
     for name in ("utils", "decoder", "decoder_with_attention", "train"):
         sys.modules.pop(name, None)  # resolve the tree's own helpers, not another tree's
     name = f"_tree_{abs(hash(str(path)))}_{path.stem.replace('-', '_')}"
+    if path.suffix == ".ipynb":
+        return load_notebook(path, name)
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -76,10 +106,14 @@ def prepare_workdir(tree, provided_tree=PROVIDED_TREE):
 
 
 def _describe_import_error(filename, error):
-    frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename.endswith(filename)]
-    where = f" (line {frames[-1].lineno})" if frames else ""
-    if isinstance(error, SyntaxError):
-        where = f" (line {error.lineno})"
+    frames = [(f.filename, f.lineno) for f in traceback.extract_tb(error.__traceback__)
+              if filename in os.path.basename(f.filename)]
+    if isinstance(error, SyntaxError) and error.filename:
+        frames.append((error.filename, error.lineno))
+    where = ""
+    if frames:
+        cell = os.path.basename(frames[-1][0])[len(filename):].strip(" []")  # notebooks: "cell <grade_id>"
+        where = f" ({cell + ', ' if cell else ''}line {frames[-1][1]})"
     return f"{filename} could not be imported{where}: {type(error).__name__}: {error}"
 
 

@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from autograder.checks import median_seconds
+from autograder.probes import median_seconds
 from autograder.submission import load_module
 
 TREE = "solution"

@@ -25,20 +25,33 @@ def grade_cli(tree, out, *extra, env=None):
 
 def test_rubric_matches_the_checks():
     rubric = rubric_module.load()
-    ids = {t.id for t in rubric.tests}
-    assert ids == set(all_checks()), "every rubric test needs a check and every check a rubric entry"
+    ids = {t.id for t in rubric.tests if not t.manual}
+    assert ids == set(all_checks()), "every autograded rubric test needs a check and every check a rubric entry"
     assert rubric.max_points() == 100
-    assert set(rubric.questions) == {"2.2", "3.1a", "3.1b"}
+    assert set(rubric.questions) == {"1.1", "1.2", "1.3", "2.2", "3.1a", "3.1b"}
+    assert {t.id for t in rubric.tests if t.manual} == {"1.3-proof-rank", "1.3-proof-heads"}
 
 
 def test_public_tests_are_exactly_the_checks_of_the_public_modules():
     # the public modules ship to students: a hidden check there would leak, a public test outside would be missing
     rubric = rubric_module.load()
     checks = all_checks()
-    for test in rubric.tests:
+    for test in (t for t in rubric.tests if not t.manual):
         module = checks[test.id].__module__.rsplit(".", 1)[-1]
         assert module.startswith("public_") == test.public, f"{test.id} is in {module} but public = {test.public}"
-    assert {t.question for t in rubric.public_tests()} == set(rubric.questions), "every question has public tests"
+    python_questions = {n for n, q in rubric.questions.items() if q.file.endswith(".py")}
+    assert {t.question for t in rubric.public_tests()} == python_questions, "every Python question has public tests"
+
+
+def test_the_notebook_has_check_cells_for_every_question():
+    # Question 1's public checks are the notebook's own check cells (nbgrader test cells, locked)
+    import json
+
+    cells = json.loads((ASSIGNMENT / "q1.ipynb").read_text())["cells"]
+    checks = [c for c in cells if c["metadata"].get("nbgrader", {}).get("grade") and c["cell_type"] == "code"]
+    assert len(checks) == 3 and all(c["metadata"]["nbgrader"]["locked"] for c in checks)
+    answers = [c for c in cells if c["metadata"].get("nbgrader", {}).get("solution")]
+    assert all("SOLUTION" not in "".join(c["source"]) for c in answers)
 
 
 def test_rubric_rejects_an_unknown_key(tmp_path):
@@ -90,7 +103,7 @@ def test_wrong_submission_loses_points_with_a_message(tmp_path, name, file, chan
 
 def test_the_corpus_is_large_and_covers_every_question():
     assert len(WRONG_SUBMISSIONS) >= 20
-    assert {test_id.split("-")[0] for *_, test_id, _ in WRONG_SUBMISSIONS} == {"2.2", "3.1a", "3.1b"}
+    assert {test_id.split("-")[0] for *_, test_id, _ in WRONG_SUBMISSIONS} == {"1.1", "1.2", "1.3", "2.2", "3.1a", "3.1b"}
 
 
 def test_reference_scores_full_marks_and_the_same_twice(tmp_path):
@@ -101,7 +114,8 @@ def test_reference_scores_full_marks_and_the_same_twice(tmp_path):
         stdout, stderr = run.communicate(timeout=900)
         assert run.returncode == 0, stderr[-3000:]
     first, second = (json.loads((tmp_path / str(i) / "results.json").read_text()) for i in range(2))
-    failed = [(t["extra_data"]["id"], t["output"]) for t in first["tests"] if t["status"] != "passed"]
+    failed = [(t["extra_data"]["id"], t["output"]) for t in first["tests"]
+              if t.get("status") != "passed" and not t["extra_data"]["manual"]]
     assert not failed, failed
     assert first["score"] == 100
     assert [(t["name"], t["score"], t["output"]) for t in first["tests"]] == \
@@ -125,7 +139,11 @@ def test_skeleton_scores_zero_with_not_implemented_messages(tmp_path):
     results, _ = grade_cli(ASSIGNMENT, tmp_path)
     assert results["score"] == 0
     for test in results["tests"]:
-        assert test["score"] == 0 and "not implemented yet" in test["output"], test
+        assert test["score"] == 0, test
+        if test["extra_data"]["manual"]:  # the proofs: listed, flagged, worth nothing here
+            assert test["max_score"] == 0 and "graded by hand" in test["output"] and "status" not in test
+        else:
+            assert "not implemented yet" in test["output"], test
 
 
 def test_broken_submission_is_graded_to_completion(tmp_path):

@@ -161,6 +161,19 @@ def test_public_tests_pass_on_the_reference(installed, tmp_path):
     assert f"public tests: {total:g} / {total:g} points" in output
 
 
+def test_the_notebook_checks_fail_on_the_skeleton_and_pass_on_the_reference(installed, tmp_path):
+    def check_q1(tree):
+        result = subprocess.run(["make", "check-q1"], cwd=tree, capture_output=True, text=True, timeout=300)
+        return result.returncode, result.stdout + result.stderr
+
+    code, output = check_q1(installed)
+    assert code != 0 and "not implemented yet" in output, output[-2000:]
+    tree = _copy_of(installed, tmp_path)
+    shutil.copy(SOLUTION / "q1.ipynb", tree / "q1.ipynb")
+    code, output = check_q1(tree)
+    assert code == 0, output[-2000:]
+
+
 # one plausible mistake per question that a public test catches
 PUBLIC_IDS = {t.id for t in rubric_module.load().public_tests()}
 PUBLIC_MISTAKES = [next(w for w in WRONG_SUBMISSIONS if w[3].startswith(question) and w[3] in PUBLIC_IDS)

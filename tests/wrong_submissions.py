@@ -7,6 +7,22 @@ way to be wrong gets full marks.
 """
 
 WRONG_SUBMISSIONS = [
+    # ---- 1: the notebook ------------------------------------------------------------------------
+    ("convolution output size without the +1", "q1.ipynb",
+     [("// stride + 1", "// stride")], "1.1-output-sizes", ["conv_output_size(28, 5) returned 23; expected 24"]),
+    ("fully connected layer without biases", "q1.ipynb",
+     [("return out_features * (in_features + 1)", "return out_features * in_features")],
+     "1.1-parameter-counts", ["linear_parameters(968, 10) returned 9680; expected 9690"]),
+    ("one channel instead of three", "q1.ipynb",
+     [("linear_parameters(28 * 28 * 3, 100)", "linear_parameters(28 * 28, 100)")],
+     "1.2-parameter-counts", ["hidden should be 235,300"]),
+    ("softmax over the queries", "q1.ipynb",
+     [("torch.softmax(scores, dim=1)", "torch.softmax(scores, dim=0)")],
+     "1.3-attention-probabilities", ["rows do not sum to 1"]),
+    ("A = W_K W_Q^T", "q1.ipynb",
+     [("return W_Q @ W_K.T", "return W_K @ W_Q.T")], "1.3-low-rank", ["differs"]),
+    ("B^-1 instead of B^-T", "q1.ipynb",
+     [("W_K @ torch.linalg.inv(B).T", "W_K @ torch.linalg.inv(B)")], "1.3-equivalent-heads", ["W_Q2 W_K2^T"]),
     # ---- 2.2: CNN ----------------------------------------------------------------------------
     ("missing ReLU after conv1", "h2-q2.py",
      [("F.max_pool2d(F.relu(self.conv1(x))", "F.max_pool2d(self.conv1(x)")],
