@@ -40,8 +40,8 @@ def _grader_errors_not_run(check):
     return run
 
 
-def _run_question(tree, tests, on_result):
-    """Run the checks of `tests` (of one question) here, their probes in one sandboxed child."""
+def _run_file(tree, tests, on_result):
+    """Run the checks of `tests` (of one student file) here, their probes in one sandboxed child."""
     checks = all_checks()
     sub = StudentSubmission(tree, TEST_SECONDS)
     try:
@@ -79,23 +79,24 @@ def grade(tree, out=None, only=None, log=print):
     _, warning = sandbox.wrap([])
     if warning:
         log(warning)
-    for number in rubric.questions:
-        for test in (t for t in tests if t.question == number and t.manual):
-            results.results.append(TestResult(test.id, test.question, test.name, 0.0, test.visibility, MANUAL, 0.0,
-                                              f"graded by hand ({test.points:g} points); not part of this score"))
-        question_tests = [t for t in tests if t.question == number and not t.manual]
-        if not question_tests:
-            continue
-        by_id = {t.id: t for t in question_tests}
+    for test in (t for t in tests if t.manual):
+        results.results.append(TestResult(test.id, test.question, test.name, 0.0, test.visibility, MANUAL, 0.0,
+                                          f"graded by hand ({test.points:g} points); not part of this score"))
+    by_id = {t.id: t for t in tests}
 
-        def on_result(test_id, status, output, seconds):
-            test = by_id[test_id]
-            score = test.points if status == PASSED else 0.0
-            results.results.append(TestResult(test.id, test.question, test.name, test.points, test.visibility,
-                                              status, score, output, seconds))
-            log(f"  [{status:7s}] {test.id:28s} {score:g}/{test.points:g}  ({seconds:.1f} s)")
+    def on_result(test_id, status, output, seconds):
+        test = by_id[test_id]
+        score = test.points if status == PASSED else 0.0
+        results.results.append(TestResult(test.id, test.question, test.name, test.points, test.visibility,
+                                          status, score, output, seconds))
+        log(f"  [{status:7s}] {test.id:28s} {score:g}/{test.points:g}  ({seconds:.1f} s)")
 
-        _run_question(tree, question_tests, on_result)
+    # one child per student file (the questions of q1.ipynb share one), so a crash in one file's
+    # code cannot cost another file's tests
+    for file in dict.fromkeys(q.file for q in rubric.questions.values()):
+        file_tests = [t for t in tests if rubric.questions[t.question].file == file and not t.manual]
+        if file_tests:
+            _run_file(tree, file_tests, on_result)
     order = {t.id: i for i, t in enumerate(tests)}
     results.results.sort(key=lambda r: order[r.id])
     results.seconds = time.time() - start
