@@ -28,7 +28,7 @@ import torch
 from autograder import sandbox
 from autograder.compare import CheckFailure, NotRun
 from autograder.probes import unplain
-from autograder.runner import HEADER, encode, write_message
+from autograder.runner import HEADER, encode
 from autograder.submission import REFERENCE_TREE, load_module, prepare_workdir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,6 +57,7 @@ class StudentProcess:
                                       start_new_session=True)
         os.close(request_read)
         os.close(answer_write)
+        os.set_blocking(self.request_fd, False)  # writes wait in select, with the request's deadline
 
     def close(self):
         """Stop the child and every process it started."""
@@ -93,14 +94,16 @@ class StudentProcess:
             self._start()
         crashed = ("the grading process stopped during this test (exit code {code}); your code may have called exit "
                    "or crashed the interpreter.")
-        try:
-            write_message(self.request_fd, encode({"probe": probe, "inputs": inputs, "seconds": seconds,
-                                                   "limit": limit}))
-        except (BrokenPipeError, OSError):
-            raise CheckFailure(self._stopped(crashed)) from None
         deadline = time.time() + seconds + GRACE_SECONDS
         failures = {"eof": crashed, "timeout": f"timed out after {limit} s (an infinite loop, or far too slow?); the "
                                                f"grading process did not stop by itself and was killed (exit code {{code}})."}
+        try:
+            sent = self._write(encode({"probe": probe, "inputs": inputs, "seconds": seconds,
+                                                             "limit": limit}), deadline)
+        except OSError:  # the child is gone
+            sent = "eof"
+        if sent is not True:
+            raise CheckFailure(self._stopped(failures[sent]))
         header = self._read(HEADER.size, deadline)
         if isinstance(header, str):
             raise CheckFailure(self._stopped(failures[header]))
@@ -117,6 +120,17 @@ class StudentProcess:
             raise CheckFailure(self._stopped(f"the grading process answered with something unreadable ({error}); "
                                              f"did your code write to a file descriptor it did not open? "
                                              f"(exit code {{code}})")) from None
+
+    def _write(self, payload, deadline):
+        """Send one request (length and payload) before `deadline`: True, or "timeout" when the child
+        stops reading."""
+        view = memoryview(HEADER.pack(len(payload)) + payload)
+        while view:
+            wait = deadline - time.time()
+            if wait <= 0 or not select.select([], [self.request_fd], [], wait)[1]:
+                return "timeout"
+            view = view[os.write(self.request_fd, view[:1 << 16]):]
+        return True
 
     def _read(self, size, deadline):
         """`size` bytes from the child, or "eof", or "timeout"."""
