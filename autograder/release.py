@@ -59,7 +59,8 @@ def grading_table(rubric):
         public = sum(t.points for t in tests if t.public)
         by_hand = sum(t.points for t in tests if t.manual)
         lines += [f"**{question.number} {question.title}** (`{question.file}`): "
-                  f"{rubric.max_points(question.number):g} points autograded, {public:g} of them in public tests"
+                  f"{rubric.max_points(question.number):g} points autograded, "
+                  f"{'public checks in its check cells (make check-q1)' if question.file.endswith('.ipynb') else f'{public:g} of them in public tests'}"
                   f"{f', and {by_hand:g} graded by hand' if by_hand else ''}", "",
                   "| test | points | |", "|---|---|---|"]
         lines += [f"| {t.name} | {t.points:g} | {'graded by hand' if t.manual else 'public' if t.public else 'hidden'} |"
