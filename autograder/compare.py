@@ -55,3 +55,16 @@ def expect_float(what, got):
     if not math.isfinite(got):
         fail(f"{what} is {got}; expected a finite number")
     return got
+
+
+def expect_same_jacobians(what, jacobians, atol, rtol=1e-3):
+    """`jacobians`: (autograd's, finite differences') as a probe returns them."""
+    if not isinstance(jacobians, tuple) or len(jacobians) != 2:
+        fail(f"gradcheck in float64 could not run on {what}")
+    analytic, numeric = jacobians
+    expect_tensor(f"the finite-difference Jacobian of {what}", numeric, None, torch.float64)
+    expect_tensor(f"the Jacobian autograd computes for {what}", analytic, numeric.shape, torch.float64)
+    if not torch.allclose(analytic, numeric, rtol=rtol, atol=atol):
+        fail(f"gradcheck in float64: the gradients autograd computes for {what} disagree with finite differences "
+             f"(largest difference {(analytic - numeric).abs().max().item():.3g}): a non-differentiable step, "
+             f".detach(), or values modified in place?")

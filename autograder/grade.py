@@ -25,8 +25,9 @@ TEST_SECONDS = int(os.environ.get("HW2_TEST_SECONDS", 150))
 
 
 def _grader_errors_not_run(check):
-    """`check`, with an exception of its own (the student's code runs elsewhere: a grader bug) turned
-    into "not run", so that the student loses nothing and the instructor sees it."""
+    """`check`, with an exception of its own turned into a result: "failed" once the child has answered
+    (values of an unexpected form, which only code that tampers with its answers sends), else "not run"
+    (a grader bug: the student loses nothing and the instructor sees it)."""
 
     def run(sub):
         try:
@@ -34,6 +35,9 @@ def _grader_errors_not_run(check):
         except (CheckFailure, NotRun):
             raise
         except Exception as error:
+            if sub.answered:
+                raise CheckFailure(f"the values your code returned could not be checked ({type(error).__name__}: "
+                                   f"{error}); they do not have the form the test expects") from error
             raise NotRun(f"the grader failed on this test ({type(error).__name__}: {error}); please tell your "
                          f"instructor") from error
 

@@ -164,6 +164,7 @@ class StudentSubmission:
         """Start the clock of a test: all its requests share one time limit."""
         self.deadline = time.time() + self.test_seconds
         self.printed = []
+        self.answered = False  # whether the child has returned values in this test
 
     def run(self, probe, **inputs):
         seconds = max(1.0, self.deadline - time.time())
@@ -173,6 +174,7 @@ class StudentSubmission:
         if reply.get("printed"):
             self.printed.append(str(reply["printed"]))
         if "value" in reply:
+            self.answered = True
             return unplain(reply["value"])
         if reply.get("status") == "not run":
             raise NotRun(str(reply.get("message")))

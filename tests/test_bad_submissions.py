@@ -89,7 +89,15 @@ for fd in range(3, 64):  # a well-formed answer on every descriptor, claiming a 
 '''
 
 
-@pytest.mark.parametrize("name, prelude", [("patching the comparisons", TAMPER), ("forging answers", FORGE)])
+MISSHAPE = '''
+import autograder.probes
+for name in list(autograder.probes.PROBES):  # every later probe answers with values of the wrong form
+    autograder.probes.PROBES[name] = lambda *args, **kwargs: {{"bogus": 1}}
+'''
+
+
+@pytest.mark.parametrize("name, prelude", [("patching the comparisons", TAMPER), ("forging answers", FORGE),
+                                           ("answers of the wrong form", MISSHAPE)])
 def test_tampering_earns_nothing(tmp_path, name, prelude):
     """A wrong decoder that patches torch or the grader, forges results files or answers, and prints a
     fake summary still fails the tests its mistake fails; the grade is computed where it cannot reach."""
@@ -100,4 +108,6 @@ def test_tampering_earns_nothing(tmp_path, name, prelude):
     by_id = {t["extra_data"]["id"]: t for t in results["tests"]}
     assert by_id["3.1a-equivalence"]["score"] == 0, by_id["3.1a-equivalence"]["output"]
     assert results["score"] == sum(t["score"] for t in results["tests"])
+    # failed, not "not run": tampering cannot make a test look like the grader's fault
+    assert not any(t["extra_data"]["not_run"] for t in results["tests"] if "bleu" not in t["extra_data"]["id"])
     assert by_id["3.1b-attention-equivalence"]["status"] == "passed"  # the other question is untouched

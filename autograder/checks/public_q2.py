@@ -7,7 +7,7 @@ repository as its public tests (`make release`), giving the same messages as the
 import torch
 
 from autograder.checks import check
-from autograder.compare import expect_tensor, fail
+from autograder.compare import expect_same_jacobians, expect_tensor, fail
 
 PARAMETERS = 769_930
 # the statement's network: conv 1->16 3x3, conv 16->32 3x3, linear 1152->600, 600->120, 120->10
@@ -51,18 +51,6 @@ def log_probabilities(sub):
         worst = sums[(sums - 1).abs().argmax()].item()
         fail(f"exp of each output row must sum to 1 (log-probabilities over the 10 classes); a row sums to "
              f"{worst:.4g}. Apply log_softmax over dim=1 (the classes) as the last step.")
-
-
-def expect_same_jacobians(what, jacobians, atol, rtol=1e-3):
-    """`jacobians`: (autograd's, finite differences') as a probe returns them."""
-    if not isinstance(jacobians, tuple) or len(jacobians) != 2:
-        fail(f"gradcheck in float64 could not run on {what}")
-    analytic, numeric = jacobians
-    expect_tensor(f"the Jacobian autograd computes for {what}", analytic, numeric.shape, torch.float64)
-    if not torch.allclose(analytic, numeric, rtol=rtol, atol=atol):
-        fail(f"gradcheck in float64: the gradients autograd computes for {what} disagree with finite differences "
-             f"(largest difference {(analytic - numeric).abs().max().item():.3g}): a non-differentiable step, "
-             f".detach(), or values modified in place?")
 
 
 @check("2.2-gradients")
