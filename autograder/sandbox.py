@@ -28,7 +28,9 @@ CHILD_FILES = ["autograder/__init__.py", "autograder/runner.py", "autograder/pro
 def visible_paths():
     """The paths the child sees (besides the folders given to `wrap`)."""
     python = {sys.prefix, sys.base_prefix, os.path.dirname(os.path.abspath(sys.executable))}
-    python |= {p for p in sys.path if p and os.path.isdir(p) and not Path(p).resolve() == ROOT}
+    # package folders, but nothing else of this repository (its venv excepted): not solution/, tests/, ...
+    python |= {p for p in sys.path if p and os.path.isdir(p)
+               and (not Path(p).resolve().is_relative_to(ROOT) or Path(p).resolve().is_relative_to(Path(sys.prefix).resolve()))}
     return SYSTEM + sorted(python) + [str(ROOT / name) for name in CHILD_FILES]
 
 

@@ -57,7 +57,8 @@ VISIBLE = [p for p in LOOKED_FOR if os.path.exists(p)]
 @pytest.mark.skipif(not sandbox.available()[0], reason=sandbox.available()[1])
 def test_student_code_cannot_see_the_reference_the_hidden_checks_or_other_students(tmp_path):
     """A submission that looks for the reference (to delegate to it), the hidden checks, the thresholds
-    or a classmate's files finds none of them."""
+    or a classmate's files finds none of them (1.1 first: the grader has loaded a reference module
+    before the decoder's child starts)."""
     classmate = tmp_path / "submissions" / "classmate"
     classmate.mkdir(parents=True)
     shutil.copy(SOLUTION / "decoder.py", classmate / "decoder.py")
@@ -73,7 +74,7 @@ def test_student_code_cannot_see_the_reference_the_hidden_checks_or_other_studen
     text = text.replace(anchor, "        raise RuntimeError(f'visible: {VISIBLE}')\n" + anchor)
     (tree / "decoder.py").write_text(SNOOP.format(paths=paths) + text)
     result = subprocess.run([sys.executable, "-m", "autograder", "grade", str(tree), "--out", str(tmp_path / "out"),
-                             "--only", "3.1a"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+                             "--only", "1.1,3.1a"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     outputs = [t["output"] for t in json.loads((tmp_path / "out" / "results.json").read_text())["tests"]
                if t["extra_data"]["id"] == "3.1a-output-shape"]
