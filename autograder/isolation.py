@@ -86,7 +86,7 @@ class StudentProcess:
         self.stderr.seek(max(0, self.stderr.tell() - 500))
         tail = self.stderr.read().decode(errors="replace").strip()
         self.close()
-        return why.format(code=code) + (f" {tail}" if tail else "")
+        return why.replace("{code}", str(code)) + (f" {tail}" if tail else "")
 
     def request(self, probe, inputs, seconds, limit):
         """The child's answer (a dict) to running `probe` on `inputs` within `seconds`."""
