@@ -38,9 +38,9 @@ def _finished(out, layer, decoder, seed):
     except (OSError, ValueError):
         return None
     config = metrics["config"]
-    same = ((config["features_layer"] or features.DEFAULT_LAYER) == layer and config["seed"] == seed and config["epochs"] == 6
+    same = ((config["features_layer"] or features.DEFAULT_LAYER) == layer and config["seed"] == seed
             and config["use_attention"] == (decoder == "attention") and config["train_limit"] is None
-            and all(config.get(flag) == value for flag, value in RECIPES[decoder].items()))
+            and all(config.get(flag) == value for flag, value in {"epochs": 6, **RECIPES[decoder]}.items()))
     return metrics if same else None
 
 
