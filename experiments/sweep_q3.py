@@ -79,9 +79,10 @@ def write_table(runs, layers, seeds, wall, path):
         "",
         f"Reference solution (`solution/decoder.py`, `solution/decoder_with_attention.py`, `solution/train.py`), "
         f"hand-out recipe: 6 epochs, batch 8, Adam 4e-4, embed 100, decoder 256, attention 100, dropout 0.5, "
-        f"gradient values clipped at 5, with one change per decoder chosen on validation BLEU-4 (`RECIPES` in "
-        f"experiments/sweep_q3.py): without attention dropout 0.3, with attention the doubly stochastic attention "
-        f"penalty of Show, Attend and Tell (`--attention_reg 1`); "
+        f"gradient values clipped at 5, changed per decoder as chosen on validation BLEU-4 (`RECIPES` in "
+        f"experiments/sweep_q3.py, results/q3_recipe_selection.md): without attention "
+        f"`{' '.join(recipe_flags('no-attention'))}`, with attention `{' '.join(recipe_flags('attention'))}` "
+        f"(`--attention_reg`: the doubly stochastic attention penalty of Show, Attend and Tell); "
         f"the model of the epoch with the best validation BLEU-4 is tested; greedy decoding; BLEU-4 = mean nltk sentence BLEU against the 5 "
         f"references (no smoothing), test split (58 images). Encoder: frozen {features.DEFAULT_ENCODER} "
         f"on {features.IMAGE_SIZE}x{features.IMAGE_SIZE} images (16x16 = 256 locations). Seeds {', '.join(map(str, seeds))}.",
