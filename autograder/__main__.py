@@ -21,12 +21,16 @@ def main(argv=None):
     grade.add_argument("tree")
     grade.add_argument("--out", help="default grades/<name of the tree>")
     grade.add_argument("--only", help="comma-separated questions, e.g. 2.2,3.1b")
+    grade.add_argument("--unsandboxed", action="store_true",
+                       help="grade even where student code cannot be isolated (it then runs with your privileges; "
+                            "the results say so)")
     batch = sub.add_parser("grade-all", help="grade every submission under a folder, write gradebook.csv")
     batch.add_argument("submissions", help="one folder or .zip per student")
     batch.add_argument("--out", default="grades/class")
     batch.add_argument("--jobs", type=int, default=2)
     batch.add_argument("--only", help="comma-separated questions")
     batch.add_argument("--regrade", action="store_true", help="grade again students already graded")
+    batch.add_argument("--unsandboxed", action="store_true", help="as for grade")
     gen = sub.add_parser("generate", help="generate the student tree from the reference tree")
     gen.add_argument("reference", help="reference tree, e.g. solution")
     gen.add_argument("student", help="student tree to (re)write, e.g. assignment")
@@ -43,11 +47,13 @@ def main(argv=None):
         from autograder.calibration import CalibrationError
         from autograder.grade import grade
         from autograder.rubric import RubricError
+        from autograder.sandbox import SandboxError
 
         out = Path(args.out or Path("grades") / Path(args.tree).resolve().name)
         try:
-            results = grade(args.tree, out, args.only.split(",") if args.only else None)
-        except (FileNotFoundError, RubricError, CalibrationError) as error:
+            results = grade(args.tree, out, args.only.split(",") if args.only else None,
+                            allow_unsandboxed=args.unsandboxed)
+        except (FileNotFoundError, RubricError, CalibrationError, SandboxError) as error:
             sys.exit(f"error: {error}")
         print()
         print(results.summary_table())
@@ -56,11 +62,12 @@ def main(argv=None):
         from autograder.batch import grade_all
         from autograder.calibration import CalibrationError
         from autograder.rubric import RubricError
+        from autograder.sandbox import SandboxError
 
         try:
             path, rows = grade_all(args.submissions, args.out, args.jobs, args.only.split(",") if args.only else None,
-                                   args.regrade)
-        except (FileNotFoundError, RubricError, CalibrationError) as error:
+                                   args.regrade, allow_unsandboxed=args.unsandboxed)
+        except (FileNotFoundError, RubricError, CalibrationError, SandboxError) as error:
             sys.exit(f"error: {error}")
         print(f"Wrote {path} ({len(rows)} students) and {args.out}/<student>/results.json, feedback.md")
     elif args.command == "generate":

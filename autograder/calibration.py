@@ -47,13 +47,16 @@ def measure(test_id, seed):
     """The reference's result for `test_id` under its budget with `seed`, measured by the same probe
     and the same scoring as a student's."""
     from autograder.checks import q2, q3
-    from autograder.submission import REFERENCE_TREE, Submission
+    from autograder.submission import REFERENCE_TREE, LocalSubmission
 
     budget = dict(BUDGETS[test_id]["budget"], seed=seed)
-    sub = Submission(REFERENCE_TREE, provided_tree=None)
-    if test_id == "2.2-accuracy":
-        return q2.dev_accuracy(sub.run("cnn.dev-predictions", **budget))
-    return q3.val_bleu(sub, sub.run("decoder.val-captions", use_attention=test_id == "3.1b-bleu", budget=budget))
+    sub = LocalSubmission(REFERENCE_TREE)
+    try:
+        if test_id == "2.2-accuracy":
+            return q2.trained_accuracy(sub, budget)
+        return q3.trained_bleu(sub, test_id == "3.1b-bleu", budget)
+    finally:
+        sub.cleanup()
 
 
 def calibrate(test_ids=None, log=print):

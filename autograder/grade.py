@@ -14,14 +14,17 @@ import torch
 from autograder import calibration
 from autograder import rubric as rubric_module
 from autograder import sandbox
-from autograder.compare import CheckFailure, NotRun
-from autograder.checks import all_checks, outcome, seed_everything
-from autograder.isolation import StudentSubmission
-from autograder.runner import MEMORY_GB
+from autograder.checks import NotRun, all_checks, outcome, seed_everything
+from autograder.child.compare import CheckFailure
+from autograder.isolation import StudentSubmission, capped
 from autograder.results import FAILED, MANUAL, PASSED, GradingResults, TestResult
-from autograder.submission import locate_tree
+from autograder.submission import locate_tree, refused_files
 
 TEST_SECONDS = int(os.environ.get("HW2_TEST_SECONDS", 150))
+# the graded files each child sees: train.py (provided) imports both decoders
+CHILD_FILES = {"q1.ipynb": ["q1.ipynb"], "h2-q2.py": ["h2-q2.py"],
+               "decoder.py": ["decoder.py", "decoder_with_attention.py"],
+               "decoder_with_attention.py": ["decoder.py", "decoder_with_attention.py"]}
 
 
 def _grader_errors_not_run(check):
@@ -44,25 +47,25 @@ def _grader_errors_not_run(check):
     return run
 
 
-def _run_file(tree, tests, on_result):
+def _run_file(tree, file, tests, on_result):
     """Run the checks of `tests` (of one student file) here, their probes in one sandboxed child."""
     checks = all_checks()
-    sub = StudentSubmission(tree, TEST_SECONDS)
+    sub = StudentSubmission(tree, TEST_SECONDS, files=CHILD_FILES.get(file))
     try:
         for test in tests:
             seed_everything()
             sub.begin_test()
             start = time.time()
-            status, message = outcome(_grader_errors_not_run(checks[test.id]), sub, TEST_SECONDS, MEMORY_GB)
-            printed = "\n".join(sub.printed).strip()
+            status, message = outcome(_grader_errors_not_run(checks[test.id]), sub)
+            printed = capped("\n".join(sub.printed).strip())
             if printed and status == FAILED:
                 message += f"\nYour code printed:\n{printed}"
-            on_result(test.id, status, message, time.time() - start)
+            on_result(test.id, status, capped(message, 8000), time.time() - start)
     finally:
         sub.cleanup()
 
 
-def grade(tree, out=None, only=None, log=print):
+def grade(tree, out=None, only=None, log=print, allow_unsandboxed=False):
     tree = Path(tree)
     if not tree.is_dir():
         raise FileNotFoundError(f"{tree} is not a folder; give the folder holding h2-q2.py, decoder.py and "
@@ -77,12 +80,11 @@ def grade(tree, out=None, only=None, log=print):
     for test in tests:  # a grader without its thresholds cannot grade: say so before starting
         if test.id in calibration.BUDGETS:
             calibration.get(test.id)
-    results = GradingResults(str(tree), {n: q.title for n, q in rubric.questions.items()})
+    layer = sandbox.layer(allow_unsandboxed)  # SandboxError: grading does not start
+    results = GradingResults(str(tree), {n: q.title for n, q in rubric.questions.items()}, sandbox=layer.description)
     start = time.time()
-    log(f"Grading {tree} ({len(tests)} tests)")
-    _, warning = sandbox.wrap([])
-    if warning:
-        log(warning)
+    log(f"Grading {tree} ({len(tests)} tests); student code runs in: {layer.description}")
+    refused = refused_files(tree)
     for test in (t for t in tests if t.manual):
         results.results.append(TestResult(test.id, test.question, test.name, 0.0, test.visibility, MANUAL, 0.0,
                                           f"graded by hand ({test.points:g} points); not part of this score"))
@@ -99,8 +101,11 @@ def grade(tree, out=None, only=None, log=print):
     # code cannot cost another file's tests
     for file in dict.fromkeys(q.file for q in rubric.questions.values()):
         file_tests = [t for t in tests if rubric.questions[t.question].file == file and not t.manual]
-        if file_tests:
-            _run_file(tree, file_tests, on_result)
+        if file in refused:  # not read at all: each of its tests says why
+            for test in file_tests:
+                on_result(test.id, FAILED, f"{refused[file]} (the grader did not read it)", 0.0)
+        elif file_tests:
+            _run_file(tree, file, file_tests, on_result)
     order = {t.id: i for i, t in enumerate(tests)}
     results.results.sort(key=lambda r: order[r.id])
     results.seconds = time.time() - start

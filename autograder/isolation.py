@@ -1,15 +1,17 @@
 """The grader's side of running student code: a sandboxed child process it sends probe requests to.
 
 `StudentSubmission` is what the checks see while grading: `run(probe, **inputs)` has the child
-(autograder/runner.py, inside autograder/sandbox.py) run a probe on the student's code and
+(autograder/child/runner.py, inside autograder/sandbox.py) run a probe on the student's code and
 returns its plain values; `reference(file)` is the reference solution, loaded here, in the
 grading process, where the checks compare. The child never decides a score: it only returns
-values, read with `torch.load(weights_only=True)`, which builds tensors and containers and
-nothing else.
+values, whose size is bounded before they are read (autograder/child/wire.py), and whatever it
+says can only fail a test, never mark it "not run".
 
 Every request has a deadline (what is left of the test's time limit); a child that misses it,
 exits or crashes is killed with everything it started, the test fails with a message saying so,
-and the next request starts a fresh child.
+and the next request starts a fresh child. A test that needs a stand-in for a wrong student
+function gets a child of its own with the grader's stand-in module (autograder/standins.py)
+bound in; no other child sees it, and no line of it reaches the student's feedback.
 """
 
 import io
@@ -23,37 +25,44 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
-from autograder import sandbox
-from autograder.compare import CheckFailure, NotRun
-from autograder.probes import unplain
-from autograder.runner import HEADER, encode
-from autograder.submission import REFERENCE_TREE, load_module, prepare_workdir
+from autograder import sandbox, standins
+from autograder.child.compare import CheckFailure
+from autograder.child.probes import unplain
+from autograder.child.wire import HEADER, MAX_BYTES, WireError, decode, encode
+from autograder.submission import load_reference, prepare_workdir
 
 ROOT = Path(__file__).resolve().parents[1]
 GRACE_SECONDS = 15  # beyond the child's own alarm, before the grader kills it
-MAX_ANSWER_BYTES = 512 * 2**20
+MEMORY_GB = float(os.environ.get("HW2_MEMORY_GB", 8))  # the child's address-space limit
+TEXT_LIMIT = 4000  # characters of one message or of what the student's code printed, in the results
+
+
+def capped(text, limit=TEXT_LIMIT):
+    """`text` as a str of at most `limit` characters (plus a note of how many were dropped)."""
+    text = str(text)
+    return text if len(text) <= limit else text[:limit] + f" [... {len(text) - limit:,} more characters]"
 
 
 class StudentProcess:
     """One child process running probes on one student's working folder."""
 
-    def __init__(self, workdir, shown_as):
+    def __init__(self, workdir, shown_as, standins=None):
         self.workdir, self.shown_as = Path(workdir), str(shown_as)
+        self.standins = standins  # the stand-in module to bind into this child, or None
+        self.standins_path = None  # where the child finds it
         self.child = None
         self.stderr = None
 
     def _start(self):
+        layer = sandbox.layer()
         request_read, self.request_fd = os.pipe()
         self.answer_fd, answer_write = os.pipe()
-        readable = [str(self.workdir), os.environ.get("SYDNEY_DIR"), os.environ.get("HW2_CACHE_DIR")]
-        argv, _ = sandbox.wrap([sys.executable, "-m", "autograder.runner", str(self.workdir), self.shown_as,
-                                str(request_read), str(answer_write)], readable=readable)
+        argv = [sys.executable, "-m", "autograder.child.runner", str(self.workdir), self.shown_as,
+                str(request_read), str(answer_write)]
+        child, self.standins_path = layer.child(argv, self.workdir, MEMORY_GB, self.standins)
         self.stderr = tempfile.TemporaryFile()
-        env = dict(os.environ, MPLCONFIGDIR="/tmp/matplotlib", PYTHONDONTWRITEBYTECODE="1")
-        self.child = subprocess.Popen(argv, pass_fds=(request_read, answer_write), stdin=subprocess.DEVNULL,
-                                      stdout=subprocess.DEVNULL, stderr=self.stderr, env=env, cwd=ROOT,
+        self.child = subprocess.Popen(child.argv, pass_fds=(request_read, answer_write), stdin=subprocess.DEVNULL,
+                                      stdout=subprocess.DEVNULL, stderr=self.stderr, env=child.env, cwd=child.cwd,
                                       start_new_session=True)
         os.close(request_read)
         os.close(answer_write)
@@ -70,9 +79,10 @@ class StudentProcess:
             pass
         try:
             os.killpg(self.child.pid, signal.SIGKILL)  # whatever the student's code left running
-        except ProcessLookupError:
+        except (ProcessLookupError, PermissionError):
             pass
         self.child.wait()
+        sandbox.layer().after_child()
         os.close(self.answer_fd)
         self.stderr.close()
         self.child = None
@@ -80,7 +90,10 @@ class StudentProcess:
     def _stopped(self, why):
         """Kill the child after it failed to answer; the message for the student."""
         if self.child.poll() is None:
-            os.killpg(self.child.pid, signal.SIGKILL)
+            try:
+                os.killpg(self.child.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                self.child.kill()
         code = self.child.wait()
         self.stderr.seek(0, io.SEEK_END)
         self.stderr.seek(max(0, self.stderr.tell() - 500))
@@ -92,14 +105,15 @@ class StudentProcess:
         """The child's answer (a dict) to running `probe` on `inputs` within `seconds`."""
         if self.child is None:
             self._start()
+        if self.standins is not None:
+            inputs = dict(inputs, standins=self.standins_path)
         crashed = ("the grading process stopped during this test (exit code {code}); your code may have called exit "
                    "or crashed the interpreter.")
         deadline = time.time() + seconds + GRACE_SECONDS
         failures = {"eof": crashed, "timeout": f"timed out after {limit} s (an infinite loop, or far too slow?); the "
                                                f"grading process did not stop by itself and was killed (exit code {{code}})."}
         try:
-            sent = self._write(encode({"probe": probe, "inputs": inputs, "seconds": seconds,
-                                                             "limit": limit}), deadline)
+            sent = self._write(encode({"probe": probe, "inputs": inputs, "seconds": seconds, "limit": limit}), deadline)
         except OSError:  # the child is gone
             sent = "eof"
         if sent is not True:
@@ -108,18 +122,18 @@ class StudentProcess:
         if isinstance(header, str):
             raise CheckFailure(self._stopped(failures[header]))
         size = HEADER.unpack(header)[0]
-        if size > MAX_ANSWER_BYTES:
+        if size > MAX_BYTES:
             raise CheckFailure(self._stopped(f"your code returned {size:,} bytes of values (the limit is "
-                                             f"{MAX_ANSWER_BYTES:,}); grading process stopped (exit code {{code}})."))
+                                             f"{MAX_BYTES:,}); grading process stopped (exit code {{code}})."))
         payload = self._read(size, deadline)
         if isinstance(payload, str):
             raise CheckFailure(self._stopped(failures[payload]))
         try:
-            return torch.load(io.BytesIO(payload), weights_only=True)
-        except Exception as error:
+            return decode(payload)
+        except WireError as error:
             raise CheckFailure(self._stopped(f"the grading process answered with something unreadable ({error}); "
-                                             f"did your code write to a file descriptor it did not open? "
-                                             f"(exit code {{code}})")) from None
+                                             f"did your code write to a file descriptor it did not open, or return "
+                                             f"millions of objects? (exit code {{code}})")) from None
 
     def _write(self, payload, deadline):
         """Send one request (length and payload) before `deadline`: True, or "timeout" when the child
@@ -152,9 +166,10 @@ class StudentSubmission:
     """The student's tree as the checks see it while grading: probes run in a sandboxed child,
     the reference is loaded here."""
 
-    def __init__(self, tree, test_seconds=150):
-        self.tree = Path(tree).resolve()
-        self.workdir = prepare_workdir(self.tree)
+    def __init__(self, tree, test_seconds=150, files=None):
+        """`files`: the graded files this child may see (default: all of them)."""
+        self.tree = Path(tree)
+        self.workdir = prepare_workdir(self.tree, files)
         self.process = StudentProcess(self.workdir, self.tree)
         self.test_seconds = test_seconds
         self._reference = {}
@@ -165,24 +180,39 @@ class StudentSubmission:
         self.deadline = time.time() + self.test_seconds
         self.printed = []
         self.answered = False  # whether the child has returned values in this test
+        self.used_standins = False  # whether a stand-in ran (its text must not reach the feedback)
 
     def run(self, probe, **inputs):
+        return self._answer(self.process, probe, inputs)
+
+    def run_with_standins(self, probe, **inputs):
+        """`run`, in a child of its own that also sees the grader's stand-ins (`use=` names which)."""
+        process = StudentProcess(self.workdir, self.tree, standins=standins.path())
+        self.used_standins = True
+        try:
+            return self._answer(process, probe, inputs)
+        finally:
+            process.close()
+
+    def _answer(self, process, probe, inputs):
         seconds = max(1.0, self.deadline - time.time())
-        reply = self.process.request(probe, inputs, seconds, self.test_seconds)
+        shown = standins.redact if process.standins is not None else str
+        try:
+            reply = process.request(probe, inputs, seconds, self.test_seconds)
+        except CheckFailure as error:
+            raise CheckFailure(shown(capped(error))) from None
         if not isinstance(reply, dict):
             raise CheckFailure("the grading process answered with something unreadable")
         if reply.get("printed"):
-            self.printed.append(str(reply["printed"]))
+            self.printed.append(shown(capped(reply["printed"])))
         if "value" in reply:
             self.answered = True
             return unplain(reply["value"])
-        if reply.get("status") == "not run":
-            raise NotRun(str(reply.get("message")))
-        raise CheckFailure(str(reply.get("message")))
+        raise CheckFailure(shown(capped(reply.get("message"))))  # whatever the child says, the test fails
 
     def reference(self, filename):
         if filename not in self._reference:
-            self._reference[filename] = load_module(REFERENCE_TREE, filename)
+            self._reference[filename] = load_reference(filename)
         return self._reference[filename]
 
     def cleanup(self):

@@ -5,15 +5,15 @@ What students get, and nothing else:
     decoder_with_attention.py                        as nbgrader generated it)
     utils.py, train.py                               provided code, from assignment/
     data/                                            obtaining and caching the data (no cache)
-    autograder/                                      the public checks only (checks/public_*.py),
-                                                     compare.py, submission.py, rubric.py and a
-                                                     rubric.toml holding the public tests
+    autograder/                                      the package the grading child runs (child/,
+                                                     whole), the public checks (checks/public_*.py),
+                                                     rubric.py and a rubric.toml of the public tests
     tests/, pytest.ini, Makefile, README.md, .gitignore   from release/
     requirements.txt
     .github/workflows/classroom.yml                  generated from the rubric's public tests
 
-Never solution/, the hidden checks, calibration.json or the instructor's tests; `make test`
-checks this on every build (tests/test_release.py).
+Never solution/, the hidden checks, the stand-ins, calibration.json or the instructor's tests;
+`make test` checks this on every build (tests/test_release.py).
 """
 
 import json
@@ -27,8 +27,14 @@ TEMPLATES = ROOT / "release"
 
 HOMEWORK_FILES = ("q1.ipynb", "h2-q2.py", "decoder.py", "decoder_with_attention.py", "utils.py", "train.py")
 DATA_FILES = ("__init__.py", "__main__.py", "fashion_mnist.py", "sydney_captions.py", "features.py", "README.md")
-AUTOGRADER_FILES = ("compare.py", "submission.py", "rubric.py", "probes.py", "checks/__init__.py",
-                    "checks/public_q2.py", "checks/public_q3.py")
+CHECK_FILES = ("rubric.py", "checks/__init__.py", "checks/public_q2.py", "checks/public_q3.py")
+
+
+def autograder_files():
+    """The autograder files students get, relative to autograder/: the child package (the code their
+    public tests run their functions with, as grading does) and the public checks."""
+    child = sorted(str(p.relative_to(ROOT / "autograder")) for p in (ROOT / "autograder" / "child").glob("*.py"))
+    return [*child, *CHECK_FILES]
 TEMPLATE_FILES = {"README.md": "README.md", "Makefile": "Makefile", "pytest.ini": "pytest.ini",
                   "gitignore": ".gitignore", "tests/test_public.py": "tests/test_public.py",
                   "tests/conftest.py": "tests/conftest.py"}
@@ -148,7 +154,7 @@ def build(out, rubric=None):
         _copy(assignment / name, out / name)
     for name in DATA_FILES:
         _copy(ROOT / "data" / name, out / "data" / name)
-    for name in AUTOGRADER_FILES:
+    for name in autograder_files():
         _copy(ROOT / "autograder" / name, out / "autograder" / name)
     (out / "autograder" / "__init__.py").write_text(AUTOGRADER_INIT)
     (out / "autograder" / "rubric.toml").write_text(public_rubric_text(rubric))

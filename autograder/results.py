@@ -28,6 +28,11 @@ class GradingResults:
     questions: dict  # number -> title
     results: list = field(default_factory=list)
     seconds: float = 0.0
+    sandbox: str = ""  # where the student's code ran (autograder/sandbox.py); "NONE: ..." when unsandboxed
+
+    @property
+    def unsandboxed(self):
+        return self.sandbox.startswith("NONE")
 
     @property
     def score(self):
@@ -52,7 +57,9 @@ class GradingResults:
         text = f"Score {self.score:g} / {self.max_score:g}"
         if self.incomplete:
             missing = sum(r.status == NOT_RUN for r in self.results)
-            text += f" -- INCOMPLETE: {missing} test(s) not run because data was missing (see below)"
+            text += f" -- INCOMPLETE: {missing} test(s) not run (see below)"
+        if self.unsandboxed:
+            text += " -- UNSANDBOXED: the student's code ran with the grader's privileges"
         return text
 
     # ---- formats ------------------------------------------------------------------------
@@ -74,7 +81,8 @@ class GradingResults:
                 "extra_data": {"id": r.id, "not_run": r.status == NOT_RUN, "manual": r.status == MANUAL,
                                "seconds": round(r.seconds, 2)},
             } for r in self.results],
-            "extra_data": {"tree": self.tree, "incomplete": self.incomplete, "max_score": self.max_score},
+            "extra_data": {"tree": self.tree, "incomplete": self.incomplete, "max_score": self.max_score,
+                           "sandbox": self.sandbox, "unsandboxed": self.unsandboxed},
         }
 
     def feedback_markdown(self):
@@ -102,11 +110,13 @@ class GradingResults:
             rows.append(f"{number:10s} {earned:>7g} / {possible:<5g}")
         rows.append(f"{'total':10s} {self.score:>7g} / {self.max_score:<5g}")
         rows.append(self.headline())
+        rows.append(f"student code ran in: {self.sandbox or 'unknown'}")
         return "\n".join(rows)
 
     def write(self, out_dir):
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
+        # ensure_ascii: whatever the student's code printed (lone surrogates included) is written as escapes
         (out / "results.json").write_text(json.dumps(self.to_gradescope(), indent=2) + "\n")
-        (out / "feedback.md").write_text(self.feedback_markdown())
+        (out / "feedback.md").write_text(self.feedback_markdown(), encoding="utf-8", errors="replace")
         return out / "results.json", out / "feedback.md"

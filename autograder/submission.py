@@ -1,172 +1,145 @@
-"""Load the Python files of a tree (the reference, the skeleton or a student's) as modules.
+"""A student's tree as the grader takes it in: where its graded files are, a working folder with
+the provided files and the student's graded files on top, and the reference's modules.
 
-`Submission` is a tree whose code runs in this process: the students' public tests (their own
-files, in place), the grading child (autograder/runner.py, in the working folder the grader
-prepared) and the instructor's tests. `run(probe, **inputs)` runs a probe (autograder/probes.py)
-on the student's modules, as the grading child does; while grading, the checks use
-`autograder.isolation.StudentSubmission` instead, whose probes run in a sandboxed child.
+The graded files must be regular files of the submission: a symbolic link, a hard link to a file
+outside the submission, a device, a FIFO or a file of more than MAX_FILE_BYTES is refused with a
+message naming it (`SubmissionError`), and nothing is ever read through a link. The working
+folder is readable by the child's unprivileged uid and writable by no one but the grader.
 """
 
-import ast
-import importlib.util
-import json
 import os
 import shutil
-import sys
+import stat
 import tempfile
-import traceback
-import types
 from pathlib import Path
 
-from autograder.compare import CheckFailure
+from autograder.child.compare import CheckFailure
+from autograder.child.submission import Submission, load_module  # noqa: F401  (load_module: for the tests)
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_TREE = ROOT / "solution"
 PROVIDED_TREE = ROOT / "assignment"
 GRADED_FILES = ("q1.ipynb", "h2-q2.py", "decoder.py", "decoder_with_attention.py")
+MAX_FILE_BYTES = {".py": 512 * 1024, ".ipynb": 8 * 2**20}  # a student's file is a few KB; notebooks hold outputs
+
+
+class SubmissionError(CheckFailure):
+    """A graded file the grader refuses to read; the message names it and says why."""
 
 
 def locate_tree(folder):
     """The folder under `folder` that holds the graded files: `folder` itself when any is at its top,
-    else the shallowest folder holding one (a repository or zip with a top folder, as uploaded)."""
+    else the shallowest folder holding one (a repository or zip with a top folder, as uploaded).
+    Symbolic links are not followed."""
     folder = Path(folder)
-    if any((folder / name).is_file() for name in GRADED_FILES):
+    if any(os.path.lexists(folder / name) for name in GRADED_FILES):
         return folder
-    candidates = [p.parent for name in GRADED_FILES for p in folder.rglob(name)
-                  if "__MACOSX" not in p.parts and ".venv" not in p.parts]
+    candidates = []
+    for path, dirs, files in os.walk(folder):  # os.walk does not follow links to folders
+        dirs[:] = [d for d in dirs if d not in ("__MACOSX", ".venv", ".git")]
+        if any(name in files for name in GRADED_FILES):
+            candidates.append(Path(path))
     return min(candidates, key=lambda p: len(p.parts)) if candidates else folder
 
 
-def notebook_cells(path):
-    """[(grade_id, source)] of the code cells of an nbgrader notebook that define the answers: the
-    provided (locked) cells and the answer (solution) cells, in order; not the check cells, nor
-    cells of the student's own (scratch work)."""
-    cells = []
-    for cell in json.loads(Path(path).read_text())["cells"]:
-        marks = cell.get("metadata", {}).get("nbgrader", {})
-        if cell.get("cell_type") != "code" or not marks or (marks.get("grade") and not marks.get("solution")):
-            continue
-        if marks.get("solution") or marks.get("locked"):
-            source = cell.get("source", "")
-            cells.append((marks.get("grade_id", "?"), "".join(source) if isinstance(source, list) else source))
-    return cells
+def _links_inside(tree, inode):
+    """How many names under `tree` point to `inode` (device, inode number)."""
+    count = 0
+    for path, _, files in os.walk(tree):
+        for name in files:
+            try:
+                info = os.lstat(os.path.join(path, name))
+            except OSError:
+                continue
+            count += (info.st_dev, info.st_ino) == inode
+    return count
 
 
-def load_notebook(path, name):
-    """The answers of a notebook as a module: its provided and answer cells run in order."""
-    module = types.ModuleType(name)
-    module.__file__ = str(path)
-    for grade_id, source in notebook_cells(path):
-        exec(compile(source, f"{path} [cell {grade_id}]", "exec"), module.__dict__)
-    return module
+def read_graded_file(tree, filename):
+    """The bytes of `<tree>/<filename>`, or None when it is absent; SubmissionError when it is not a
+    regular file of the submission. Opened without following links."""
+    path = Path(tree) / filename
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(info.st_mode):
+        raise SubmissionError(f"{filename} is a symbolic link (to {os.readlink(path)!r}); submit the file itself")
+    if not stat.S_ISREG(info.st_mode):
+        raise SubmissionError(f"{filename} is not a regular file (a folder, device or FIFO); submit the file itself")
+    if info.st_nlink > 1 and _links_inside(tree, (info.st_dev, info.st_ino)) < info.st_nlink:
+        raise SubmissionError(f"{filename} is a hard link to a file outside your submission; submit a copy of the file")
+    limit = MAX_FILE_BYTES.get(Path(filename).suffix, 512 * 1024)
+    if info.st_size > limit:
+        raise SubmissionError(f"{filename} is {info.st_size:,} bytes; a graded file may hold at most {limit:,}")
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        opened = os.fstat(fd)
+        if (opened.st_dev, opened.st_ino) != (info.st_dev, info.st_ino) or not stat.S_ISREG(opened.st_mode):
+            raise SubmissionError(f"{filename} changed while it was read; grade again")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(limit + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise SubmissionError(f"{filename} is larger than {limit:,} bytes")
+    return data
 
 
-def load_module(tree, filename):
-    """Import `<tree>/<filename>` (e.g. `h2-q2.py`) under a fresh module name and return it; for a
-    notebook (`q1.ipynb`), a module holding what its answer cells define.
-
-    The tree's folder goes first on `sys.path` so that its own helpers (`import utils`) resolve.
-    """
-    path = Path(tree).resolve() / filename
-    folder = str(path.parent)
-    if folder in sys.path:
-        sys.path.remove(folder)
-    sys.path.insert(0, folder)
-    for name in ("utils", "decoder", "decoder_with_attention", "train"):
-        sys.modules.pop(name, None)  # resolve the tree's own helpers, not another tree's
-    name = f"_tree_{abs(hash(str(path)))}_{path.stem.replace('-', '_')}"
-    if path.suffix == ".ipynb":
-        return load_notebook(path, name)
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def reference_definition(filename, name):
-    """The source code of the top-level function or class `name` of the reference's `filename`
-    (for the grader only: the students' repository has no reference)."""
-    text = (REFERENCE_TREE / filename).read_text()
-    node = next(n for n in ast.parse(text).body
-                if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n.name == name)
-    return ast.get_source_segment(text, node)
-
-
-def prepare_workdir(tree, provided_tree=PROVIDED_TREE):
-    """A new folder with the provided files of the homework and the graded files of `tree` on top."""
-    workdir = Path(tempfile.mkdtemp(prefix="hw2-grading-"))
-    for path in Path(provided_tree).iterdir():
-        if path.is_file():
-            shutil.copy(path, workdir / path.name)
+def refused_files(tree):
+    """{filename: why} for the graded files of `tree` the grader refuses to read."""
+    refused = {}
     for filename in GRADED_FILES:
-        (workdir / filename).unlink(missing_ok=True)
-        if (Path(tree) / filename).is_file():
-            shutil.copy(Path(tree) / filename, workdir / filename)
+        try:
+            read_graded_file(tree, filename)
+        except (SubmissionError, OSError) as error:
+            refused[filename] = str(error)
+    return refused
+
+
+def prepare_workdir(tree, files=None, provided_tree=PROVIDED_TREE):
+    """A new folder with the provided files of the homework and the graded files of `tree` on top
+    (`files`: only those; default all). A refused file is left out (its tests say why)."""
+    workdir = Path(tempfile.mkdtemp(prefix="hw2-grading-"))
+    os.chmod(workdir, 0o755)  # readable by the child's uid, writable by the grader only
+    for path in Path(provided_tree).iterdir():
+        if path.is_file() and path.name not in GRADED_FILES:
+            shutil.copyfile(path, workdir / path.name)
+            os.chmod(workdir / path.name, 0o644)
+    for filename in GRADED_FILES if files is None else files:
+        try:
+            data = read_graded_file(tree, filename)
+        except (SubmissionError, OSError):
+            data = None
+        if data is not None:
+            (workdir / filename).write_bytes(data)
+            os.chmod(workdir / filename, 0o644)
     return workdir
 
 
-def _describe_import_error(filename, error):
-    frames = [(f.filename, f.lineno) for f in traceback.extract_tb(error.__traceback__)
-              if filename in os.path.basename(f.filename)]
-    if isinstance(error, SyntaxError) and error.filename:
-        frames.append((error.filename, error.lineno))
-    where = ""
-    if frames:
-        cell = os.path.basename(frames[-1][0])[len(filename):].strip(" []")  # notebooks: "cell <grade_id>"
-        where = f" ({cell + ', ' if cell else ''}line {frames[-1][1]})"
-    return f"{filename} could not be imported{where}: {type(error).__name__}: {error}"
+def load_reference(filename):
+    """The reference's module `filename`, loaded in the grading process (never in the child)."""
+    return load_module(REFERENCE_TREE, filename)
 
 
-class Submission:
-    """The student's modules and the reference's, loaded once each and cached."""
+class LocalSubmission(Submission):
+    """A tree whose probes run in this process (the instructor's tests and calibration): the
+    provided files with the tree's graded files on top, in a working folder, and the reference."""
 
-    def __init__(self, tree, provided_tree=PROVIDED_TREE, shown_as=None):
-        """`provided_tree=None` loads the tree in place (the students' repository, whose provided
-        files sit beside the graded ones; the grading child's working folder); otherwise a working
-        folder gets the provided files with the student's graded files on top, so that a student
-        who changed or deleted a provided file is graded against the provided one. `shown_as`:
-        the folder named in messages (default: `tree`)."""
-        self.tree = Path(shown_as or tree).resolve()
-        self._student, self._reference = {}, {}
-        if provided_tree is None:
-            self.workdir, self._owns_workdir = Path(tree).resolve(), False
-            return
-        self.workdir, self._owns_workdir = prepare_workdir(self.tree, provided_tree), True
-
-    def student(self, filename):
-        """The student's module, or CheckFailure saying why it cannot be loaded."""
-        if filename not in self._student:
-            if not (self.workdir / filename).is_file():
-                self._student[filename] = CheckFailure(
-                    f"{filename} is missing from your submission (expected at {self.tree / filename})")
-            else:
-                try:
-                    self._student[filename] = load_module(self.workdir, filename)
-                except BaseException as error:  # SyntaxError, ImportError, SystemExit, ...
-                    self._student[filename] = CheckFailure(_describe_import_error(filename, error))
-        module = self._student[filename]
-        if isinstance(module, CheckFailure):
-            raise module
-        return module
-
-    def run(self, probe, **inputs):
-        """The plain values of `probe` run on the student's modules here, from the same seeds as in
-        the grading child (so the public tests and the grader see the same values)."""
-        from autograder.checks import seed_everything
-        from autograder.compare import NotRun
-        from autograder.probes import run_probe, unplain
-
-        seed_everything()
-        status, message, value = run_probe(self, probe, inputs)
-        if status == "passed":
-            return unplain(value)
-        raise NotRun(message) if status == "not run" else CheckFailure(message)
+    def __init__(self, tree):
+        self.workdir_owned = prepare_workdir(tree)
+        super().__init__(self.workdir_owned, shown_as=tree)
+        self._reference = {}
 
     def reference(self, filename):
         if filename not in self._reference:
-            self._reference[filename] = load_module(REFERENCE_TREE, filename)
+            self._reference[filename] = load_reference(filename)
         return self._reference[filename]
 
+    def run_with_standins(self, probe, **inputs):
+        from autograder import standins
+
+        return self.run(probe, standins=str(standins.path()), **inputs)
+
     def cleanup(self):
-        if self._owns_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+        shutil.rmtree(self.workdir_owned, ignore_errors=True)

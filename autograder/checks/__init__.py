@@ -1,30 +1,25 @@
 """The checks, one function per rubric test, registered by id.
 
 A check receives a submission `sub`: `sub.run(probe, **inputs)` runs one of the probes of
-autograder/probes.py on the student's code and returns its plain values (while grading, in a
+autograder/child/probes.py on the student's code and returns its plain values (while grading, in a
 sandboxed child process), `sub.reference(file)` is the reference solution. The check chooses the
 inputs, compares the values it gets back with what it expects, and passes by returning, fails
-by raising CheckFailure (see autograder.compare), or is not run by raising NotRun. The student's
+by raising CheckFailure (see autograder.child.compare), or is not run by raising NotRun. The student's
 code never runs where the comparison is made.
 
 The checks that need neither the reference nor data live in `public_q2.py` and `public_q3.py`
 (the students' repository ships them as its public tests); the others in `q2.py` and `q3.py`.
 """
 
-import os
-import random
-import traceback
-
-import numpy as np
-import torch
-
-from autograder.compare import CheckFailure, NotRun
+from autograder.child.compare import CheckFailure
+from autograder.child.seeds import seed_everything  # noqa: F401  (the checks' and the public tests' seeding)
 
 REGISTRY = {}
 
 
-class TestTimeout(Exception):
-    """Raised (by the caller's alarm) in a check that ran past its time limit."""
+class NotRun(Exception):
+    """A check could not run for a reason that is not the student's (missing data, a grader fault).
+    Raised only in the grading process: nothing the student's code does in the child can raise it."""
 
 
 def check(test_id):
@@ -41,7 +36,7 @@ def check(test_id):
 
 def all_checks():
     """Every check of the modules in this package: public_q2/public_q3 (shipped to students as
-    their public tests) and q2/q3 (hidden); the students' copy holds the public ones only."""
+    their public tests) and q1/q2/q3 (hidden); the students' copy holds the public ones only."""
     import importlib
     import pkgutil
 
@@ -50,23 +45,10 @@ def all_checks():
     return REGISTRY
 
 
-def seed_everything(seed=0):
-    """Seed Python, numpy and torch: every check starts from the same random state, wherever it runs."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def _student_frame(error, workdir):
-    frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename.startswith(str(workdir))]
-    return f" ({os.path.basename(frames[-1].filename)}, line {frames[-1].lineno}, in {frames[-1].name})" if frames else ""
-
-
-def outcome(function, sub, seconds=None, memory_gb=None):
+def outcome(function, sub):
     """(status, message) of running one check: "passed", "failed" or "not run", and the message the
-    student reads. `seconds` and `memory_gb` are the limits the caller enforces (for the messages)."""
-    limit = f"the limit ({memory_gb:g} GB)" if memory_gb else "this machine has"
-    too_much_memory = f"your code tried to use more memory than {limit}"
+    student reads. What went wrong in the student's code reaches a check as CheckFailure (the probes
+    turn it into a message); any other exception here is the grader's own."""
     try:
         message = function(sub)
         return "passed", message or ""
@@ -74,16 +56,3 @@ def outcome(function, sub, seconds=None, memory_gb=None):
         return "not run", str(error)
     except CheckFailure as error:
         return "failed", str(error)
-    except NotImplementedError as error:
-        text = str(error) or "a function raised NotImplementedError"
-        return "failed", text if "not implemented yet" in text else f"not implemented yet: {text}"
-    except TestTimeout:
-        return "failed", f"timed out after {seconds} s (an infinite loop, or far too slow?)"
-    except RecursionError:
-        return "failed", "your code recursed without end (RecursionError)"
-    except MemoryError:
-        return "failed", too_much_memory
-    except BaseException as error:  # the student's code raised: report where
-        if isinstance(error, RuntimeError) and "can't allocate memory" in str(error):
-            return "failed", too_much_memory
-        return "failed", f"your code raised {type(error).__name__}: {error}{_student_frame(error, sub.workdir)}"

@@ -7,7 +7,7 @@ repository as its public tests (`make release`), giving the same messages as the
 import torch
 
 from autograder.checks import check
-from autograder.compare import expect_same_jacobians, expect_tensor, fail
+from autograder.child.compare import expect_same_jacobians, expect_tensor, fail
 
 PARAMETERS = 769_930
 # the statement's network: conv 1->16 3x3, conv 16->32 3x3, linear 1152->600, 600->120, 120->10

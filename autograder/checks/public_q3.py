@@ -8,7 +8,7 @@ repository as its public tests (`make release`), giving the same messages as the
 import torch
 
 from autograder.checks import check
-from autograder.compare import expect_same_jacobians, expect_tensor, fail
+from autograder.child.compare import expect_same_jacobians, expect_tensor, fail
 
 # (batch, num_locations, encoder_dim, decoder_dim, embed_dim, attention_dim, vocab_size)
 SIZES = [(1, 256, 1280, 256, 100, 100, 190), (5, 9, 48, 16, 12, 7, 30), (8, 196, 512, 64, 20, 11, 50)]

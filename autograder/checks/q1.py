@@ -5,8 +5,8 @@ graded by hand (`manual = true` in the rubric)."""
 import torch
 
 from autograder.checks import check
-from autograder.compare import expect_close, expect_tensor, fail
-from autograder.probes import NOTEBOOK
+from autograder.child.compare import expect_close, expect_tensor, fail
+from autograder.child.probes import NOTEBOOK
 
 
 def _calls(sub, calls):

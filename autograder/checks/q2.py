@@ -9,11 +9,10 @@ import torch
 import torch.nn as nn
 
 from autograder import calibration
-from autograder.checks import check
+from autograder.checks import NotRun, check
 from autograder.checks.public_q2 import random_images
-from autograder.compare import CheckFailure, NotRun, expect_close, expect_float, expect_tensor, fail
-from autograder.probes import CNN_FILE, median_seconds, small_classifier
-from autograder.submission import reference_definition
+from autograder.child.compare import CheckFailure, expect_close, expect_float, expect_same_operations, expect_tensor, fail
+from autograder.child.probes import CNN_FILE, load_by_shape, median_seconds, small_classifier
 
 FILE = CNN_FILE
 
@@ -69,17 +68,18 @@ def dropout(sub):
 
 @check("2.2-vectorized")
 def vectorized(sub):
-    small, large = random_images(32), random_images(64)
-    found = sub.run("cnn.speed", small=small, large=large)
-    looped = {name: n for name, n in found["counts"].items() if n > 1}
-    if looped:
-        name, n = max(looped.items(), key=lambda item: item[1])
-        fail(f"layer {name} ran {n} times for one batch of 32 images: the forward loops over the batch. "
-             f"Apply each layer once to the whole (batch, 1, 28, 28) tensor.")
+    small, large = random_images(2, seed=1), random_images(16, seed=2)
+    timed = random_images(64)
+    found = sub.run("cnn.speed", batches=[small, large], large=timed)
+    counts = found["operations"] if isinstance(found.get("operations"), list) else [None, None]
+    expect_same_operations("your forward", counts[0], counts[-1], "a batch of 2 images", "a batch of 16",
+                           "the forward loops over the batch. Apply each layer once to the whole "
+                           "(batch, 1, 28, 28) tensor.")
+    # a loop over pixels or channels performs as many operations at any batch size: time bounds it
     reference = _statement_network(sub, 0.3).eval()
     with torch.no_grad():
-        reference(large)  # warm-up
-        ratio = found["seconds"] / median_seconds(lambda: reference(large))
+        reference(timed)  # warm-up
+        ratio = found["seconds"] / median_seconds(lambda: reference(timed))
     if ratio > 5:
         fail(f"your forward on a batch of 64 takes {ratio:.1f} times as long as a vectorized one (allowed: 5x); "
              f"avoid Python loops over examples or pixels")
@@ -133,40 +133,72 @@ def diagnose_train_batch(sub):
     return None
 
 
-def dev_accuracy(predictions, labels=None):
-    """Accuracy of predicted classes against the dev labels (loaded when not given)."""
-    if labels is None:
-        from data.fashion_mnist import load_splits
-
-        labels = load_splits()["dev"][1]
-    expect_tensor("your CNN's predicted classes of the dev images", predictions, labels.shape, labels.dtype)
-    return (predictions == labels).double().mean().item()
-
-
-@check("2.2-accuracy")
-def accuracy(sub):
+def fashion_mnist():
+    """The splits, loaded here in the grading process (the child never sees the data)."""
     from data import DataError
     from data.fashion_mnist import load_splits
 
     try:
-        labels = load_splits()["dev"][1]
+        return load_splits()
     except DataError as error:
         raise NotRun(f"Fashion-MNIST is not available ({error}). Run `make data`, then grade again.") from None
-    notes = []
+
+
+def statement_cnn_problem(sub):
+    """None when the student's CNN computes the statement's network (2.2-equivalence), else why not."""
+    try:
+        equivalence(sub)
+        return None
+    except CheckFailure as error:
+        return str(error)
+
+
+def trained_accuracy(sub, budget, use=()):
+    """Dev accuracy, computed here, of the CNN the student's code trains in the child under `budget`
+    (`use`: the parts taken from the stand-ins): the child returns the trained weights, the
+    statement's network with those weights classifies the dev images."""
+    splits = fashion_mnist()
+    X, y = splits["train"][0][:budget["train_size"]], splits["train"][1][:budget["train_size"]]
+    run = sub.run_with_standins if use else sub.run
+    weights = run("cnn.train", images=X, labels=y, epochs=budget["epochs"], batch_size=budget["batch_size"],
+                  learning_rate=budget["learning_rate"], seed=budget["seed"], use=tuple(use))
+    if not isinstance(weights, list) or not all(isinstance(w, torch.Tensor) and w.dtype == torch.float32
+                                                for w in weights):
+        fail("the trained CNN's parameters did not come back as float32 tensors")
+    model = _statement_network(sub, 0.3)
+    load_by_shape(model, weights)
+    model.eval()
+    dev_X, dev_y = splits["dev"]
+    with torch.no_grad():
+        predictions = torch.cat([model(dev_X[i:i + 1000]).argmax(1) for i in range(0, len(dev_X), 1000)])
+    return (predictions == dev_y).double().mean().item()
+
+
+@check("2.2-accuracy")
+def accuracy(sub):
+    spec = calibration.get("2.2-accuracy")
+    budget, threshold = spec["budget"], spec["threshold"]
+    fashion_mnist()  # the data first: without it the test is not run
+    use, notes = [], []
     try:
         problem = diagnose_train_batch(sub)
     except CheckFailure as error:
         problem = str(error)
     if problem:
-        notes.append(f"(your train_batch has a problem counted in its own test, so this training used a correct "
-                     f"train_batch: {problem})")
-    budget = calibration.get("2.2-accuracy")
-    source = reference_definition(FILE, "train_batch") if problem else None
-    accuracy = dev_accuracy(sub.run("cnn.dev-predictions", **budget["budget"], train_batch_source=source), labels)
-    threshold = budget["threshold"]
+        use.append("train_batch")
+        notes.append("your train_batch has a problem counted in its own test (2.2-train-batch), so this training "
+                     "used a correct train_batch")
+    if statement_cnn_problem(sub):
+        use.append("CNN")
+        notes.append("your CNN does not compute the statement's network (counted in 2.2-equivalence), so this "
+                     "training used the statement's network")
+    if len(use) == 2:
+        fail("nothing of yours could be trained: " + "; ".join(notes) + ". This test judges your CNN and "
+             "train_batch training together.")
+    note = f" ({'; '.join(notes)})" if notes else ""
+    accuracy = trained_accuracy(sub, budget, use)
     if accuracy < threshold:
-        fail(f"after {budget['budget']['epochs']} epoch(s) on the first {budget['budget']['train_size']:,} training "
-             f"images (SGD, learning rate {budget['budget']['learning_rate']}, batch {budget['budget']['batch_size']}, "
-             f"seed {budget['budget']['seed']}), your CNN reaches {accuracy:.2%} dev accuracy; at least "
-             f"{threshold:.2%} is required. {' '.join(notes)}")
-    return f"dev accuracy {accuracy:.2%} (required {threshold:.2%}). {' '.join(notes)}".strip()
+        fail(f"after {budget['epochs']} epoch(s) on the first {budget['train_size']:,} training images (SGD, "
+             f"learning rate {budget['learning_rate']}, batch {budget['batch_size']}, seed {budget['seed']}), your "
+             f"trained CNN reaches {accuracy:.2%} dev accuracy; at least {threshold:.2%} is required.{note}")
+    return f"dev accuracy {accuracy:.2%} (required {threshold:.2%}).{note}"

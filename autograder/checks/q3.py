@@ -7,11 +7,10 @@ import torch
 import torch.nn.functional as F
 
 from autograder import calibration
-from autograder.checks import check
+from autograder.checks import NotRun, check
 from autograder.checks.public_q3 import check_context, check_state_used, check_step, seeded, sizes_of, step_inputs
-from autograder.compare import CheckFailure, NotRun, expect_close, fail
-from autograder.probes import ATTENTION, DECODER, build_decoder, median_seconds
-from autograder.submission import reference_definition
+from autograder.child.compare import CheckFailure, expect_close, expect_same_operations, fail
+from autograder.child.probes import ATTENTION, DECODER, build_decoder, median_seconds
 
 SWAPPED = "(your Attention.forward has a problem counted in its own tests, so a correct one was used here)"
 
@@ -91,16 +90,18 @@ def attention_equivalence(sub):
 
 @check("3.1b-attention-vectorized")
 def attention_vectorized(sub):
-    batch, locations, encoder_dim, decoder_dim = 16, 256, 1280, 256
+    encoder_dim, decoder_dim = 1280, 256
+    small = (torch.randn(2, 4, 24, generator=seeded(2)), torch.randn(2, 12, generator=seeded(3)))
+    large = (torch.randn(8, 16, 24, generator=seeded(4)), torch.randn(8, 12, generator=seeded(5)))
+    batch, locations = 16, 256
     encoder_out = torch.randn(batch, locations, encoder_dim, generator=seeded(0))
     hidden = torch.randn(batch, decoder_dim, generator=seeded(1))
-    found = sub.run("attention.speed", encoder_out=encoder_out, hidden=hidden, attention_dim=100)
+    found = sub.run("attention.speed", cases=[small, large], encoder_out=encoder_out, hidden=hidden, attention_dim=100)
     check_context("Attention.forward", found["output"], encoder_out)
-    looped = {name: n for name, n in found["counts"].items() if n > 1}
-    if looped:
-        name, n = max(looped.items(), key=lambda item: item[1])
-        fail(f"layer {name} ran {n} times in one call with a batch of {batch} and {locations} locations: the "
-             f"attention loops over the batch or the locations; apply it once to the whole tensor")
+    counts = found["operations"] if isinstance(found.get("operations"), list) else [None, None]
+    expect_same_operations("Attention.forward", counts[0], counts[-1], "a batch of 2 with 4 locations",
+                           "a batch of 8 with 16 locations", "it loops over the batch or the locations; apply "
+                           "each layer once to the whole tensor")
     reference = _reference_attention(sub, encoder_dim, decoder_dim, 100)
     with torch.no_grad():
         reference(encoder_out, hidden)  # warm-up
@@ -126,35 +127,80 @@ def attention_decoder_equivalence(sub):
 
 
 # ---- BLEU thresholds --------------------------------------------------------------------------
-def val_bleu(sub, captions):
-    """Mean sentence BLEU-4 of greedy captions of the validation images, as the hand-out computes it."""
-    from data import DataError, sydney_captions
+GRADING_LAYER = "blocks"  # 320-d; pooled 2x2 to an 8x8 grid, so that a short training takes seconds
+DECODER_SIZES = dict(embed=100, decoder_dim=256, attention_dim=100)
+
+
+def grading_data():
+    """Sydney-Captions and the features the BLEU tests train on, (613, 64, 320) float32, loaded here
+    in the grading process (the child never sees the dataset).
+
+    The default features of the homework (1280-d head, 16x16 grid) make an attention step ~60x
+    dearer; the tests only need a decoder that learns, so they use the last block's 320-d
+    features average-pooled to 8x8 locations."""
+    from data import DataError, features, sydney_captions
 
     try:
-        images = sydney_captions.load().split("val")
+        dataset = sydney_captions.load()
+        grid = features.load(layer=GRADING_LAYER, extract_if_missing=False)  # (613, 256, 320)
     except DataError as error:
-        raise NotRun(f"the captioning data is not available ({error}). Set SYDNEY_DIR, then grade again.") from None
-    if (not isinstance(captions, list) or len(captions) != len(images)
-            or not all(isinstance(c, list) and all(isinstance(w, str) for w in c) for c in captions)):
-        fail(f"the captions generated for the {len(images)} validation images are not {len(images)} lists of words")
+        raise NotRun(f"the captioning data is not available ({error}). Set SYDNEY_DIR and run `make features`, "
+                     f"then grade again.") from None
+    side = int(grid.shape[1] ** 0.5)
+    images = grid.view(len(grid), side, side, -1).permute(0, 3, 1, 2)  # (613, 320, 16, 16)
+    pooled = F.avg_pool2d(images, 2)  # (613, 320, 8, 8)
+    return dataset, pooled.flatten(2).transpose(1, 2).contiguous()  # (613, 64, 320)
+
+
+def trained_bleu(sub, use_attention, budget, use=()):
+    """Validation BLEU-4, computed here, of the decoder the student's code trains in the child with
+    the provided train.py under `budget` (`use`: ("Attention",) to train with the stand-in). The
+    child gets the training captions and features only and returns the trained weights; the
+    statement's decoder with those weights captions the validation images here (greedy, as the
+    hand-out), scored with the hand-out's mean sentence BLEU-4."""
+    dataset, features = grading_data()
+    train = sub.reference("train.py")
+    pairs = train.training_pairs(dataset.split("train")[:budget["train_images"]], dataset.vocab)
+    rows = sorted({imgid for imgid, _ in pairs})
+    row_of = {imgid: row for row, imgid in enumerate(rows)}
+    sizes = dict(vocab=len(dataset.vocab), encoder_dim=features.shape[-1], **DECODER_SIZES)
+    run = sub.run_with_standins if use else sub.run
+    state = run("decoder.train", use_attention=use_attention, sizes=sizes,
+                pairs=[(row_of[imgid], caption) for imgid, caption in pairs], features=features[rows],
+                pad=dataset.vocab.pad, epochs=budget["epochs"], seed=budget["seed"], use=tuple(use))
+    model = build_decoder(sub.reference(ATTENTION if use_attention else DECODER), use_attention, sizes["vocab"],
+                          sizes["embed"], sizes["decoder_dim"], sizes["encoder_dim"], sizes["attention_dim"])
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        fail("the trained decoder's weights did not come back as a state_dict of tensors")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        fail(f"the trained decoder's parameters are not the provided layers ({str(error).splitlines()[0][:300]}); "
+             f"keep the layers of __init__ as given")
+    images = dataset.split("val")
+    captions, _ = train.greedy_decode(model, features[[image.imgid for image in images]], dataset.vocab,
+                                      dataset.max_caption_length)
     references = [[list(caption) for caption in image.captions] for image in images]
-    return sub.reference("train.py").bleu4(captions, references)[0]
+    return train.bleu4(captions, references)[0]
 
 
 def _bleu(sub, use_attention, test_id):
     spec = calibration.get(test_id)
-    budget = spec["budget"]
-    note, source = "", None
+    budget, threshold = spec["budget"], spec["threshold"]
+    grading_data()  # the data first: without it the test is not run
+    note, use = "", ()
     if use_attention and not _attention_is_correct(sub):
-        note = " " + SWAPPED
-        source = reference_definition(ATTENTION, "Attention")
-    bleu = val_bleu(sub, sub.run("decoder.val-captions", use_attention=use_attention, budget=budget,
-                                 attention_source=source))
-    threshold = spec["threshold"]
+        note, use = " " + SWAPPED, ("Attention",)
+    bleu = trained_bleu(sub, use_attention, budget, use)
     if bleu < threshold:
+        try:
+            _equivalence(sub, use_attention, swap_attention=bool(use))
+        except CheckFailure:
+            note += (" (your forward step does not match the statement's, counted in the equivalence test; "
+                     "the captions are generated with the statement's step and the weights your code trained)")
         fail(f"after {budget['epochs']} epoch(s) on the first {budget['train_images']} training images (the hand-out's "
-             f"recipe otherwise, seed {budget['seed']}, 8x8 grid of 320-d features), your decoder's greedy captions "
-             f"reach validation BLEU-4 {bleu:.4f}; at least {threshold:.4f} is required.{note}")
+             f"recipe otherwise, seed {budget['seed']}, 8x8 grid of 320-d features), your trained decoder's greedy "
+             f"captions reach validation BLEU-4 {bleu:.4f}; at least {threshold:.4f} is required.{note}")
     return f"validation BLEU-4 {bleu:.4f} (required {threshold:.4f}).{note}"
 
 

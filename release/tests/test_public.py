@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from autograder.checks import all_checks, outcome, seed_everything
+from autograder.child.submission import Submission
 from autograder.rubric import load
-from autograder.submission import Submission
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLIC_TESTS = load().public_tests()
@@ -21,7 +21,7 @@ PUBLIC_TESTS = load().public_tests()
 
 @pytest.fixture(scope="module")
 def submission():
-    return Submission(ROOT, provided_tree=None)  # your files, where they are
+    return Submission(ROOT)  # your files, where they are
 
 
 @pytest.mark.parametrize("test", PUBLIC_TESTS, ids=[t.id for t in PUBLIC_TESTS])

@@ -9,16 +9,27 @@ reference, the hidden checks or other submissions; in the students' repository t
 in-process behind the public tests.
 
 Every probe takes `student`, a function from a file name (`"decoder.py"`) to the student's
-module, then keyword arguments.
+module, then keyword arguments. The data a training probe needs (training images or features
+and captions) comes in its inputs: the child can read no dataset, so the labels and captions
+that judge a training exist only in the grading process, which also computes the score from
+the weights a training probe returns.
+
+`standins` (an input of the training probes): the path of a grader-only module, bound into this
+child only for that test, holding a correct definition of a student function that was found
+wrong (so that one mistake is not charged twice); `use` names the ones to take from it.
 """
 
+import importlib.util
+import os
 import time
+import traceback
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
-from autograder.compare import fail
+from .compare import CheckFailure, fail
 
 NOTEBOOK, CNN_FILE, DECODER, ATTENTION = "q1.ipynb", "h2-q2.py", "decoder.py", "decoder_with_attention.py"
 PROBES = {}
@@ -64,33 +75,80 @@ def unplain(value):
     return value
 
 
+MESSAGE_LIMIT = 4000  # characters of a message about the student's code (the grader caps again)
+
+
+class TestTimeout(Exception):
+    """Raised by the child's alarm in a probe that ran past its time limit."""
+
+
+def _student_frame(error, workdir):
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename.startswith(str(workdir))]
+    return f" ({os.path.basename(frames[-1].filename)}, line {frames[-1].lineno}, in {frames[-1].name})" if frames else ""
+
+
 def run_probe(sub, name, inputs, seconds=None, memory_gb=None):
     """(status, message, plain value) of probe `name` on the modules of `sub` (a Submission):
-    status "passed" with the value, or "failed" / "not run" with the message the student reads.
-    `seconds` and `memory_gb` are the limits the caller enforces (for the messages)."""
-    from autograder.checks import outcome
-
-    found = {}
-
-    def call(sub):
-        found["value"] = plain(PROBES[name](sub.student, **inputs))
-
-    status, message = outcome(call, sub, seconds, memory_gb)
-    return status, message, found.get("value")
+    "passed" with the value, or "failed" with the message the student reads. Whatever the student's
+    code raises is a failure of its own: nothing here can say "not run". `seconds` and `memory_gb`
+    are the limits the caller enforces (for the messages)."""
+    limit = f"the limit ({memory_gb:g} GB)" if memory_gb else "this machine has"
+    too_much_memory = f"your code tried to use more memory than {limit}"
+    try:
+        return "passed", "", plain(PROBES[name](sub.student, **inputs))
+    except CheckFailure as error:
+        message = str(error)
+    except NotImplementedError as error:
+        text = str(error) or "a function raised NotImplementedError"
+        message = text if "not implemented yet" in text else f"not implemented yet: {text}"
+    except TestTimeout:
+        message = f"timed out after {seconds} s (an infinite loop, or far too slow?)"
+    except RecursionError:
+        message = "your code recursed without end (RecursionError)"
+    except MemoryError:
+        message = too_much_memory
+    except BaseException as error:  # the student's code raised: report where
+        if isinstance(error, RuntimeError) and "can't allocate memory" in str(error):
+            message = too_much_memory
+        else:
+            try:
+                text = str(error)
+            except BaseException:
+                text = "(its message could not be shown)"
+            message = f"your code raised {type(error).__name__}: {text[:MESSAGE_LIMIT]}{_student_frame(error, sub.workdir)}"
+    if len(message) > MESSAGE_LIMIT:
+        message = message[:MESSAGE_LIMIT] + f" [... {len(message) - MESSAGE_LIMIT:,} more characters]"
+    return "failed", message, None
 
 
 # ---- helpers --------------------------------------------------------------------------------
-def count_layer_calls(model, run, layer_types):
-    """{layer name: times it ran} for the layers of `model` of `layer_types` while `run()` runs."""
-    counts = {}
-    handles = [module.register_forward_hook(lambda m, i, o, name=name: counts.__setitem__(name, counts.get(name, 0) + 1))
-               for name, module in model.named_modules() if isinstance(module, layer_types)]
-    try:
-        run()
-    finally:
-        for handle in handles:
-            handle.remove()
-    return counts
+class OperationCounter(TorchDispatchMode):
+    """Counts the tensor operations (ATen operators, e.g. "aten.convolution") that run while it is
+    active: below torch.nn.functional, so a loop written with F.conv2d or `@` is counted too."""
+
+    def __init__(self):
+        super().__init__()
+        self.counts = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = str(func.overloadpacket)
+        self.counts[name] = self.counts.get(name, 0) + 1
+        return func(*args, **(kwargs or {}))
+
+
+def count_operations(run):
+    """({operator: times it ran}, what `run()` returned)."""
+    with OperationCounter() as counter:
+        value = run()
+    return counter.counts, value
+
+
+def load_standins(path):
+    """The grader's module of correct definitions (see the module's docstring)."""
+    spec = importlib.util.spec_from_file_location("hw2_standins", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def median_seconds(function, repeats=7):
@@ -250,13 +308,14 @@ def cnn_repeats(student, images, dropout=0.5):
 
 
 @probe("cnn.speed")
-def cnn_speed(student, small, large):
-    """{layer: calls} for one forward on `small`; median seconds of a forward on `large`."""
+def cnn_speed(student, batches, large):
+    """{batch size: {operator: count}} of one forward on each of `batches`; median seconds of a
+    forward on `large`."""
     model = student_cnn(student).eval()
     with torch.no_grad():
-        counts = count_layer_calls(model, lambda: model(small), (nn.Conv2d, nn.Linear))
+        operations = {len(x): count_operations(lambda: model(x))[0] for x in batches}
         model(large)  # warm-up
-        return {"counts": counts, "seconds": median_seconds(lambda: model(large))}
+        return {"operations": operations, "seconds": median_seconds(lambda: model(large))}
 
 
 def small_classifier():
@@ -301,34 +360,17 @@ def train_cnn(cnn_class, step, X, y, epochs, batch_size, learning_rate, seed, dr
     return model.eval()
 
 
-def define(source, name):
-    """The function or class `name` defined by `source`: a correct definition the grader sends in
-    place of a wrong one of the student's, so that one mistake is not charged twice."""
-    namespace = {"torch": torch, "nn": nn, "F": F}
-    exec(source, namespace)
-    return namespace[name]
-
-
-@probe("cnn.dev-predictions")
-def cnn_dev_predictions(student, train_size, epochs, batch_size, learning_rate, seed, train_batch_source=None):
-    """The student's CNN trained on the first `train_size` training images with the student's
-    train_batch (or the one defined by `train_batch_source`); its predicted classes of the dev images."""
-    from data import DataError
-    from data.fashion_mnist import load_splits
-
-    from autograder.compare import NotRun
-
-    try:
-        splits = load_splits()
-    except DataError as error:
-        raise NotRun(f"Fashion-MNIST is not available ({error}). Run `make data`, then grade again.") from None
+@probe("cnn.train")
+def cnn_train(student, images, labels, epochs, batch_size, learning_rate, seed, standins=None, use=()):
+    """CNN(0.3) trained with train_batch and SGD on `images`, `labels`; its parameters after training,
+    in the model's order (the grader measures the accuracy). `use`: "CNN" and/or "train_batch" taken
+    from the stand-ins instead of the student's."""
     module = student(CNN_FILE)
-    X, y = splits["train"][0][:train_size], splits["train"][1][:train_size]
-    step = define(train_batch_source, "train_batch") if train_batch_source else module.train_batch
-    model = train_cnn(module.CNN, step, X, y, epochs, batch_size, learning_rate, seed)
-    dev_X = splits["dev"][0]
-    with torch.no_grad():
-        return torch.cat([model(dev_X[i:i + 1000]).argmax(1) for i in range(0, len(dev_X), 1000)])
+    correct = load_standins(standins) if use else None
+    cnn_class = correct.CNN if "CNN" in use else module.CNN
+    step = correct.train_batch if "train_batch" in use else module.train_batch
+    model = train_cnn(cnn_class, step, images, labels, epochs, batch_size, learning_rate, seed)
+    return [p.detach() for p in model.parameters()]
 
 
 # ---- Questions 3.1a and 3.1b: the decoders and the attention -------------------------------
@@ -468,72 +510,35 @@ def attention_with_weights(student, state, encoder_out, hidden, weights):
 
 
 @probe("attention.speed")
-def attention_speed(student, encoder_out, hidden, attention_dim=100):
-    """{layer: calls} for one call; median seconds of a call."""
+def attention_speed(student, cases, encoder_out, hidden, attention_dim=100):
+    """{operator: count} of one call on each (encoder_out, hidden) of `cases`; the output and the
+    median seconds of a call on `encoder_out`, `hidden`."""
     attention = student_attention(student, encoder_out.shape[-1], hidden.shape[-1], attention_dim)
     with torch.no_grad():
-        output = {}
-        counts = count_layer_calls(attention, lambda: output.setdefault("value", attention(encoder_out, hidden)),
-                                   nn.Linear)
-        attention(encoder_out, hidden)  # warm-up
-        return {"output": output["value"], "counts": counts,
+        operations = [count_operations(lambda: attention(e, h))[0] for e, h in cases]
+        output = attention(encoder_out, hidden)  # also the warm-up
+        return {"output": output, "operations": operations,
                 "seconds": median_seconds(lambda: attention(encoder_out, hidden), 5)}
 
 
-GRADING_LAYER = "blocks"  # 320-d; pooled 2x2 to an 8x8 grid, so that a short training takes seconds
-
-
-def grading_features():
-    """Sydney-Captions and the features the BLEU tests train on: (613, 64, 320) float32.
-
-    The default features of the homework (1280-d head, 16x16 grid) make an attention step ~60x
-    dearer; the tests only need a decoder that learns, so they use the last block's 320-d
-    features average-pooled to 8x8 locations."""
-    from data import DataError, features, sydney_captions
-
-    from autograder.compare import NotRun
-
-    try:
-        dataset = sydney_captions.load()
-        grid = features.load(layer=GRADING_LAYER, extract_if_missing=False)  # (613, 256, 320)
-    except DataError as error:
-        raise NotRun(f"the captioning data is not available ({error}). Set SYDNEY_DIR and run `make features`, "
-                     f"then grade again.") from None
-    side = int(grid.shape[1] ** 0.5)
-    images = grid.view(len(grid), side, side, -1).permute(0, 3, 1, 2)  # (613, 320, 16, 16)
-    pooled = F.avg_pool2d(images, 2)  # (613, 320, 8, 8)
-    return dataset, pooled.flatten(2).transpose(1, 2).contiguous()  # (613, 64, 320)
-
-
-def train_decoder(train, model, dataset, features, train_images, epochs, seed, batch_size=8, learning_rate=4e-4):
-    """Train `model` with the provided training loop (`train`: the module train.py); its greedy
-    captions (lists of words) of the validation images."""
+@probe("decoder.train")
+def decoder_train(student, use_attention, sizes, pairs, features, pad, epochs, seed, batch_size=8,
+                  learning_rate=4e-4, standins=None, use=()):
+    """The student's decoder trained with the provided train.py: `pairs` are (row of `features`,
+    encoded caption); its state_dict after training (the grader decodes and measures BLEU). `use`:
+    ("Attention",) to train with the stand-in Attention in place of the student's."""
     torch.manual_seed(seed)
-    vocab = dataset.vocab
-    pairs = train.training_pairs(dataset.split("train")[:train_images], vocab)
+    model = student_decoder(student, use_attention, sizes)
+    if "Attention" in use:
+        correct = load_standins(standins).Attention(sizes["encoder_dim"], sizes["decoder_dim"], sizes["attention_dim"])
+        correct.load_state_dict(model.attention.state_dict())
+        model.attention = correct
+    train = student("train.py")
+    torch.manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
     generator = torch.Generator().manual_seed(seed)
     steps = (len(pairs) + batch_size - 1) // batch_size
     for _ in range(epochs):
-        batches = train.caption_batches(pairs, features, batch_size, generator, vocab.pad)
+        batches = train.caption_batches(pairs, features, batch_size, generator, pad)
         train.train_epoch(model, batches, optimizer, nn.CrossEntropyLoss(), 5.0, steps)
-    images = dataset.split("val")
-    captions, _ = train.greedy_decode(model, features[[image.imgid for image in images]], vocab,
-                                      dataset.max_caption_length)
-    return captions
-
-
-@probe("decoder.val-captions")
-def decoder_val_captions(student, use_attention, budget, attention_source=None):
-    """The student's decoder (embed 100, decoder 256, attention 100) trained with the provided
-    train.py under `budget`; its greedy captions of the validation images. `attention_source`: the
-    code of a correct Attention class, used in place of the student's (when that one is wrong)."""
-    dataset, features = grading_features()
-    torch.manual_seed(budget["seed"])
-    sizes = dict(vocab=len(dataset.vocab), embed=100, decoder_dim=256, encoder_dim=features.shape[-1], attention_dim=100)
-    model = student_decoder(student, use_attention, sizes)
-    if attention_source is not None:
-        correct = define(attention_source, "Attention")(sizes["encoder_dim"], sizes["decoder_dim"], sizes["attention_dim"])
-        correct.load_state_dict(model.attention.state_dict())
-        model.attention = correct
-    return train_decoder(student("train.py"), model, dataset, features, **budget)
+    return {name: value.detach() for name, value in model.state_dict().items()}

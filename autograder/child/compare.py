@@ -13,10 +13,6 @@ class CheckFailure(AssertionError):
     """A check found something wrong; the message says what was checked, expected and found."""
 
 
-class NotRun(Exception):
-    """A check could not run for a reason that is not the student's (missing data)."""
-
-
 def fail(message):
     raise CheckFailure(message)
 
@@ -68,3 +64,16 @@ def expect_same_jacobians(what, jacobians, atol, rtol=1e-3):
         fail(f"gradcheck in float64: the gradients autograd computes for {what} disagree with finite differences "
              f"(largest difference {(analytic - numeric).abs().max().item():.3g}): a non-differentiable step, "
              f".detach(), or values modified in place?")
+
+
+def expect_same_operations(what, small, large, small_case, large_case, hint):
+    """`small` and `large`: {operator: count} of the same code on a small and a large input (as a
+    probe's OperationCounter counts them). Vectorized code performs the same operations whatever
+    the size; a Python loop over examples or locations performs more on the larger input."""
+    if not isinstance(small, dict) or not isinstance(large, dict):
+        fail(f"the operations of {what} could not be counted")
+    grown = {name: (small.get(name, 0), count) for name, count in large.items() if count > small.get(name, 0)}
+    if grown:
+        name, (before, after) = max(grown.items(), key=lambda item: item[1][1] - item[1][0])
+        fail(f"{what} performs more tensor operations on {large_case} than on {small_case} ({name} ran {before} "
+             f"time(s), then {after}): {hint}")

@@ -1,16 +1,16 @@
 """The child process the student's code runs in: it answers the grader's requests to run probes.
 
-    python -m autograder.runner <workdir> <shown-as> <request-fd> <answer-fd>
+    python -m autograder.child.runner <workdir> <shown-as> <request-fd> <answer-fd>
 
 Started (inside the sandbox) by `autograder.isolation`. `<workdir>` holds the provided files and
 the student's graded files; `<shown-as>` is the student's folder, named in messages. Each request
-names a probe (autograder/probes.py) and its inputs; the answer is the probe's plain values, or
-the message of what went wrong (not implemented, an exception and where, timed out, out of
-memory), with what the student's code printed. Requests and answers are `torch.save` payloads
-behind an 8-byte length; the grader reads answers with `torch.load(weights_only=True)`.
+names a probe (probes.py) and its inputs; the answer is the probe's plain values, or the message
+of what went wrong (not implemented, an exception and where, timed out, out of memory), with
+what the student's code printed (wire.py has the format).
 
-Python, numpy and torch are seeded before every request; each has a wall-time limit (an alarm),
-and the whole process an address-space limit and a file-size limit.
+Python, numpy and torch are seeded before every request; each has a wall-time limit (an alarm);
+the process has limits on its address space, file sizes, open files and processes, and no core
+files. The limits come from the grader in the environment (HW2_MEMORY_GB, HW2_PROCESSES).
 """
 
 import contextlib
@@ -18,20 +18,22 @@ import io
 import os
 import resource
 import signal
-import struct
 import sys
 import tempfile
 
 import torch
 
-from autograder.checks import TestTimeout, seed_everything
-from autograder.probes import run_probe
-from autograder.submission import Submission
+from .probes import TestTimeout, run_probe
+from .seeds import seed_everything
+from .submission import Submission
+from .wire import decode, encode, read_message, write_message
 
 MEMORY_GB = float(os.environ.get("HW2_MEMORY_GB", 8))  # address-space limit of this process
+PROCESSES = int(os.environ.get("HW2_PROCESSES", 64))  # processes and threads of the sandbox's user
 FILE_MB = 256  # no file it writes may grow beyond this
+OPEN_FILES = 256
 OUTPUT_LIMIT = 1500
-HEADER = struct.Struct(">Q")
+MAX_REQUEST_BYTES = 256 * 2**20
 
 
 class CappedOutput(io.TextIOBase):
@@ -55,36 +57,6 @@ class CappedOutput(io.TextIOBase):
         return "".join(self.kept).strip() + tail
 
 
-def read_message(fd):
-    """The next payload on `fd` (bytes), or None at end of file."""
-    header = _read_exactly(fd, HEADER.size)
-    return None if header is None else _read_exactly(fd, HEADER.unpack(header)[0])
-
-
-def _read_exactly(fd, size):
-    chunks, left = [], size
-    while left:
-        chunk = os.read(fd, min(left, 1 << 20))
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
-
-
-def write_message(fd, payload):
-    data = HEADER.pack(len(payload)) + payload
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def encode(value):
-    buffer = io.BytesIO()
-    torch.save(value, buffer)
-    return buffer.getvalue()
-
-
 def _on_alarm(signum, frame):
     raise TestTimeout()
 
@@ -100,7 +72,7 @@ def answer(sub, request):
             status, message, value = run_probe(sub, request["probe"], request["inputs"], request["limit"], MEMORY_GB)
     finally:
         signal.alarm(0)
-    reply = {"value": value} if status == "passed" else {"status": status, "message": message}
+    reply = {"value": value} if status == "passed" else {"status": "failed", "message": message}
     return dict(reply, printed=captured.getvalue())
 
 
@@ -111,14 +83,17 @@ def main(argv=None):
     torch.set_num_threads(int(os.environ.get("HW2_THREADS", 1)))
     resource.setrlimit(resource.RLIMIT_AS, (int(MEMORY_GB * 2**30),) * 2)
     resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_MB * 2**20,) * 2)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (OPEN_FILES,) * 2)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_NPROC, (PROCESSES,) * 2)
     signal.signal(signal.SIGALRM, _on_alarm)
     os.chdir(tempfile.mkdtemp(prefix="hw2-run-"))  # a writable current folder for the student's code
-    sub = Submission(workdir, provided_tree=None, shown_as=shown_as)
+    sub = Submission(workdir, shown_as=shown_as)
     while True:
-        payload = read_message(request_fd)
+        payload = read_message(request_fd, MAX_REQUEST_BYTES)
         if payload is None:
             return
-        reply = answer(sub, torch.load(io.BytesIO(payload), weights_only=True))
+        reply = answer(sub, decode(payload, max_operations=10_000_000))
         try:
             payload = encode(reply)
         except Exception as error:  # a value torch cannot save

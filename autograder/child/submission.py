@@ -1,0 +1,115 @@
+"""Load the student's files as modules, where they are: `Submission(folder)`.
+
+Used by the grading child (in the working folder the grader prepared), by the students' public
+tests (their own files, in place) and by calibration (the reference). `run(probe, **inputs)` runs
+a probe of `probes.py` on the student's modules from the same seeds as the grading child, so the
+public tests and the grader see the same values.
+"""
+
+import importlib.util
+import json
+import os
+import sys
+import traceback
+import types
+from pathlib import Path
+
+from .compare import CheckFailure
+
+HELPERS = ("utils", "decoder", "decoder_with_attention", "train")  # the homework's own modules
+
+
+def notebook_cells(path):
+    """[(grade_id, source)] of the code cells of an nbgrader notebook that define the answers: the
+    provided (locked) cells and the answer (solution) cells, in order; not the check cells, nor
+    cells of the student's own (scratch work)."""
+    cells = []
+    for cell in json.loads(Path(path).read_text())["cells"]:
+        marks = cell.get("metadata", {}).get("nbgrader", {})
+        if cell.get("cell_type") != "code" or not marks or (marks.get("grade") and not marks.get("solution")):
+            continue
+        if marks.get("solution") or marks.get("locked"):
+            source = cell.get("source", "")
+            cells.append((marks.get("grade_id", "?"), "".join(source) if isinstance(source, list) else source))
+    return cells
+
+
+def load_notebook(path, name):
+    """The answers of a notebook as a module: its provided and answer cells run in order."""
+    module = types.ModuleType(name)
+    module.__file__ = str(path)
+    for grade_id, source in notebook_cells(path):
+        exec(compile(source, f"{path} [cell {grade_id}]", "exec"), module.__dict__)
+    return module
+
+
+def load_module(tree, filename):
+    """Import `<tree>/<filename>` (e.g. `h2-q2.py`) under a fresh module name and return it; for a
+    notebook (`q1.ipynb`), a module holding what its answer cells define.
+
+    The tree's folder goes first on `sys.path` so that its own helpers (`import utils`) resolve.
+    """
+    path = Path(tree).resolve() / filename
+    folder = str(path.parent)
+    if folder in sys.path:
+        sys.path.remove(folder)
+    sys.path.insert(0, folder)
+    for name in HELPERS:
+        sys.modules.pop(name, None)  # resolve the tree's own helpers, not another tree's
+    name = f"_tree_{abs(hash(str(path)))}_{path.stem.replace('-', '_')}"
+    if path.suffix == ".ipynb":
+        return load_notebook(path, name)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def describe_import_error(filename, error):
+    frames = [(f.filename, f.lineno) for f in traceback.extract_tb(error.__traceback__)
+              if filename in os.path.basename(f.filename)]
+    if isinstance(error, SyntaxError) and error.filename:
+        frames.append((error.filename, error.lineno))
+    where = ""
+    if frames:
+        cell = os.path.basename(frames[-1][0])[len(filename):].strip(" []")  # notebooks: "cell <grade_id>"
+        where = f" ({cell + ', ' if cell else ''}line {frames[-1][1]})"
+    return f"{filename} could not be imported{where}: {type(error).__name__}: {error}"
+
+
+class Submission:
+    """The student's modules, loaded from `tree` in place, once each and cached. `shown_as`: the
+    folder named in messages (default: `tree`)."""
+
+    def __init__(self, tree, shown_as=None):
+        self.workdir = Path(tree).resolve()
+        self.tree = Path(shown_as or tree).resolve()
+        self._student = {}
+
+    def student(self, filename):
+        """The student's module, or CheckFailure saying why it cannot be loaded."""
+        if filename not in self._student:
+            if not (self.workdir / filename).is_file():
+                self._student[filename] = CheckFailure(
+                    f"{filename} is missing from your submission (expected at {self.tree / filename})")
+            else:
+                try:
+                    self._student[filename] = load_module(self.workdir, filename)
+                except BaseException as error:  # SyntaxError, ImportError, SystemExit, ...
+                    self._student[filename] = CheckFailure(describe_import_error(filename, error))
+        module = self._student[filename]
+        if isinstance(module, CheckFailure):
+            raise module
+        return module
+
+    def run(self, probe, **inputs):
+        """The plain values of `probe` run on the student's modules here, from the same seeds as in
+        the grading child; CheckFailure with the message of what went wrong."""
+        from .probes import run_probe, unplain
+        from .seeds import seed_everything
+
+        seed_everything()
+        status, message, value = run_probe(self, probe, inputs)
+        if status == "passed":
+            return unplain(value)
+        raise CheckFailure(message)
