@@ -24,13 +24,13 @@ FEATURES_IF_DATA = $(if $(SYDNEY_DIR),$(PY) -m data features --encoder $(ENCODER
 .DEFAULT_GOAL := help
 .PHONY: release lint-workflows gradescope grade grade-all bench-grade-all calibrate bench-grade help setup data features assignment train-q2 sweep-q2 bench-q2 train-q3 sweep-q3 bench-q3 test clean
 
-grade: data  ## grade a tree: make grade [STUDENT=solution] [OUT=grades/<name>] [ONLY=2.2,3.1b]
+grade: data  ## grade a tree: make grade [STUDENT=solution] [OUT=grades/<name>] [ONLY=2.2,3.1b] [UNSANDBOXED=1]
 	$(FEATURES_IF_DATA)
-	$(PY) -m autograder grade $(STUDENT) --out $(OUT) $(if $(ONLY),--only $(ONLY))
+	$(PY) -m autograder grade $(STUDENT) --out $(OUT) $(if $(ONLY),--only $(ONLY)) $(if $(UNSANDBOXED),--unsandboxed)
 
 grade-all: data  ## grade a class: make grade-all SUBMISSIONS=<dir> [JOBS=2] [OUT=grades/class] [ONLY=..] [REGRADE=1]
 	$(FEATURES_IF_DATA)
-	$(PY) -m autograder grade-all $(SUBMISSIONS) --out $(if $(filter grades/$(notdir $(abspath $(STUDENT))),$(OUT)),grades/class,$(OUT)) --jobs $(JOBS) $(if $(ONLY),--only $(ONLY)) $(if $(REGRADE),--regrade)
+	$(PY) -m autograder grade-all $(SUBMISSIONS) --out $(if $(filter grades/$(notdir $(abspath $(STUDENT))),$(OUT)),grades/class,$(OUT)) --jobs $(JOBS) $(if $(ONLY),--only $(ONLY)) $(if $(REGRADE),--regrade) $(if $(UNSANDBOXED),--unsandboxed)
 
 bench-grade-all: data features  ## batch grading throughput with JOBS=1 against JOBS=2: make bench-grade-all [N=4] [ONLY=3.1a]
 	$(PY) -m experiments.bench_grade_all -n $(or $(N),4) $(if $(ONLY),--only $(ONLY))

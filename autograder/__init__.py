@@ -1,13 +1,14 @@
 """Instructor tooling for Homework 2, one module per step of the pipeline:
 
     generate     solution/ -> assignment/ (stubs where the reference has solution blocks)
-    submission   a student's tree beside the provided files; the reference's modules
-    probes       the only code that calls the student's functions; returns plain values
-    sandbox      bubblewrap around the child process (no reference, no network)
-    runner       the child process: runs the probes the grader asks for
-    isolation    the grader's side: a child per question, deadlines, answers read safely
-    checks/      one check per rubric test (q2.py, q3.py): inputs, reference, comparison
-                 (compare.py's got/expected messages), in the grading process
+    submission   a student's tree taken in (regular files only), the provided files, the reference
+    child/       everything that runs in the student's process: the runner, the wire format,
+                 the probes (the only code that calls the student's functions), comparisons
+    sandbox      the layer the child runs in: bubblewrap, or an unprivileged uid; never root
+    isolation    the grader's side: a child per student file, deadlines, bounded answers
+    standins     correct definitions (from the solution) for a training test's wrong parts
+    checks/      one check per rubric test (q1.py, q2.py, q3.py): inputs, reference,
+                 comparison (child/compare.py's got/expected messages), in the grading process
     rubric       rubric.toml: points and visibility, validated
     calibration  thresholds of the training tests, measured from the reference
     results      the aggregator: results.json (Gradescope), feedback.md, summary table

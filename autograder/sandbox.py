@@ -54,12 +54,14 @@ class SandboxError(RuntimeError):
     """Student code cannot be isolated here; the message says why and how to fix it."""
 
 
-def child_environment(memory_gb, home="/tmp"):
-    """The only variables the child gets."""
-    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": home, "TMPDIR": home, "LANG": "C.UTF-8",
+def child_environment(memory_gb, home="/tmp", reap=True):
+    """The only variables the child gets. `reap`: the child kills its uid's other processes after
+    each request (its uid is its own)."""
+    return {**({"HW2_REAP": "1"} if reap else {}), "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": home, "TMPDIR": home, "LANG": "C.UTF-8",
             "MPLCONFIGDIR": f"{home}/matplotlib", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1",
             "OMP_NUM_THREADS": "1", "HW2_THREADS": os.environ.get("HW2_THREADS", "1"),
-            "HW2_MEMORY_GB": f"{memory_gb:g}", "HW2_PROCESSES": str(PROCESSES)}
+            "HW2_MEMORY_GB": f"{memory_gb:g}", "HW2_PROCESSES": str(PROCESSES),
+            "PYTHONPATH": str(ROOT)}  # where autograder/child is, whatever the venv's own path says
 
 
 def python_paths():
@@ -221,7 +223,7 @@ class Unsandboxed:
     description = "NONE: student code ran with the grader's privileges (--unsandboxed)"
 
     def child(self, argv, workdir, memory_gb, standins=None):
-        return Child(list(argv), child_environment(memory_gb, tempfile.gettempdir()), str(ROOT)), (
+        return Child(list(argv), child_environment(memory_gb, tempfile.gettempdir(), reap=False), str(ROOT)), (
             str(standins) if standins else None)
 
     def check(self):

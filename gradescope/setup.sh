@@ -17,3 +17,8 @@ PYTHON=$(command -v python3.11 || command -v python3)
 make setup PYTHON="$PYTHON" PIP_EXTRA='--extra-index-url https://download.pytorch.org/whl/cpu'
 make data
 make features SYDNEY_DIR="$PWD/sydney-captions"
+
+# Student code runs as an unprivileged uid (autograder/sandbox.py; Gradescope's containers allow no
+# namespaces, so the 'user' layer): nothing private may be readable by it. Root, which grades, still reads them.
+chmod -R go-rwx solution autograder/checks autograder/calibration.json data/cache sydney-captions
+if [ -d /usr/share/datasets ]; then chmod -R o-rwx /usr/share/datasets; fi

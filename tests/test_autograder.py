@@ -11,7 +11,7 @@ import pytest
 
 from autograder import rubric as rubric_module
 from autograder.checks import all_checks, outcome, seed_everything
-from autograder.submission import GRADED_FILES, Submission
+from autograder.submission import GRADED_FILES, LocalSubmission
 from tests.conftest import ASSIGNMENT, ROOT, SOLUTION
 from tests.wrong_submissions import WRONG_SUBMISSIONS
 
@@ -85,7 +85,7 @@ def make_tree(tmp_path, changes=(), file=None, name="student"):
 def autograder_outcome(tree, test_id):
     """(status, message) of one rubric test on `tree`, as the grader computes it, with the probes run
     in this process (the same values as in the grading child: the same seeds)."""
-    sub = Submission(tree)
+    sub = LocalSubmission(tree)
     try:
         seed_everything()
         return outcome(all_checks()[test_id], sub)

@@ -91,8 +91,8 @@ def attention_equivalence(sub):
 @check("3.1b-attention-vectorized")
 def attention_vectorized(sub):
     encoder_dim, decoder_dim = 1280, 256
-    small = (torch.randn(2, 4, 24, generator=seeded(2)), torch.randn(2, 12, generator=seeded(3)))
-    large = (torch.randn(8, 16, 24, generator=seeded(4)), torch.randn(8, 12, generator=seeded(5)))
+    small = (torch.randn(2, 4, encoder_dim, generator=seeded(2)), torch.randn(2, decoder_dim, generator=seeded(3)))
+    large = (torch.randn(8, 16, encoder_dim, generator=seeded(4)), torch.randn(8, decoder_dim, generator=seeded(5)))
     batch, locations = 16, 256
     encoder_out = torch.randn(batch, locations, encoder_dim, generator=seeded(0))
     hidden = torch.randn(batch, decoder_dim, generator=seeded(1))

@@ -4,7 +4,7 @@ strings, lists): outputs, gradients, counts, timings, generated captions.
 
 A probe judges nothing. The checks (autograder/checks/) send the inputs, receive the values
 and compare them, in the grading process, with the reference they compute there. When grading,
-the probes run in a sandboxed child process (autograder/runner.py) that cannot read the
+the probes run in a sandboxed child process (runner.py) that cannot read the
 reference, the hidden checks or other submissions; in the students' repository they run
 in-process behind the public tests.
 
@@ -309,11 +309,10 @@ def cnn_repeats(student, images, dropout=0.5):
 
 @probe("cnn.speed")
 def cnn_speed(student, batches, large):
-    """{batch size: {operator: count}} of one forward on each of `batches`; median seconds of a
-    forward on `large`."""
+    """[{operator: count}] of one forward on each of `batches`; median seconds of a forward on `large`."""
     model = student_cnn(student).eval()
     with torch.no_grad():
-        operations = {len(x): count_operations(lambda: model(x))[0] for x in batches}
+        operations = [count_operations(lambda: model(x))[0] for x in batches]
         model(large)  # warm-up
         return {"operations": operations, "seconds": median_seconds(lambda: model(large))}
 

@@ -100,6 +100,17 @@ def main(argv=None):
             payload = encode({"status": "failed", "message": f"your code returned a value that cannot be read back "
                                                             f"({type(error).__name__}: {error})", "printed": ""})
         write_message(answer_fd, payload)
+        reap()
+
+
+def reap():
+    """Kill every other process of this uid (what the student's code left running), after each
+    request. Only where the sandbox asks for it (HW2_REAP=1): a uid of the child's own."""
+    if os.environ.get("HW2_REAP") == "1" and os.getuid() != 0:
+        try:
+            os.kill(-1, signal.SIGKILL)  # every process this uid may signal, except this one
+        except ProcessLookupError:
+            pass
 
 
 if __name__ == "__main__":
