@@ -212,12 +212,19 @@ def grade_all(submissions, out, jobs=2, only=None, regrade=False, log=print, all
     # one grading process per job: each seeds torch for its own reference computations
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
     with pool, tqdm(total=len(todo), unit="student") as bar:
-        futures = [pool.submit(grade_student, student, path, out, only, allow_unsandboxed)
-                   for student, path in todo.items()]
+        futures = {pool.submit(grade_student, student, path, out, only, allow_unsandboxed): student
+                   for student, path in todo.items()}
         for future in as_completed(futures):
-            student, results, status = future.result()
+            student = futures[future]
+            try:
+                student, results, status = future.result()
+            except sandbox.SandboxError:
+                raise
+            except Exception as error:  # the worker process itself died: this student's row says so
+                results, status = _error(out / student, "grader error", f"the grading process stopped: "
+                                                                        f"{type(error).__name__}: {error}")
             rows[student] = _row(results, status, questions)
             write_gradebook(out, rows, questions)  # after every student, so an interruption loses nothing
-            bar.set_postfix_str(f"{student}: {rows[student][-2]} ({status})")
+            bar.set_postfix_str(f"{student}: {rows[student][-3]} ({status})")
             bar.update()
     return write_gradebook(out, rows, questions), rows

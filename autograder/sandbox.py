@@ -84,12 +84,13 @@ def _bind(path, target=None):
 
 def _parents(binds):
     """Arguments creating, traversable by the child's uid, the folders above the targets of `binds`
-    (bubblewrap would create them with mode 0700 when run as root), outside /tmp and the system."""
+    (bubblewrap would create them with mode 0700 when run as root), outside the system folders.
+    They come after the sandbox's own /tmp is made, so folders under /tmp work too."""
     targets = [binds[i + 2] for i, arg in enumerate(binds) if arg in ("--ro-bind", "--bind")]
     parents = set()
     for target in targets:
         for parent in Path(target).parents:
-            if str(parent) != "/" and not any(parent.is_relative_to(top) for top in [*SYSTEM, "/tmp", "/proc", "/dev"]):
+            if str(parent) not in ("/", "/tmp") and not any(parent.is_relative_to(top) for top in [*SYSTEM, "/proc", "/dev"]):
                 parents.add(str(parent))
     parents -= set(targets)
     return [arg for parent in sorted(parents, key=lambda p: p.count("/")) for arg in ("--perms", "0755", "--dir", parent)]

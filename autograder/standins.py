@@ -53,8 +53,11 @@ def _distinctive_lines():
 
 
 def redact(text):
-    """`text` with every distinctive line of the stand-ins replaced by WITHHELD."""
+    """`text` with every distinctive line of the stand-ins, and every line of its own that is a
+    piece of them (a line cut short by a length limit), replaced by WITHHELD."""
     for line in _distinctive_lines():
         if line in text:
             text = text.replace(line, WITHHELD)
-    return text
+    whole = source()
+    return "\n".join(WITHHELD if len(line.strip()) >= 12 and line.strip() in whole else line
+                     for line in text.split("\n"))

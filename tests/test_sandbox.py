@@ -93,3 +93,50 @@ def test_the_child_package_imports_nothing_of_the_repository_outside_itself():
                 continue
             outside = [n for n in names if n.split(".")[0] in local]
             assert not outside, f"{path.name} imports {outside}: the child package must import only itself and libraries"
+
+
+STANDIN_THIEF = '''
+import os, glob
+def _standins_text():
+    for path in ["/run/hw2/standins.py", *glob.glob("/tmp/hw2-standins-*/standins.py"),
+                 *glob.glob(os.path.expanduser("~") + "/standins.py")]:
+        try:
+            return open(path).read()
+        except OSError:
+            pass
+    return None
+'''
+
+
+def test_the_stand_ins_reach_only_the_test_that_needs_them_and_never_the_feedback(tmp_path):
+    """A wrong Attention makes 3.1b-bleu train with the grader's stand-in; a decoder that finds the
+    stand-in's text and raises it gets it withheld, and no other test's child sees the file."""
+    tree = tmp_path / "student"
+    tree.mkdir()
+    for name in ("h2-q2.py", "decoder.py", "decoder_with_attention.py"):
+        shutil.copy(SOLUTION / name, tree / name)
+    text = (tree / "decoder_with_attention.py").read_text()
+    text = text.replace("        att1 = self.encoder_att(encoder_out)  # (batch, num_locations, attention_dim)\n",
+                        "        att1 = 2 * self.encoder_att(encoder_out)  # (batch, num_locations, attention_dim)\n")
+    text = text.replace("    def forward(self, word, decoder_hidden_state, decoder_cell_state, encoder_out):\n",
+                        "    def forward(self, word, decoder_hidden_state, decoder_cell_state, encoder_out):\n"
+                        "        stolen = _standins_text()\n"
+                        "        if stolen is not None:\n"
+                        "            print(stolen)\n"
+                        "            raise RuntimeError('STOLEN ' + stolen)\n")
+    (tree / "decoder_with_attention.py").write_text(STANDIN_THIEF + text)
+    result = subprocess.run([sys.executable, "-m", "autograder", "grade", str(tree), "--out", str(tmp_path / "out"),
+                             "--only", "3.1b"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    results = (tmp_path / "out" / "results.json").read_text() + (tmp_path / "out" / "feedback.md").read_text()
+    by_id = {t["extra_data"]["id"]: t for t in json.loads((tmp_path / "out" / "results.json").read_text())["tests"]}
+    # the children of the other tests never saw the file: the decoder's own tests pass
+    assert by_id["3.1b-decoder-shape"]["status"] == "passed", by_id["3.1b-decoder-shape"]["output"]
+    # the BLEU test's child did, and what the student's code made of it is withheld
+    assert "STOLEN" in by_id["3.1b-bleu"]["output"] and by_id["3.1b-bleu"]["score"] == 0
+    assert "withheld" in by_id["3.1b-bleu"]["output"]
+    from autograder import standins
+
+    leaked = [line.strip() for line in standins.source().splitlines()
+              if len(line.strip()) >= 16 and not line.strip().startswith("import ") and line.strip() in results]
+    assert not leaked, leaked

@@ -60,7 +60,7 @@ WRONG_SUBMISSIONS = [
      [("        x = F.max_pool2d(F.relu(self.conv1(x)), kernel_size=2, stride=2)  # (batch, 16, 14, 14)\n",
        "        x = torch.cat([F.conv2d(x[i:i + 1], self.conv1.weight, self.conv1.bias, padding=1) for i in range(len(x))])\n"
        "        x = F.max_pool2d(F.relu(x), kernel_size=2, stride=2)\n")],
-     "2.2-vectorized", ["loops over the batch", "aten.convolution"]),
+     "2.2-vectorized", ["loops over the batch", "a batch of 16"]),
     ("float64 output", "h2-q2.py",
      [("return F.log_softmax(self.fc3(x), dim=1)", "return F.log_softmax(self.fc3(x), dim=1).double()")],
      "2.2-output-shape", ["dtype torch.float64"]),

@@ -179,22 +179,24 @@ def accuracy(sub):
     spec = calibration.get("2.2-accuracy")
     budget, threshold = spec["budget"], spec["threshold"]
     fashion_mnist()  # the data first: without it the test is not run
-    use, notes = [], []
+    use, notes, problems = [], [], []
     try:
         problem = diagnose_train_batch(sub)
     except CheckFailure as error:
         problem = str(error)
     if problem:
         use.append("train_batch")
+        problems.append(f"train_batch: {problem}")
         notes.append("your train_batch has a problem counted in its own test (2.2-train-batch), so this training "
                      "used a correct train_batch")
-    if statement_cnn_problem(sub):
+    problem = statement_cnn_problem(sub)
+    if problem:
         use.append("CNN")
+        problems.append(f"CNN: {problem}")
         notes.append("your CNN does not compute the statement's network (counted in 2.2-equivalence), so this "
                      "training used the statement's network")
     if len(use) == 2:
-        fail("nothing of yours could be trained: " + "; ".join(notes) + ". This test judges your CNN and "
-             "train_batch training together.")
+        fail("this test trains your CNN with your train_batch, and neither works yet (" + "; ".join(problems) + ")")
     note = f" ({'; '.join(notes)})" if notes else ""
     accuracy = trained_accuracy(sub, budget, use)
     if accuracy < threshold:
