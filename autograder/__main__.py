@@ -3,7 +3,7 @@
     grade <tree> [--out DIR] [--only 2.2,3.1b]   grade a tree, write results.json and feedback.md
     grade-all <dir> [--out DIR] [--jobs N]       grade a class, write gradebook.csv
     generate <solution> <assignment>             generate the student tree from the reference
-    calibrate [--only 2.2-accuracy,...]          re-measure the thresholds of the training tests
+    calibrate [--only 2.2-accuracy,timing,...]   re-measure the thresholds and the reference's times
     release <dir>                                build the students' repository
     gradescope <zip> --sydney-dir DIR            build the Gradescope autograder bundle
 """
@@ -34,8 +34,8 @@ def main(argv=None):
     gen = sub.add_parser("generate", help="generate the student tree from the reference tree")
     gen.add_argument("reference", help="reference tree, e.g. solution")
     gen.add_argument("student", help="student tree to (re)write, e.g. assignment")
-    cal = sub.add_parser("calibrate", help="re-measure the thresholds of the training tests")
-    cal.add_argument("--only", help="comma-separated test ids")
+    cal = sub.add_parser("calibrate", help="re-measure the thresholds of the training tests and every test's time")
+    cal.add_argument("--only", help="comma-separated test ids, and/or 'timing'")
     rel = sub.add_parser("release", help="build the students' repository (skeletons, provided code, public tests)")
     rel.add_argument("out", help="folder to (re)write, e.g. dist/homework2")
     gs = sub.add_parser("gradescope", help="build the Gradescope autograder bundle (setup.sh, run_autograder)")
@@ -48,13 +48,18 @@ def main(argv=None):
         from autograder.grade import grade
         from autograder.rubric import RubricError
         from autograder.sandbox import SandboxError
+        from autograder.selfcheck import EnvironmentBroken
 
         out = Path(args.out or Path("grades") / Path(args.tree).resolve().name)
         try:
             results = grade(args.tree, out, args.only.split(",") if args.only else None,
                             allow_unsandboxed=args.unsandboxed)
-        except (FileNotFoundError, RubricError, CalibrationError, SandboxError) as error:
+        except (FileNotFoundError, RubricError, CalibrationError, SandboxError, EnvironmentBroken) as error:
             sys.exit(f"error: {error}")
+        except KeyboardInterrupt:
+            print(f"\ninterrupted: {out / 'results.json'} holds the tests done so far (marked incomplete); "
+                  f"grade again for the rest", file=sys.stderr)
+            sys.exit(130)
         print()
         print(results.summary_table())
         print(f"Wrote {out / 'results.json'} and {out / 'feedback.md'}")
@@ -63,12 +68,17 @@ def main(argv=None):
         from autograder.calibration import CalibrationError
         from autograder.rubric import RubricError
         from autograder.sandbox import SandboxError
+        from autograder.selfcheck import EnvironmentBroken
 
         try:
             path, rows = grade_all(args.submissions, args.out, args.jobs, args.only.split(",") if args.only else None,
                                    args.regrade, allow_unsandboxed=args.unsandboxed)
-        except (FileNotFoundError, RubricError, CalibrationError, SandboxError) as error:
+        except (FileNotFoundError, RubricError, CalibrationError, SandboxError, EnvironmentBroken) as error:
             sys.exit(f"error: {error}")
+        except KeyboardInterrupt:
+            print(f"\ninterrupted: {args.out}/gradebook.csv holds the students graded so far; run the same command "
+                  f"again to grade the rest", file=sys.stderr)
+            sys.exit(130)
         print(f"Wrote {path} ({len(rows)} students) and {args.out}/<student>/results.json, feedback.md")
     elif args.command == "generate":
         from autograder.generate import MarkerError, generate

@@ -28,7 +28,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from autograder import rubric as rubric_module
-from autograder import sandbox
+from autograder import sandbox, selfcheck
 from autograder.grade import grade
 from autograder.submission import GRADED_FILES, locate_tree
 
@@ -126,7 +126,7 @@ def _error(target, status, text):
     return None, status
 
 
-def _grade_one(path, target, only, allow_unsandboxed):
+def _grade_one(path, target, only, allow_unsandboxed, check):
     """(results, status) of one submission; every failure specific to it becomes its status."""
     with tempfile.TemporaryDirectory(prefix="hw2-submission-") as tmp:
         if path.is_symlink():
@@ -138,17 +138,18 @@ def _grade_one(path, target, only, allow_unsandboxed):
             except (zipfile.BadZipFile, UnsafeZip, OSError, EOFError, ValueError, NotImplementedError) as error:
                 return _error(target, "unreadable zip", f"{path.name} could not be unpacked: {error}")
         tree = locate_tree(tree)
-        results = grade(tree, target, only, log=lambda *_: None, allow_unsandboxed=allow_unsandboxed).to_gradescope()
+        results = grade(tree, target, only, log=lambda *_: None, allow_unsandboxed=allow_unsandboxed,
+                        check=check).to_gradescope()
         status = status_of(results, tree)
     (target / "status.txt").write_text(status + "\n")
     return results, status
 
 
-def grade_student(student, path, out, only, allow_unsandboxed=False):
+def grade_student(student, path, out, only, allow_unsandboxed=False, check=None):
     target = Path(out) / student
     try:
-        results, status = _grade_one(Path(path), target, only, allow_unsandboxed)
-    except (sandbox.SandboxError, KeyboardInterrupt):
+        results, status = _grade_one(Path(path), target, only, allow_unsandboxed, check)
+    except (sandbox.SandboxError, selfcheck.EnvironmentBroken, KeyboardInterrupt):
         raise  # the environment, not this student: the batch stops
     except Exception as error:  # anything else specific to this submission: its row says so, the batch goes on
         results, status = _error(target, "grader error", f"grading stopped on this submission: "
@@ -177,9 +178,13 @@ def _row(results, status, questions):
 
 
 def _previous(out, student, questions):
-    """The gradebook row of a student graded by an earlier run, or None."""
+    """The gradebook row of a student graded to the end by an earlier run of the same selection of
+    questions, or None."""
     try:
         results = json.loads((out / student / "results.json").read_text())
+        extra = results.get("extra_data", {})
+        if extra.get("interrupted") or extra.get("questions") != list(questions):
+            return None
         return _row(results, (out / student / "status.txt").read_text().strip(), questions)
     except (OSError, ValueError, TypeError, AttributeError):
         return None
@@ -191,6 +196,7 @@ def grade_all(submissions, out, jobs=2, only=None, regrade=False, log=print, all
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     layer = sandbox.layer(allow_unsandboxed)  # SandboxError before anyone is graded
+    check = selfcheck.run(allow_unsandboxed)  # EnvironmentBroken before anyone is graded
     if layer.name == "user" and sandbox.readable_by(layer.uid, [str(Path(submissions).resolve())]):
         raise sandbox.SandboxError(f"the submissions ({submissions}) are readable by uid {layer.uid}, which student "
                                    f"code runs as here: one student's code could read the others'. Fix: "
@@ -212,13 +218,13 @@ def grade_all(submissions, out, jobs=2, only=None, regrade=False, log=print, all
     # one grading process per job: each seeds torch for its own reference computations
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
     with pool, tqdm(total=len(todo), unit="student") as bar:
-        futures = {pool.submit(grade_student, student, path, out, only, allow_unsandboxed): student
+        futures = {pool.submit(grade_student, student, path, out, only, allow_unsandboxed, check): student
                    for student, path in todo.items()}
         for future in as_completed(futures):
             student = futures[future]
             try:
                 student, results, status = future.result()
-            except sandbox.SandboxError:
+            except (sandbox.SandboxError, selfcheck.EnvironmentBroken):
                 raise
             except Exception as error:  # the worker process itself died: this student's row says so
                 results, status = _error(out / student, "grader error", f"the grading process stopped: "

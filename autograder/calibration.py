@@ -1,12 +1,14 @@
 """Thresholds of the training tests, calibrated from the reference under the same budget.
 
     python -m autograder calibrate            (or: make calibrate)
+    python -m autograder calibrate --only timing
 
 For each training test, the reference is trained with the test's budget under several seeds;
 the threshold is the lowest result minus a margin, so that a correct implementation whose
 random numbers are drawn in a different order still passes, and a wrong one does not.
 What was measured is kept in `calibration.json` next to the threshold (instructors only:
-never released to students).
+never released to students). It also keeps how long the reference takes on each test and how
+long the grader's self-check takes (`timing`): per-test time limits are derived from them.
 """
 
 import json
@@ -43,6 +45,37 @@ def get(test_id):
     return entry
 
 
+def timing():
+    """{"selfcheck_seconds": s, "tests": {test id: seconds}}: the reference's time for each test and
+    the self-check's, measured by `make calibrate` on the machine it ran on ({} when not measured)."""
+    try:
+        return json.loads(CALIBRATION_FILE.read_text()).get("timing", {})
+    except (OSError, ValueError):
+        return {}
+
+
+def calibrate_timing(log=print):
+    """Grade the reference and record how long each test took, and the self-check's time."""
+    from autograder import selfcheck
+    from autograder.grade import grade
+    from autograder.submission import REFERENCE_TREE
+
+    table = json.loads(CALIBRATION_FILE.read_text()) if CALIBRATION_FILE.exists() else {}
+    table.pop("timing", None)
+    CALIBRATION_FILE.write_text(json.dumps(table, indent=2) + "\n")  # no scaling while measuring
+    check = selfcheck.run()
+    results = grade(REFERENCE_TREE, log=lambda *_: None)
+    failed = [r.id for r in results.results if r.status not in ("passed", "graded by hand")]
+    if failed:
+        raise CalibrationError(f"the reference did not pass {', '.join(failed)}: fix that before calibrating")
+    table["timing"] = {"selfcheck_seconds": round(check.seconds, 3),
+                       "tests": {r.id: round(r.seconds, 2) for r in results.results if r.status == "passed"}}
+    CALIBRATION_FILE.write_text(json.dumps(table, indent=2) + "\n")
+    log(f"timing: self-check {check.seconds:.2f} s; slowest test "
+        f"{max(table['timing']['tests'].items(), key=lambda item: item[1])}")
+    return table["timing"]
+
+
 def measure(test_id, seed):
     """The reference's result for `test_id` under its budget with `seed`, measured by the same probe
     and the same scoring as a student's."""
@@ -60,8 +93,9 @@ def measure(test_id, seed):
 
 
 def calibrate(test_ids=None, log=print):
+    """Thresholds of the training tests (`test_ids`, default all), then the timing of every test."""
     table = json.loads(CALIBRATION_FILE.read_text()) if CALIBRATION_FILE.exists() else {}
-    for test_id in test_ids or BUDGETS:
+    for test_id in [t for t in (test_ids or BUDGETS) if t != "timing"]:
         start = time.time()
         results = {seed: measure(test_id, seed) for seed in SEEDS}
         seconds = (time.time() - start) / len(SEEDS)
@@ -77,4 +111,6 @@ def calibrate(test_ids=None, log=print):
         log(f"{test_id}: reference {table[test_id]['reference_by_seed']} -> threshold {table[test_id]['threshold']} "
             f"({seconds:.0f} s per run)")
     CALIBRATION_FILE.write_text(json.dumps(table, indent=2) + "\n")
-    return table
+    if test_ids is None or "timing" in test_ids:
+        calibrate_timing(log)
+    return json.loads(CALIBRATION_FILE.read_text())

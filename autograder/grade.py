@@ -1,11 +1,21 @@
-"""Grade one tree: run each question's checks (the student's code in a sandboxed child process of
-its own, see autograder/isolation.py), score them by the rubric, write `results.json` and
-`feedback.md`.
+"""Grade one tree: check the grader itself, run each question's checks (the student's code in a
+sandboxed child process, see autograder/isolation.py), score them by the rubric, and write
+`results.json` and `feedback.md` after every test.
 
     python -m autograder grade <tree> [--out DIR] [--only 2.2,3.1b]      (or: make grade STUDENT=<tree>)
+
+Order and time: the self-check first (autograder/selfcheck.py: no student is graded by a broken
+grader); then every test but the training ones, one child per student file; the training tests
+last. Each test's time limit is ALLOWANCE times the reference's time for it (`make calibrate`),
+scaled by this machine's speed, and at least FLOOR_SECONDS; the whole grading has a budget of
+TOTAL_SECONDS. After a test of a file times out, the file's remaining tests fail at once with
+that reason instead of waiting again. The results files list every selected test from the start
+(those not reached as "not run"), so an interruption (Ctrl-C, SIGTERM) leaves valid files marked
+incomplete and interrupted.
 """
 
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -13,18 +23,33 @@ import torch
 
 from autograder import calibration
 from autograder import rubric as rubric_module
-from autograder import sandbox
+from autograder import selfcheck
 from autograder.checks import NotRun, all_checks, outcome, seed_everything
 from autograder.child.compare import CheckFailure
 from autograder.isolation import StudentSubmission, capped
-from autograder.results import FAILED, MANUAL, PASSED, GradingResults, TestResult
+from autograder.results import FAILED, MANUAL, NOT_RUN, PASSED, GradingResults, TestResult
 from autograder.submission import locate_tree, refused_files
 
-TEST_SECONDS = int(os.environ.get("HW2_TEST_SECONDS", 150))
-# the graded files each child sees: train.py (provided) imports both decoders
+ALLOWANCE = float(os.environ.get("HW2_TIME_ALLOWANCE", 5))  # a test's limit: 5x the reference's time ...
+FLOOR_SECONDS = float(os.environ.get("HW2_TEST_FLOOR", 20))  # ... and at least this
+DEFAULT_SECONDS = int(os.environ.get("HW2_TEST_SECONDS", 150))  # when the reference's time was not measured
+TOTAL_SECONDS = float(os.environ.get("HW2_TOTAL_SECONDS", 480))  # one grading, well under Gradescope's 10 minutes
+# the graded files each child sees (the provided train.py imports both decoders)
 CHILD_FILES = {"q1.ipynb": ["q1.ipynb"], "h2-q2.py": ["h2-q2.py"],
                "decoder.py": ["decoder.py", "decoder_with_attention.py"],
                "decoder_with_attention.py": ["decoder.py", "decoder_with_attention.py"]}
+NOT_REACHED = "grading stopped before this test (interrupted); grade again"
+
+
+def test_limits(tests, speed):
+    """{test id: seconds}: the reference's time for each test (calibration) x ALLOWANCE x this machine's
+    speed, at least FLOOR_SECONDS; DEFAULT_SECONDS where the reference's time is unknown. A
+    HW2_TEST_SECONDS set in the environment overrides them all."""
+    if "HW2_TEST_SECONDS" in os.environ:
+        return {t.id: DEFAULT_SECONDS for t in tests}
+    measured = calibration.timing().get("tests", {})
+    return {t.id: max(FLOOR_SECONDS, ALLOWANCE * measured[t.id] * speed) if t.id in measured else DEFAULT_SECONDS
+            for t in tests}
 
 
 def _grader_errors_not_run(check):
@@ -47,25 +72,69 @@ def _grader_errors_not_run(check):
     return run
 
 
-def _run_file(tree, file, tests, on_result):
-    """Run the checks of `tests` (of one student file) here, their probes in one sandboxed child."""
+class _Clock:
+    """The total budget of one grading."""
+
+    def __init__(self, total):
+        self.end = time.time() + total
+        self.total = total
+
+    def left(self):
+        return self.end - time.time()
+
+
+def _run_file(tree, file, tests, limits, clock, hung, on_result):
+    """Run the checks of `tests` (of one student file) here, their probes in one sandboxed child.
+    `hung`: {file: (test id, message)} of a timeout of a file's code, whose other tests would wait again."""
     checks = all_checks()
-    sub = StudentSubmission(tree, TEST_SECONDS, files=CHILD_FILES.get(file))
+    sub = StudentSubmission(tree, FLOOR_SECONDS, files=CHILD_FILES.get(file))
     try:
         for test in tests:
+            if file in hung:
+                on_result(test.id, FAILED, f"not tried: your code in {file} timed out in test {hung[file][0]}, and "
+                                           f"this test runs the same code ({hung[file][1].splitlines()[0]})", 0.0)
+                continue
+            if clock.left() < 1:
+                on_result(test.id, FAILED, f"not tried: the grading's total time ({clock.total:.0f} s) was spent "
+                                           f"by the earlier tests of your code", 0.0)
+                continue
+            seconds = min(limits[test.id], clock.left())
             seed_everything()
-            sub.begin_test()
+            sub.begin_test(seconds)
             start = time.time()
             status, message = outcome(_grader_errors_not_run(checks[test.id]), sub)
+            took = time.time() - start
+            if status == FAILED and "timed out after" in message:
+                if seconds < limits[test.id]:
+                    message += (f" (the grading's total time of {clock.total:.0f} s left only {seconds:.0f} s for this "
+                                f"test, whose limit is {limits[test.id]:.0f} s: the earlier tests of your code took "
+                                f"{clock.total - seconds:.0f} s)")
+                hung[file] = (test.id, message)
             printed = capped("\n".join(sub.printed).strip())
             if printed and status == FAILED:
                 message += f"\nYour code printed:\n{printed}"
-            on_result(test.id, status, capped(message, 8000), time.time() - start)
+            on_result(test.id, status, capped(message, 8000), took)
     finally:
         sub.cleanup()
 
 
-def grade(tree, out=None, only=None, log=print, allow_unsandboxed=False):
+def _stop_on_sigterm():
+    """SIGTERM interrupts grading as Ctrl-C does (KeyboardInterrupt); returns the previous handler."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        return signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        return None
+
+
+def grade(tree, out=None, only=None, log=print, allow_unsandboxed=False, check=None):
+    """Grade `tree`; returns the GradingResults (also written to `out` after every test). `check`: the
+    self-check already run by the caller (grade-all runs it once), else it runs here.
+    Raises, before any test and without writing anything: FileNotFoundError (no tree), RubricError,
+    CalibrationError, sandbox.SandboxError, selfcheck.EnvironmentBroken. KeyboardInterrupt after
+    writing what was done."""
     tree = Path(tree)
     if not tree.is_dir():
         raise FileNotFoundError(f"{tree} is not a folder; give the folder holding h2-q2.py, decoder.py and "
@@ -80,34 +149,61 @@ def grade(tree, out=None, only=None, log=print, allow_unsandboxed=False):
     for test in tests:  # a grader without its thresholds cannot grade: say so before starting
         if test.id in calibration.BUDGETS:
             calibration.get(test.id)
-    layer = sandbox.layer(allow_unsandboxed)  # SandboxError: grading does not start
-    results = GradingResults(str(tree), {n: q.title for n, q in rubric.questions.items()}, sandbox=layer.description)
-    start = time.time()
-    log(f"Grading {tree} ({len(tests)} tests); student code runs in: {layer.description}")
-    refused = refused_files(tree)
-    for test in (t for t in tests if t.manual):
-        results.results.append(TestResult(test.id, test.question, test.name, 0.0, test.visibility, MANUAL, 0.0,
-                                          f"graded by hand ({test.points:g} points); not part of this score"))
+    check = check or selfcheck.run(allow_unsandboxed)  # EnvironmentBroken / SandboxError: grading does not start
+    limits = test_limits(tests, check.speed)
+    log(f"Grading {tree} ({len(tests)} tests); student code runs in: {check.layer}; this machine's speed "
+        f"against calibration: {check.speed:.2f}x")
+    selection = tuple(dict.fromkeys(t.question for t in tests))
+    results = GradingResults(str(tree), {n: q.title for n, q in rubric.questions.items()}, sandbox=check.layer,
+                             selection=selection)
+    for test in tests:  # every selected test is listed from the start: max_score never shrinks
+        if test.manual:
+            results.results.append(TestResult(test.id, test.question, test.name, 0.0, test.visibility, MANUAL, 0.0,
+                                              f"graded by hand ({test.points:g} points); not part of this score"))
+        else:
+            results.results.append(TestResult(test.id, test.question, test.name, test.points, test.visibility,
+                                              NOT_RUN, 0.0, NOT_REACHED))
+    index = {r.id: i for i, r in enumerate(results.results)}
     by_id = {t.id: t for t in tests}
+    start = time.time()
+    clock = _Clock(TOTAL_SECONDS)
 
     def on_result(test_id, status, output, seconds):
         test = by_id[test_id]
         score = test.points if status == PASSED else 0.0
-        results.results.append(TestResult(test.id, test.question, test.name, test.points, test.visibility,
-                                          status, score, output, seconds))
+        results.results[index[test_id]] = TestResult(test.id, test.question, test.name, test.points, test.visibility,
+                                                     status, score, output, seconds)
+        results.seconds = time.time() - start
+        if out is not None:
+            results.write(out)
         log(f"  [{status:7s}] {test.id:28s} {score:g}/{test.points:g}  ({seconds:.1f} s)")
 
-    # one child per student file (the questions of q1.ipynb share one), so a crash in one file's
-    # code cannot cost another file's tests
-    for file in dict.fromkeys(q.file for q in rubric.questions.values()):
-        file_tests = [t for t in tests if rubric.questions[t.question].file == file and not t.manual]
-        if file in refused:  # not read at all: each of its tests says why
-            for test in file_tests:
-                on_result(test.id, FAILED, f"{refused[file]} (the grader did not read it)", 0.0)
-        elif file_tests:
-            _run_file(tree, file, file_tests, on_result)
-    order = {t.id: i for i, t in enumerate(tests)}
-    results.results.sort(key=lambda r: order[r.id])
+    refused = refused_files(tree)
+    training = [t for t in tests if t.id in calibration.BUDGETS]
+    hung = {}
+    previous = _stop_on_sigterm()
+    try:
+        if out is not None:
+            results.write(out)
+        # one child per student file (the questions of q1.ipynb share one), so a crash in one file's code
+        # cannot cost another file's tests; the training tests last, in children of their own
+        for stage in ([t for t in tests if t not in training], training):
+            for file in dict.fromkeys(q.file for q in rubric.questions.values()):
+                file_tests = [t for t in stage if rubric.questions[t.question].file == file and not t.manual]
+                if file in refused:  # not read at all: each of its tests says why
+                    for test in file_tests:
+                        on_result(test.id, FAILED, f"{refused[file]} (the grader did not read it)", 0.0)
+                elif file_tests:
+                    _run_file(tree, file, file_tests, limits, clock, hung, on_result)
+    except KeyboardInterrupt:
+        results.interrupted = True
+        results.seconds = time.time() - start
+        if out is not None:
+            results.write(out)
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     results.seconds = time.time() - start
     if out is not None:
         results.write(out)

@@ -175,8 +175,10 @@ class StudentSubmission:
         self._reference = {}
         self.begin_test()
 
-    def begin_test(self):
-        """Start the clock of a test: all its requests share one time limit."""
+    def begin_test(self, seconds=None):
+        """Start the clock of a test: all its requests share one time limit (`seconds`, default the
+        one given at creation)."""
+        self.test_seconds = seconds or self.test_seconds
         self.deadline = time.time() + self.test_seconds
         self.printed = []
         self.answered = False  # whether the child has returned values in this test

@@ -2,6 +2,8 @@
 `results.json` (Gradescope's autograder format), `feedback.md` for the student, the summary table."""
 
 import json
+import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +31,8 @@ class GradingResults:
     results: list = field(default_factory=list)
     seconds: float = 0.0
     sandbox: str = ""  # where the student's code ran (autograder/sandbox.py); "NONE: ..." when unsandboxed
+    selection: tuple = ()  # the questions graded (all of the rubric's unless --only)
+    interrupted: bool = False  # grading stopped before the end (Ctrl-C, SIGTERM): never reused by grade-all
 
     @property
     def unsandboxed(self):
@@ -82,7 +86,8 @@ class GradingResults:
                                "seconds": round(r.seconds, 2)},
             } for r in self.results],
             "extra_data": {"tree": self.tree, "incomplete": self.incomplete, "max_score": self.max_score,
-                           "sandbox": self.sandbox, "unsandboxed": self.unsandboxed},
+                           "sandbox": self.sandbox, "unsandboxed": self.unsandboxed,
+                           "questions": list(self.selection), "interrupted": self.interrupted},
         }
 
     def feedback_markdown(self):
@@ -114,9 +119,18 @@ class GradingResults:
         return "\n".join(rows)
 
     def write(self, out_dir):
+        """Write both files, each atomically (a reader never sees half a file)."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         # ensure_ascii: whatever the student's code printed (lone surrogates included) is written as escapes
-        (out / "results.json").write_text(json.dumps(self.to_gradescope(), indent=2) + "\n")
-        (out / "feedback.md").write_text(self.feedback_markdown(), encoding="utf-8", errors="replace")
+        _write_atomically(out / "results.json", json.dumps(self.to_gradescope(), indent=2) + "\n")
+        _write_atomically(out / "feedback.md", self.feedback_markdown())
         return out / "results.json", out / "feedback.md"
+
+
+def _write_atomically(path, text):
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False,
+                                     encoding="utf-8", errors="replace") as tmp:
+        tmp.write(text)
+    os.chmod(tmp.name, 0o644)
+    os.replace(tmp.name, path)

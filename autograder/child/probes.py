@@ -21,6 +21,7 @@ wrong (so that one mistake is not charged twice); `use` names the ones to take f
 
 import importlib.util
 import os
+import resource
 import time
 import traceback
 
@@ -541,3 +542,22 @@ def decoder_train(student, use_attention, sizes, pairs, features, pad, epochs, s
         batches = train.caption_batches(pairs, features, batch_size, generator, pad)
         train.train_epoch(model, batches, optimizer, nn.CrossEntropyLoss(), 5.0, steps)
     return {name: value.detach() for name, value in model.state_dict().items()}
+
+
+# ---- the grader's self-check: no student code ----------------------------------------------
+@probe("selfcheck")
+def selfcheck(student, images, labels, steps, standins=None, use=()):
+    """The stand-ins (correct code of the grader's, no student code) trained for `steps` batches of
+    8 of `images`, then one attention step at the BLEU tests' sizes: seconds taken and peak memory,
+    so the grader knows that a child of this kind runs, fits its memory limit, and how fast it is."""
+    correct = load_standins(standins)
+    start = time.perf_counter()
+    torch.manual_seed(0)
+    model = correct.CNN(0.3).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    for step in range(steps):
+        batch = slice(8 * step, 8 * step + 8)
+        correct.train_batch(images[batch], labels[batch], model, optimizer, nn.NLLLoss())
+    attention = correct.Attention(320, 256, 100)
+    attention(torch.randn(8, 64, 320), torch.randn(8, 256)).sum().backward()
+    return {"seconds": time.perf_counter() - start, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
