@@ -34,10 +34,9 @@ ALLOWANCE = float(os.environ.get("HW2_TIME_ALLOWANCE", 5))  # a test's limit: 5x
 FLOOR_SECONDS = float(os.environ.get("HW2_TEST_FLOOR", 20))  # ... and at least this
 DEFAULT_SECONDS = int(os.environ.get("HW2_TEST_SECONDS", 150))  # when the reference's time was not measured
 TOTAL_SECONDS = float(os.environ.get("HW2_TOTAL_SECONDS", 480))  # one grading, well under Gradescope's 10 minutes
-# the graded files each child sees (the provided train.py imports both decoders)
-CHILD_FILES = {"q1.ipynb": ["q1.ipynb"], "h2-q2.py": ["h2-q2.py"],
-               "decoder.py": ["decoder.py", "decoder_with_attention.py"],
-               "decoder_with_attention.py": ["decoder.py", "decoder_with_attention.py"]}
+# the graded file each child sees: one file's code never runs in another file's tests (the provided
+# train.py gets a placeholder for the decoder file it imports and its child lacks)
+CHILD_FILES = {name: [name] for name in ("q1.ipynb", "h2-q2.py", "decoder.py", "decoder_with_attention.py")}
 NOT_REACHED = "grading stopped before this test (interrupted); grade again"
 
 

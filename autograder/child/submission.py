@@ -17,6 +17,27 @@ from pathlib import Path
 from .compare import CheckFailure
 
 HELPERS = ("utils", "decoder", "decoder_with_attention", "train")  # the homework's own modules
+# the student files a provided file imports: when one cannot be loaded, the provided file gets a
+# placeholder instead, so that one student file's mistake never costs another file's tests
+PROVIDED_IMPORTS = {"train.py": ("decoder", "decoder_with_attention")}
+
+
+def placeholder(name, why):
+    """A module standing for student file `name` that could not be loaded: any name imported from
+    it is a class that fails, saying why, if it is ever used."""
+    module = types.ModuleType(name)
+
+    def missing(attribute):
+        if attribute.startswith("__"):
+            raise AttributeError(attribute)
+
+        def fail(*args, **kwargs):
+            raise CheckFailure(f"{name}.py is needed here and could not be loaded: {why}")
+
+        return type(attribute, (), {"__init__": fail})
+
+    module.__getattr__ = missing
+    return module
 
 
 def notebook_cells(path):
@@ -43,11 +64,12 @@ def load_notebook(path, name):
     return module
 
 
-def load_module(tree, filename):
+def load_module(tree, filename, placeholders=None):
     """Import `<tree>/<filename>` (e.g. `h2-q2.py`) under a fresh module name and return it; for a
     notebook (`q1.ipynb`), a module holding what its answer cells define.
 
-    The tree's folder goes first on `sys.path` so that its own helpers (`import utils`) resolve.
+    The tree's folder goes first on `sys.path` so that its own helpers (`import utils`) resolve;
+    `placeholders` ({module name: module}) stand for helpers that cannot be imported.
     """
     path = Path(tree).resolve() / filename
     folder = str(path.parent)
@@ -56,6 +78,7 @@ def load_module(tree, filename):
     sys.path.insert(0, folder)
     for name in HELPERS:
         sys.modules.pop(name, None)  # resolve the tree's own helpers, not another tree's
+    sys.modules.update(placeholders or {})
     name = f"_tree_{abs(hash(str(path)))}_{path.stem.replace('-', '_')}"
     if path.suffix == ".ipynb":
         return load_notebook(path, name)
@@ -94,13 +117,23 @@ class Submission:
                     f"{filename} is missing from your submission (expected at {self.tree / filename})")
             else:
                 try:
-                    self._student[filename] = load_module(self.workdir, filename)
+                    self._student[filename] = load_module(self.workdir, filename, self._placeholders(filename))
                 except BaseException as error:  # SyntaxError, ImportError, SystemExit, ...
                     self._student[filename] = CheckFailure(describe_import_error(filename, error))
         module = self._student[filename]
         if isinstance(module, CheckFailure):
             raise module
         return module
+
+    def _placeholders(self, filename):
+        """Placeholders for the student files the provided `filename` imports that cannot be loaded."""
+        found = {}
+        for name in PROVIDED_IMPORTS.get(filename, ()):
+            try:
+                self.student(f"{name}.py")
+            except CheckFailure as error:
+                found[name] = placeholder(name, str(error))
+        return found
 
     def run(self, probe, **inputs):
         """The plain values of `probe` run on the student's modules here, from the same seeds as in
