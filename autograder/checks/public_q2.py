@@ -7,7 +7,7 @@ repository as its public tests (`make release`), giving the same messages as the
 import torch
 
 from autograder.checks import check
-from autograder.child.compare import expect_same_jacobians, expect_tensor, fail
+from autograder.child.compare import expect_same_jacobians, expect_tensor, expect_varies, fail
 
 PARAMETERS = 769_930
 # the statement's network: conv 1->16 3x3, conv 16->32 3x3, linear 1152->600, 600->120, 120->10
@@ -41,11 +41,14 @@ def output_shape(sub):
     for batch, output in zip(sizes, outputs):
         expect_tensor(f"CNN.forward on a batch of {batch} images (shape ({batch}, 1, 28, 28))", output, (batch, 10),
                       torch.float32)
+        expect_varies(f"CNN.forward's output on a batch of {batch} different images", output)
 
 
 @check("2.2-log-probabilities")
 def log_probabilities(sub):
-    out = expect_tensor("CNN.forward output", sub.run("cnn.outputs", batches=[random_images(16)])[0], (16, 10))
+    out = expect_tensor("CNN.forward output", sub.run("cnn.outputs", batches=[random_images(16)])[0], (16, 10), None)
+    out = out.float()  # a dtype mistake is judged by 2.2-output-shape
+    expect_varies("CNN.forward's output on 16 different images", out)
     sums = out.exp().sum(dim=1)
     if not torch.allclose(sums, torch.ones(16), atol=1e-4):
         worst = sums[(sums - 1).abs().argmax()].item()
@@ -59,7 +62,7 @@ def gradients(sub):
     directions = torch.randn(12, 2 * 28 * 28, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     found = sub.run("cnn.gradients", images=random_images(8), targets=torch.arange(8) % 10,
                     base=random_images(2).double(), directions=directions)
-    expect_tensor("CNN output", found["output"], (8, 10))
+    expect_tensor("CNN output", found["output"], (8, 10), None)
     for name, gradient in found["gradients"].items():
         if gradient is None or gradient.abs().sum() == 0:
             fail(f"parameter {name} received no gradient after backward: it is not used in the forward pass "

@@ -8,7 +8,7 @@ repository as its public tests (`make release`), giving the same messages as the
 import torch
 
 from autograder.checks import check
-from autograder.child.compare import expect_same_jacobians, expect_tensor, fail
+from autograder.child.compare import expect_same_jacobians, expect_tensor, expect_varies, fail
 
 # (batch, num_locations, encoder_dim, decoder_dim, embed_dim, attention_dim, vocab_size)
 SIZES = [(1, 256, 1280, 256, 100, 100, 190), (5, 9, 48, 16, 12, 7, 30), (8, 196, 512, 64, 20, 11, 50)]
@@ -30,14 +30,15 @@ def step_inputs(batch, locations, encoder_dim, decoder_dim, vocab, seed=0, dtype
             torch.randn(batch, locations, encoder_dim, generator=g, dtype=dtype))
 
 
-def check_step(what, outputs, batch, decoder_dim, vocab):
+def check_step(what, outputs, batch, decoder_dim, vocab, dtype=None):
+    """(scores, h, c) checked for shape (and for `dtype`: only the shape tests judge it)."""
     if not isinstance(outputs, tuple) or len(outputs) != 3:
         fail(f"{what} returned {type(outputs).__name__}{f' of length {len(outputs)}' if isinstance(outputs, (tuple, list)) else ''}; "
              f"expected a tuple (scores, h, c)")
     scores, h, c = outputs
-    expect_tensor(f"{what}: scores", scores, (batch, vocab))
-    expect_tensor(f"{what}: h", h, (batch, decoder_dim))
-    expect_tensor(f"{what}: c", c, (batch, decoder_dim))
+    expect_tensor(f"{what}: scores", scores, (batch, vocab), dtype)
+    expect_tensor(f"{what}: h", h, (batch, decoder_dim), dtype)
+    expect_tensor(f"{what}: c", c, (batch, decoder_dim), dtype)
     return scores, h, c
 
 
@@ -47,8 +48,10 @@ def _shapes(sub, use_attention):
              for batch, locations, encoder_dim, decoder_dim, embed, attention_dim, vocab in SIZES]
     outputs = sub.run("decoder.steps", use_attention=use_attention, cases=cases)
     for (batch, locations, encoder_dim, decoder_dim, _, _, vocab), output in zip(SIZES, outputs):
-        check_step(f"forward with batch {batch}, {locations} locations, encoder_dim {encoder_dim}, "
-                   f"decoder_dim {decoder_dim}, vocabulary {vocab}", output, batch, decoder_dim, vocab)
+        what = (f"forward with batch {batch}, {locations} locations, encoder_dim {encoder_dim}, decoder_dim "
+                f"{decoder_dim}, vocabulary {vocab}")
+        for name, value in zip(("scores", "h", "c"), check_step(what, output, batch, decoder_dim, vocab, torch.float32)):
+            expect_varies(f"{what}: {name}", value)
 
 
 def check_state_used(sub, use_attention):
@@ -58,13 +61,13 @@ def check_state_used(sub, use_attention):
                     inputs=step_inputs(batch, locations, encoder_dim, decoder_dim, vocab))
     scores, _, _ = check_step("forward", found["base"], batch, decoder_dim, vocab)
     for key, name in (("h", "hidden state h"), ("c", "cell state c"), ("word", "word")):
-        changed = expect_tensor(f"the scores with another {name}", found[key], (batch, vocab))
+        changed = expect_tensor(f"the scores with another {name}", found[key], (batch, vocab), None)
         if torch.allclose(changed, scores):
             fail(f"changing the previous {name} does not change the scores: the LSTM step must read the "
                  f"word embedding and the previous (h, c)")
-    if not torch.equal(expect_tensor("the scores of a second call", found["again"], (batch, vocab)), scores):
+    if not torch.equal(expect_tensor("the scores of a second call", found["again"], (batch, vocab), None), scores):
         fail("in eval mode two calls with the same inputs give different scores: dropout must be off in eval mode")
-    first, second = (expect_tensor("the scores in training mode", s, (batch, vocab)) for s in found["train"])
+    first, second = (expect_tensor("the scores in training mode", s, (batch, vocab), None) for s in found["train"])
     if torch.equal(first, second):
         fail("in training mode (dropout 0.5) two calls give identical scores: apply self.dropout to the new "
              "hidden state before self.fc")
@@ -76,6 +79,8 @@ def _gradcheck(sub, use_attention):
                         sizes=sizes_of(vocab, embed, decoder_dim, encoder_dim, attention_dim),
                         inputs=step_inputs(batch, locations, encoder_dim, decoder_dim, vocab, dtype=torch.float64))
     expect_same_jacobians("(scores, h, c) with respect to the inputs", jacobians, atol=1e-5)
+    if jacobians[0].abs().max() == 0:
+        fail("(scores, h, c) do not depend on the previous h and c at all: the step must run the LSTM cell on them")
 
 
 # ---- 3.1a -------------------------------------------------------------------------------------
@@ -95,12 +100,13 @@ def decoder_gradients(sub):
 
 
 # ---- 3.1b: attention ------------------------------------------------------------------------
-def check_context(what, out, encoder_out):
+def check_context(what, out, encoder_out, dtype=None):
+    """The context (batch, encoder_dim) checked for shape (and for `dtype`: only the shape test judges it)."""
     batch, locations, encoder_dim = encoder_out.shape
     if isinstance(out, torch.Tensor) and tuple(out.shape) == (batch, locations):
         fail(f"{what} returned a tensor of shape {tuple(out.shape)}, one value per location: that is the attention "
              f"weights; return their weighted sum of the encoder features, shape ({batch}, {encoder_dim})")
-    return expect_tensor(what, out, (batch, encoder_dim), encoder_out.dtype)
+    return expect_tensor(what, out, (batch, encoder_dim), dtype)
 
 
 @check("3.1b-attention-shape")
@@ -112,8 +118,8 @@ def attention_shape(sub):
                       torch.randn(batch, decoder_dim, generator=g)))
     for case, out in zip(cases, sub.run("attention.contexts", cases=cases)):
         batch, locations, encoder_dim = case[4].shape
-        check_context(f"Attention.forward with batch {batch}, {locations} locations, encoder_dim {encoder_dim}",
-                      out, case[4])
+        what = f"Attention.forward with batch {batch}, {locations} locations, encoder_dim {encoder_dim}"
+        expect_varies(what, check_context(what, out, case[4], case[4].dtype))
 
 
 PAD = 3  # extra zero features, so that the context (encoder_dim) and the weights (locations) differ in shape

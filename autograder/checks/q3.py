@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from autograder import calibration
 from autograder.checks import NotRun, check
 from autograder.checks.public_q3 import check_context, check_state_used, check_step, seeded, sizes_of, step_inputs
-from autograder.child.compare import CheckFailure, expect_close, expect_same_operations, fail
+from autograder.child.compare import CheckFailure, expect_close, expect_same_operations, expect_varies, fail
 from autograder.child.probes import ATTENTION, DECODER, build_decoder, median_seconds
 
 SWAPPED = "(your Attention.forward has a problem counted in its own tests, so a correct one was used here)"
@@ -97,7 +97,7 @@ def attention_vectorized(sub):
     encoder_out = torch.randn(batch, locations, encoder_dim, generator=seeded(0))
     hidden = torch.randn(batch, decoder_dim, generator=seeded(1))
     found = sub.run("attention.speed", cases=[small, large], encoder_out=encoder_out, hidden=hidden, attention_dim=100)
-    check_context("Attention.forward", found["output"], encoder_out)
+    expect_varies("Attention.forward", check_context("Attention.forward", found["output"], encoder_out))
     counts = found["operations"] if isinstance(found.get("operations"), list) else [None, None]
     expect_same_operations("Attention.forward", counts[0], counts[-1], "a batch of 2 with 4 locations",
                            "a batch of 8 with 16 locations", "it loops over the batch or the locations; apply "

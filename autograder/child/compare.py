@@ -33,6 +33,11 @@ def expect_tensor(what, got, shape=None, dtype=torch.float32):
 
 
 def expect_close(what, got, expected, rtol=1e-4, atol=1e-5, hint=""):
+    """`got` close to `expected`. A floating tensor of another precision is compared after conversion:
+    its dtype is judged by the shape tests, once."""
+    expect_tensor(what, got, expected.shape, None)
+    if got.dtype != expected.dtype and got.is_floating_point() and expected.is_floating_point():
+        got = got.to(expected.dtype)
     expect_tensor(what, got, expected.shape, expected.dtype)
     if not torch.allclose(got, expected, rtol=rtol, atol=atol):
         diff = (got - expected).abs()
@@ -77,3 +82,12 @@ def expect_same_operations(what, small, large, small_case, large_case, hint):
         name, (before, after) = max(grown.items(), key=lambda item: item[1][1] - item[1][0])
         fail(f"{what} performs more tensor operations on {large_case} than on {small_case} ({name} ran {before} "
              f"time(s), then {after}): {hint}")
+
+
+def expect_varies(what, got, hint=""):
+    """`got`: outputs (batch, ...) for a batch of different inputs. A function that does its work gives
+    different outputs for different inputs; one that returns a constant of the right shape does not."""
+    if isinstance(got, torch.Tensor) and got.dim() >= 1 and len(got) > 1 and torch.isfinite(got).all():
+        if torch.allclose(got, got[:1].expand_as(got), rtol=0, atol=1e-7):
+            fail(f"{what} is the same for every input of the batch, although the inputs differ: the function does "
+                 f"not compute it from its inputs yet{'; ' + hint if hint else ''}")
