@@ -20,7 +20,7 @@ def main(argv=None):
     grade = sub.add_parser("grade", help="grade a tree laid out like assignment/")
     grade.add_argument("tree")
     grade.add_argument("--out", help="default grades/<name of the tree>")
-    grade.add_argument("--only", help="comma-separated questions, e.g. 2.2,3.1b")
+    grade.add_argument("--only", help="comma-separated questions or test ids, e.g. 2.2,3.1b-bleu")
     grade.add_argument("--unsandboxed", action="store_true",
                        help="grade even where student code cannot be isolated (it then runs with your privileges; "
                             "the results say so)")

@@ -177,13 +177,13 @@ def _row(results, status, questions):
             "UNSANDBOXED" if where.startswith("NONE") else where.split(" (")[0]]
 
 
-def _previous(out, student, questions):
+def _previous(out, student, questions, selected):
     """The gradebook row of a student graded to the end by an earlier run of the same selection of
-    questions, or None."""
+    tests, or None."""
     try:
         results = json.loads((out / student / "results.json").read_text())
         extra = results.get("extra_data", {})
-        if extra.get("interrupted") or extra.get("questions") != list(questions):
+        if extra.get("interrupted") or extra.get("selected_tests") != list(selected):
             return None
         return _row(results, (out / student / "status.txt").read_text().strip(), questions)
     except (OSError, ValueError, TypeError, AttributeError):
@@ -203,11 +203,12 @@ def grade_all(submissions, out, jobs=2, only=None, regrade=False, log=print, all
                                    f"`chmod -R go-rwx {submissions}`")
     log(f"student code runs in: {layer.description}")
     rubric = rubric_module.load()
-    questions = [q for q in rubric.questions if only is None or q in only]
+    selected = [t.id for t in rubric.select(only)]
+    questions = list(dict.fromkeys(t.question for t in rubric.select(only)))
     found = find_submissions(submissions)
     rows, todo = {}, {}
     for student, path in found.items():
-        previous = None if regrade else _previous(out, student, questions)
+        previous = None if regrade else _previous(out, student, questions, selected)
         if previous is not None:
             rows[student] = previous
         else:

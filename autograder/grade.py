@@ -152,7 +152,7 @@ def grade(tree, out=None, only=None, log=print, allow_unsandboxed=False, check=N
     limits = test_limits(tests, check.speed)
     log(f"Grading {tree} ({len(tests)} tests); student code runs in: {check.layer}; this machine's speed "
         f"against calibration: {check.speed:.2f}x")
-    selection = tuple(dict.fromkeys(t.question for t in tests))
+    selection = tuple(t.id for t in tests)
     results = GradingResults(str(tree), {n: q.title for n, q in rubric.questions.items()}, sandbox=check.layer,
                              selection=selection)
     for test in tests:  # every selected test is listed from the start: max_score never shrinks

@@ -31,7 +31,7 @@ class GradingResults:
     results: list = field(default_factory=list)
     seconds: float = 0.0
     sandbox: str = ""  # where the student's code ran (autograder/sandbox.py); "NONE: ..." when unsandboxed
-    selection: tuple = ()  # the questions graded (all of the rubric's unless --only)
+    selection: tuple = ()  # the ids of the tests graded (all of the rubric's unless --only)
     interrupted: bool = False  # grading stopped before the end (Ctrl-C, SIGTERM): never reused by grade-all
 
     @property
@@ -87,7 +87,8 @@ class GradingResults:
             } for r in self.results],
             "extra_data": {"tree": self.tree, "incomplete": self.incomplete, "max_score": self.max_score,
                            "sandbox": self.sandbox, "unsandboxed": self.unsandboxed,
-                           "questions": list(self.selection), "interrupted": self.interrupted},
+                           "questions": list(dict.fromkeys(r.question for r in self.results)),
+                           "selected_tests": list(self.selection), "interrupted": self.interrupted},
         }
 
     def feedback_markdown(self):

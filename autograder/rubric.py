@@ -36,14 +36,14 @@ class Rubric:
     tests: list  # Test, in the order of the file
 
     def select(self, only=None):
-        """Tests of the questions listed in `only` (e.g. ["2.2", "3.1b"]), all when None."""
+        """The tests of the questions or test ids listed in `only` (e.g. ["2.2", "3.1b-bleu"]), all when None."""
         if only is None:
             return list(self.tests)
-        unknown = set(only) - set(self.questions)
+        unknown = set(only) - set(self.questions) - {t.id for t in self.tests}
         if unknown:
-            raise RubricError(f"unknown question(s) {', '.join(sorted(unknown))}; the rubric has "
-                              f"{', '.join(self.questions)}")
-        return [test for test in self.tests if test.question in only]
+            raise RubricError(f"unknown question(s) or test(s) {', '.join(sorted(unknown))}; the rubric has "
+                              f"questions {', '.join(self.questions)} and the tests they list")
+        return [test for test in self.tests if test.question in only or test.id in only]
 
     def public_tests(self):
         """The tests shipped to students as public tests, in the order of the file."""

@@ -133,3 +133,46 @@ WRONG_SUBMISSIONS = [
      [("self.decode_step(lstm_input, (decoder_hidden_state, decoder_cell_state))", "self.decode_step(lstm_input)")],
      "3.1b-decoder-equivalence", ["previous cell state c does not change the scores"]),
 ]
+
+
+# ---- precision: each mistake loses exactly these tests, and keeps every other one it runs ------------
+# (name, file, [(reference text, replacement)], tests it must lose, training tests it must also keep)
+FORWARD_2_2 = "        x = F.max_pool2d(F.relu(self.conv1(x)), kernel_size=2, stride=2)  # (batch, 16, 14, 14)\n"
+STEP_3_1A = "        embeddings = self.embedding(word)  # (batch, embed_dim)\n"
+ALL_3_1A = {"3.1a-output-shape", "3.1a-equivalence", "3.1a-state-and-dropout", "3.1a-gradients", "3.1a-bleu"}
+ALL_3_1B = {"3.1b-attention-shape", "3.1b-attention-weights", "3.1b-attention-equivalence",
+            "3.1b-attention-vectorized", "3.1b-decoder-shape", "3.1b-decoder-equivalence", "3.1b-gradients",
+            "3.1b-bleu"}
+PRECISION = [
+    ("float64 output", "h2-q2.py",
+     [("return F.log_softmax(self.fc3(x), dim=1)", "return F.log_softmax(self.fc3(x), dim=1).double()")],
+     {"2.2-output-shape"}, {"2.2-accuracy"}),
+    ("missing log_softmax", "h2-q2.py",
+     [("return F.log_softmax(self.fc3(x), dim=1)", "return self.fc3(x)")],
+     {"2.2-log-probabilities"}, {"2.2-accuracy"}),
+    ("log_softmax over the batch (dim 0)", "h2-q2.py",
+     [("return F.log_softmax(self.fc3(x), dim=1)", "return F.log_softmax(self.fc3(x), dim=0)")],
+     {"2.2-log-probabilities", "2.2-equivalence"}, {"2.2-accuracy"}),
+    ("wrong flatten order", "h2-q2.py",
+     [("x = x.flatten(start_dim=1)", "x = x.permute(0, 2, 3, 1).flatten(start_dim=1)")],
+     {"2.2-equivalence"}, {"2.2-accuracy"}),
+    ("dropout after the 120-unit layer", "h2-q2.py",
+     [("x = self.dropout(F.relu(self.fc1(x)))", "x = F.relu(self.fc1(x))"),
+      ("x = F.relu(self.fc2(x))", "x = self.dropout(F.relu(self.fc2(x)))")],
+     {"2.2-dropout"}, {"2.2-accuracy"}),
+    ("constant forward", "h2-q2.py",
+     [(FORWARD_2_2, "        return torch.full((len(x), 10), -2.302585)\n" + FORWARD_2_2)],
+     {"2.2-output-shape", "2.2-log-probabilities", "2.2-equivalence", "2.2-dropout", "2.2-gradients",
+      "2.2-vectorized", "2.2-accuracy"}, set()),
+    ("an import error in decoder_with_attention.py", "decoder_with_attention.py",
+     [("import torch.nn as nn\n", "import torch.nn as nn\nimport a_module_that_does_not_exist\n")],
+     ALL_3_1B, {"3.1a-bleu"}),
+    ("a decoder that returns zeros", "decoder.py",
+     [(STEP_3_1A, "        return (torch.zeros(len(word), self.vocab_size), torch.zeros_like(decoder_hidden_state),\n"
+                  "                torch.zeros_like(decoder_cell_state))\n" + STEP_3_1A)],
+     ALL_3_1A, set()),
+    ("a hang in Decoder.forward", "decoder.py",
+     [(STEP_3_1A, "        while True:\n            pass\n" + STEP_3_1A)], ALL_3_1A, set()),
+    ("a hang at import", "decoder.py",
+     [("import torch.nn as nn\n", "import torch.nn as nn\nwhile True:\n    pass\n")], ALL_3_1A, set()),
+]

@@ -190,29 +190,52 @@ def trained_accuracy(sub, budget, use=()):
     return (predictions == dev_y).double().mean().item()
 
 
-@check("2.2-accuracy")
-def accuracy(sub):
-    spec = calibration.get("2.2-accuracy")
-    budget, threshold = spec["budget"], spec["threshold"]
-    fashion_mnist()  # the data first: without it the test is not run
-    use, notes, problems = [], [], []
+def _cnn_state(sub):
+    """(problem, does work) of the student's CNN: (None, True) when it computes the statement's network;
+    a CNN whose output ignores its input, or that cannot run, does no work."""
+    try:
+        output = expect_tensor("CNN.forward output", sub.run("cnn.outputs", batches=[random_images(8)])[0], (8, 10),
+                               None)
+        expect_varies("CNN.forward's output on 8 different images", output)
+    except CheckFailure as error:
+        return str(error), False
+    return statement_cnn_problem(sub), True
+
+
+def _train_batch_state(sub):
+    """(problem, does work) of the student's train_batch: one that cannot run or changes no weight does no work."""
     try:
         problem = diagnose_train_batch(sub)
     except CheckFailure as error:
-        problem = str(error)
-    if problem:
+        return str(error), False
+    return problem, problem is None or "did not change" not in problem
+
+
+@check("2.2-accuracy")
+def accuracy(sub):
+    """Judges that the student's CNN and train_batch learn together. A part that is wrong but works is
+    replaced by a correct one (its mistake is charged in its own test) and the rest is judged; a part
+    that does no work fails this test too."""
+    spec = calibration.get("2.2-accuracy")
+    budget, threshold = spec["budget"], spec["threshold"]
+    fashion_mnist()  # the data first: without it the test is not run
+    (cnn_problem, cnn_works), (step_problem, step_works) = _cnn_state(sub), _train_batch_state(sub)
+    idle = [f"your {name} does no work yet ({problem})" for name, problem, works in
+            (("CNN", cnn_problem, cnn_works), ("train_batch", step_problem, step_works)) if not works]
+    if idle:
+        fail("this test judges that your CNN and train_batch learn together, and " + "; ".join(idle))
+    use, notes = [], []
+    if step_problem:
         use.append("train_batch")
-        problems.append(f"train_batch: {problem}")
         notes.append("your train_batch has a problem counted in its own test (2.2-train-batch), so this training "
                      "used a correct train_batch")
-    problem = statement_cnn_problem(sub)
-    if problem:
+    if cnn_problem:
         use.append("CNN")
-        problems.append(f"CNN: {problem}")
         notes.append("your CNN does not compute the statement's network (counted in 2.2-equivalence), so this "
                      "training used the statement's network")
     if len(use) == 2:
-        fail("this test trains your CNN with your train_batch, and neither works yet (" + "; ".join(problems) + ")")
+        fail("this test judges that your CNN and train_batch learn together, and both have a problem counted in "
+             "their own tests (2.2-equivalence, 2.2-train-batch): nothing of yours is left to train")
     note = f" ({'; '.join(notes)})" if notes else ""
     accuracy = trained_accuracy(sub, budget, use)
     if accuracy < threshold:
