@@ -154,7 +154,7 @@ def grade(tree, out=None, only=None, log=print, allow_unsandboxed=False, check=N
         f"against calibration: {check.speed:.2f}x")
     selection = tuple(t.id for t in tests)
     results = GradingResults(str(tree), {n: q.title for n, q in rubric.questions.items()}, sandbox=check.layer,
-                             selection=selection)
+                             selection=selection, budget=os.environ.get("HW2_BUDGET", "grading"))
     for test in tests:  # every selected test is listed from the start: max_score never shrinks
         if test.manual:
             results.results.append(TestResult(test.id, test.question, test.name, 0.0, test.visibility, MANUAL, 0.0,

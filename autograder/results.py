@@ -33,6 +33,7 @@ class GradingResults:
     sandbox: str = ""  # where the student's code ran (autograder/sandbox.py); "NONE: ..." when unsandboxed
     selection: tuple = ()  # the ids of the tests graded (all of the rubric's unless --only)
     interrupted: bool = False  # grading stopped before the end (Ctrl-C, SIGTERM): never reused by grade-all
+    budget: str = "grading"  # the training budget: "test" (HW2_BUDGET=test) is for the repository's own tests
 
     @property
     def unsandboxed(self):
@@ -64,6 +65,8 @@ class GradingResults:
             text += f" -- INCOMPLETE: {missing} test(s) not run (see below)"
         if self.unsandboxed:
             text += " -- UNSANDBOXED: the student's code ran with the grader's privileges"
+        if self.budget != "grading":
+            text += f" -- NOT A GRADE: reduced training budget (HW2_BUDGET={self.budget})"
         return text
 
     # ---- formats ------------------------------------------------------------------------
@@ -88,7 +91,8 @@ class GradingResults:
             "extra_data": {"tree": self.tree, "incomplete": self.incomplete, "max_score": self.max_score,
                            "sandbox": self.sandbox, "unsandboxed": self.unsandboxed,
                            "questions": list(dict.fromkeys(r.question for r in self.results)),
-                           "selected_tests": list(self.selection), "interrupted": self.interrupted},
+                           "selected_tests": list(self.selection), "interrupted": self.interrupted,
+                           "budget": self.budget},
         }
 
     def feedback_markdown(self):

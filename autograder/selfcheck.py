@@ -47,8 +47,9 @@ def run(allow_unsandboxed=False):
         try:
             found = sub.run_with_standins("selfcheck", images=images, labels=labels, steps=STEPS)
         except CheckFailure as error:
-            text = str(error)
-            if "more memory than" in text:
+            lines = str(error).replace("; your code may have called exit or crashed the interpreter.", ":").splitlines()
+            text = lines[0][:300] + (f" ... {lines[-1][-300:]}" if len(lines) > 1 else "")
+            if "more memory than" in text or "MemoryError" in text or "can't allocate memory" in text:
                 raise EnvironmentBroken(f"the grader's own code cannot run within the child's memory limit "
                                         f"(HW2_MEMORY_GB={MEMORY_GB:g}): {text}. Fix: raise HW2_MEMORY_GB (8 is the "
                                         f"default) or give the machine more memory.") from None

@@ -1,7 +1,8 @@
 """Precision of the grading: each plausible mistake loses exactly the tests it declares
 (tests/wrong_submissions.py, PRECISION) and keeps every other test it runs, through the real
 grading path (the sandboxed child). Each mistake runs the cheap tests of its file's questions
-and the training tests it declares; a hang costs its time floor once (HW2_TEST_FLOOR, lowered here)."""
+and the training tests it declares, with the reduced training budget reserved for the tests
+(HW2_BUDGET=test); a hang costs its time floor once (HW2_TEST_FLOOR, lowered here)."""
 
 import json
 import os
@@ -29,7 +30,7 @@ def _grade(tmp_path, index, entry):
     (tmp_path / str(index)).mkdir()
     tree = make_tree(tmp_path / str(index), changes, file)
     out = tmp_path / str(index) / "out"
-    env = dict(os.environ, HW2_TEST_FLOOR="6")
+    env = dict(os.environ, HW2_TEST_FLOOR="6", HW2_BUDGET="test")
     selection = _selection(file, loses, keeps)
     result = subprocess.run([sys.executable, "-m", "autograder", "grade", str(tree), "--out", str(out), "--only",
                              ",".join(selection)], cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)

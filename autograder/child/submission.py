@@ -89,6 +89,9 @@ def load_module(tree, filename, placeholders=None):
 
 
 def describe_import_error(filename, error):
+    if type(error).__name__ == "TestTimeout":  # the child's alarm, during the import
+        return (f"{filename} timed out while being imported: it runs code at import that does not finish (a loop, "
+                f"or a main() that is not under `if __name__ == \"__main__\":`)")
     frames = [(f.filename, f.lineno) for f in traceback.extract_tb(error.__traceback__)
               if filename in os.path.basename(f.filename)]
     if isinstance(error, SyntaxError) and error.filename:
