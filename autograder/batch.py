@@ -32,7 +32,12 @@ from autograder import sandbox, selfcheck
 from autograder.grade import grade
 from autograder.submission import GRADED_FILES, locate_tree
 
-STATUSES = ("graded", "missing files", "timed out", "crashed", "incomplete", "unreadable zip", "grader error")
+STATUSES = ("graded", "missing files", "refused file", "syntax error", "import error", "timed out", "crashed",
+            "incomplete", "unreadable zip", "grader error")
+# a student's status: the first of these reasons found among their tests (results.json's typed reasons)
+STATUS_OF_REASON = {"missing file": "missing files", "refused file": "refused file", "syntax error": "syntax error",
+                    "import error": "import error", "timed out": "timed out", "crashed": "crashed",
+                    "grader error": "grader error"}
 RESERVED = {"gradebook.csv", "report.html", "report", "similarity"}  # names of the batch's own outputs
 MAX_MEMBERS, MAX_MEMBER_BYTES, MAX_TOTAL_BYTES = 2000, 50 * 2**20, 200 * 2**20  # a student's zip
 
@@ -107,13 +112,13 @@ def _unpack(archive, into):
 
 
 def status_of(results, tree):
-    outputs = [t["output"] for t in results["tests"]]
+    """The gradebook's status of a grading, from the typed reasons of its tests."""
+    reasons = {t.get("extra_data", {}).get("reason") for t in results["tests"]}
     if any(not os.path.lexists(Path(tree) / name) for name in GRADED_FILES):
-        return "missing files"
-    if any("timed out" in o for o in outputs):
-        return "timed out"
-    if any("grading process stopped" in o for o in outputs):
-        return "crashed"
+        reasons.add("missing file")
+    for reason, status in STATUS_OF_REASON.items():
+        if reason in reasons:
+            return status
     if results.get("extra_data", {}).get("incomplete"):
         return "incomplete"
     return "graded"
@@ -168,10 +173,8 @@ def write_gradebook(out, rows, questions):
 
 
 def _row(results, status, questions):
-    per_question = {q: 0.0 for q in questions}
-    for test in (results or {}).get("tests", []):
-        if test.get("number") in per_question:
-            per_question[test["number"]] += float(test.get("score", 0))
+    points = (results or {}).get("extra_data", {}).get("points_by_question", {})  # as the grading computed them
+    per_question = {q: float(points.get(q, 0.0)) for q in questions}
     where = (results or {}).get("extra_data", {}).get("sandbox", "")
     return [*(f"{per_question[q]:g}" for q in questions), f"{sum(per_question.values()):g}", status,
             "UNSANDBOXED" if where.startswith("NONE") else where.split(" (")[0]]

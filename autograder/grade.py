@@ -24,8 +24,8 @@ import torch
 from autograder import calibration
 from autograder import rubric as rubric_module
 from autograder import selfcheck
-from autograder.checks import NotRun, all_checks, outcome, seed_everything
-from autograder.child.compare import CheckFailure
+from autograder.checks import GRADER_ERROR, INTERRUPTED, NotRun, all_checks, run_check, seed_everything
+from autograder.child.compare import REFUSED_FILE, TIMED_OUT, CheckFailure
 from autograder.isolation import StudentSubmission, capped
 from autograder.results import FAILED, MANUAL, NOT_RUN, PASSED, GradingResults, TestResult
 from autograder.submission import locate_tree, refused_files
@@ -66,7 +66,7 @@ def _grader_errors_not_run(check):
                 raise CheckFailure(f"the values your code returned could not be checked ({type(error).__name__}: "
                                    f"{error}); they do not have the form the test expects") from error
             raise NotRun(f"the grader failed on this test ({type(error).__name__}: {error}); please tell your "
-                         f"instructor") from error
+                         f"instructor", GRADER_ERROR) from error
 
     return run
 
@@ -91,19 +91,20 @@ def _run_file(tree, file, tests, limits, clock, hung, on_result):
         for test in tests:
             if file in hung:
                 on_result(test.id, FAILED, f"not tried: your code in {file} timed out in test {hung[file][0]}, and "
-                                           f"this test runs the same code ({hung[file][1].splitlines()[0]})", 0.0)
+                                           f"this test runs the same code ({hung[file][1].splitlines()[0]})", 0.0,
+                          TIMED_OUT)
                 continue
             if clock.left() < 1:
                 on_result(test.id, FAILED, f"not tried: the grading's total time ({clock.total:.0f} s) was spent "
-                                           f"by the earlier tests of your code", 0.0)
+                                           f"by the earlier tests of your code", 0.0, TIMED_OUT)
                 continue
             seconds = min(limits[test.id], clock.left())
             seed_everything()
             sub.begin_test(seconds)
             start = time.time()
-            status, message = outcome(_grader_errors_not_run(checks[test.id]), sub)
+            status, message, reason = run_check(_grader_errors_not_run(checks[test.id]), sub)
             took = time.time() - start
-            if status == FAILED and "timed out after" in message:
+            if status == FAILED and reason == TIMED_OUT:
                 if seconds < limits[test.id]:
                     message += (f" (the grading's total time of {clock.total:.0f} s left only {seconds:.0f} s for this "
                                 f"test, whose limit is {limits[test.id]:.0f} s: the earlier tests of your code took "
@@ -112,7 +113,7 @@ def _run_file(tree, file, tests, limits, clock, hung, on_result):
             printed = capped("\n".join(sub.printed).strip())
             if printed and status == FAILED:
                 message += f"\nYour code printed:\n{printed}"
-            on_result(test.id, status, capped(message, 8000), took)
+            on_result(test.id, status, capped(message, 8000), took, reason)
     finally:
         sub.cleanup()
 
@@ -161,17 +162,17 @@ def grade(tree, out=None, only=None, log=print, allow_unsandboxed=False, check=N
                                               f"graded by hand ({test.points:g} points); not part of this score"))
         else:
             results.results.append(TestResult(test.id, test.question, test.name, test.points, test.visibility,
-                                              NOT_RUN, 0.0, NOT_REACHED))
+                                              NOT_RUN, 0.0, NOT_REACHED, 0.0, INTERRUPTED))
     index = {r.id: i for i, r in enumerate(results.results)}
     by_id = {t.id: t for t in tests}
     start = time.time()
     clock = _Clock(TOTAL_SECONDS)
 
-    def on_result(test_id, status, output, seconds):
+    def on_result(test_id, status, output, seconds, reason=""):
         test = by_id[test_id]
         score = test.points if status == PASSED else 0.0
         results.results[index[test_id]] = TestResult(test.id, test.question, test.name, test.points, test.visibility,
-                                                     status, score, output, seconds)
+                                                     status, score, output, seconds, reason)
         results.seconds = time.time() - start
         if out is not None:
             results.write(out)
@@ -191,7 +192,7 @@ def grade(tree, out=None, only=None, log=print, allow_unsandboxed=False, check=N
                 file_tests = [t for t in stage if rubric.questions[t.question].file == file and not t.manual]
                 if file in refused:  # not read at all: each of its tests says why
                     for test in file_tests:
-                        on_result(test.id, FAILED, f"{refused[file]} (the grader did not read it)", 0.0)
+                        on_result(test.id, FAILED, f"{refused[file]} (the grader did not read it)", 0.0, REFUSED_FILE)
                 elif file_tests:
                     _run_file(tree, file, file_tests, limits, clock, hung, on_result)
     except KeyboardInterrupt:

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from autograder import sandbox, standins
-from autograder.child.compare import CheckFailure
+from autograder.child.compare import CRASHED, TIMED_OUT, CheckFailure
 from autograder.child.probes import unplain
 from autograder.child.wire import HEADER, MAX_BYTES, WireError, decode, encode
 from autograder.submission import load_reference, prepare_workdir
@@ -116,24 +116,25 @@ class StudentProcess:
             sent = self._write(encode({"probe": probe, "inputs": inputs, "seconds": seconds, "limit": limit}), deadline)
         except OSError:  # the child is gone
             sent = "eof"
+        reasons = {"eof": CRASHED, "timeout": TIMED_OUT}
         if sent is not True:
-            raise CheckFailure(self._stopped(failures[sent]))
+            raise CheckFailure(self._stopped(failures[sent]), reasons[sent])
         header = self._read(HEADER.size, deadline)
         if isinstance(header, str):
-            raise CheckFailure(self._stopped(failures[header]))
+            raise CheckFailure(self._stopped(failures[header]), reasons[header])
         size = HEADER.unpack(header)[0]
         if size > MAX_BYTES:
             raise CheckFailure(self._stopped(f"your code returned {size:,} bytes of values (the limit is "
-                                             f"{MAX_BYTES:,}); grading process stopped (exit code {{code}})."))
+                                             f"{MAX_BYTES:,}); grading process stopped (exit code {{code}})."), CRASHED)
         payload = self._read(size, deadline)
         if isinstance(payload, str):
-            raise CheckFailure(self._stopped(failures[payload]))
+            raise CheckFailure(self._stopped(failures[payload]), reasons[payload])
         try:
             return decode(payload)
         except WireError as error:
             raise CheckFailure(self._stopped(f"the grading process answered with something unreadable ({error}); "
                                              f"did your code write to a file descriptor it did not open, or return "
-                                             f"millions of objects? (exit code {{code}})")) from None
+                                             f"millions of objects? (exit code {{code}})"), CRASHED) from None
 
     def _write(self, payload, deadline):
         """Send one request (length and payload) before `deadline`: True, or "timeout" when the child
@@ -202,15 +203,16 @@ class StudentSubmission:
         try:
             reply = process.request(probe, inputs, seconds, self.test_seconds)
         except CheckFailure as error:
-            raise CheckFailure(shown(capped(error))) from None
+            raise CheckFailure(shown(capped(error)), error.reason) from None
         if not isinstance(reply, dict):
-            raise CheckFailure("the grading process answered with something unreadable")
+            raise CheckFailure("the grading process answered with something unreadable", CRASHED)
         if reply.get("printed"):
             self.printed.append(shown(capped(reply["printed"])))
         if "value" in reply:
             self.answered = True
             return unplain(reply["value"])
-        raise CheckFailure(shown(capped(reply.get("message"))))  # whatever the child says, the test fails
+        # whatever the child says, the test fails (its reason can only be one of the student's kinds)
+        raise CheckFailure(shown(capped(reply.get("message"))), reply.get("reason"))
 
     def reference(self, filename):
         if filename not in self._reference:

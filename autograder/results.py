@@ -4,10 +4,13 @@
 import json
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 PASSED, FAILED, NOT_RUN = "passed", "failed", "not run"
+# the students' copies of the feedback, by what they may see when (the tests' visibility in the rubric)
+STUDENT_COPIES = {"feedback-before-due-date.md": ("visible",),
+                  "feedback-after-due-date.md": ("visible", "after_due_date")}
 MANUAL = "graded by hand"  # an answer the autograder does not score (max_score 0 here; points in the rubric)
 
 
@@ -22,6 +25,7 @@ class TestResult:
     score: float = 0.0
     output: str = ""
     seconds: float = 0.0
+    reason: str = ""  # why it failed or was not run, typed (child/compare.REASONS, checks.NotRun's reasons)
 
 
 @dataclass
@@ -74,7 +78,7 @@ class GradingResults:
         return {
             "score": self.score,
             "execution_time": round(self.seconds, 1),
-            "output": self.headline(),
+            "output": self.visible_headline(),  # shown to students at once: nothing of the later tests' results
             "visibility": "visible",
             "stdout_visibility": "hidden",
             "tests": [{
@@ -86,17 +90,47 @@ class GradingResults:
                 "output": ("NOT RUN (not your fault): " if r.status == NOT_RUN else "") + r.output,
                 "visibility": r.visibility,
                 "extra_data": {"id": r.id, "not_run": r.status == NOT_RUN, "manual": r.status == MANUAL,
+                               "reason": r.reason,
                                "seconds": round(r.seconds, 2)},
             } for r in self.results],
             "extra_data": {"tree": self.tree, "incomplete": self.incomplete, "max_score": self.max_score,
                            "sandbox": self.sandbox, "unsandboxed": self.unsandboxed,
                            "questions": list(dict.fromkeys(r.question for r in self.results)),
                            "selected_tests": list(self.selection), "interrupted": self.interrupted,
+                           "points_by_question": {q: earned for q, (earned, _) in self.by_question().items()},
                            "budget": self.budget},
         }
 
-    def feedback_markdown(self):
-        lines = ["# Homework 2 feedback", "", f"**{self.headline()}**", ""]
+    def visible_part(self, visibilities):
+        """The results of the tests whose visibility is one of `visibilities` (what a student may see)."""
+        return replace(self, results=[r for r in self.results if r.visibility in visibilities])
+
+    def visible_headline(self):
+        """The headline a student may read before the due date: the visible tests' points only."""
+        shown = self.visible_part(("visible",))
+        later = [r for r in self.results if r.visibility != "visible" and r.status != MANUAL]
+        text = f"Visible tests: {shown.score:g} / {shown.max_score:g} points"
+        if later:
+            text += (f"; {len(later)} more test(s) ({sum(r.max_score for r in later):g} points) are shown after the "
+                     f"due date")
+        if self.incomplete:
+            missing = sum(r.status == NOT_RUN for r in self.results)
+            text += f" -- INCOMPLETE: {missing} test(s) could not be run (not your fault); they will be graded again"
+        return text
+
+    def feedback_markdown(self, student_copy=None):
+        """The feedback: every test (the instructor's copy), or with `student_copy` the tests of those
+        visibilities only, under a headline of their points."""
+        if student_copy is None:
+            return self._markdown("# Homework 2 feedback", self.headline())
+        part = self.visible_part(student_copy)
+        if student_copy == ("visible",):
+            return part._markdown("# Homework 2 feedback (before the due date: the visible tests)",
+                                  self.visible_headline())
+        return part._markdown("# Homework 2 feedback (after the due date)", part.headline())
+
+    def _markdown(self, title, headline):
+        lines = [title, "", f"**{headline}**", ""]
         totals = self.by_question()
         for number, title in self.questions.items():
             if number not in totals:
@@ -129,7 +163,9 @@ class GradingResults:
         out.mkdir(parents=True, exist_ok=True)
         # ensure_ascii: whatever the student's code printed (lone surrogates included) is written as escapes
         _write_atomically(out / "results.json", json.dumps(self.to_gradescope(), indent=2) + "\n")
-        _write_atomically(out / "feedback.md", self.feedback_markdown())
+        _write_atomically(out / "feedback.md", self.feedback_markdown())  # the instructor's: everything
+        for name, visibilities in STUDENT_COPIES.items():
+            _write_atomically(out / name, self.feedback_markdown(student_copy=visibilities))
         return out / "results.json", out / "feedback.md"
 
 

@@ -183,3 +183,23 @@ def test_grader_without_thresholds_stops_with_the_fix(tmp_path, monkeypatch):
     result = subprocess.run([sys.executable, "-m", "autograder", "grade", str(tmp_path / "nowhere")],
                             cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and "is not a folder" in result.stderr
+
+
+def test_what_students_see_follows_the_tests_visibility(tmp_path):
+    """Before the due date a student sees the visible tests only: Gradescope's top-level output and
+    feedback-before-due-date.md hold no result of a later test; feedback.md (the instructor's) all."""
+    from autograder.results import GradingResults, TestResult
+
+    results = GradingResults("tree", {"2.2": "CNN"}, results=[
+        TestResult("a", "2.2", "shape", 3, "visible", "passed", 3, ""),
+        TestResult("b", "2.2", "equivalence", 5, "after_due_date", "failed", 0, "SECRET-AFTER-DUE"),
+        TestResult("c", "2.2", "hidden one", 2, "hidden", "failed", 0, "SECRET-HIDDEN")])
+    results.write(tmp_path)
+    output = json.loads((tmp_path / "results.json").read_text())["output"]
+    assert "3 / 3" in output and "8" not in output.split(";")[0] and "SECRET" not in output
+    before = (tmp_path / "feedback-before-due-date.md").read_text()
+    after = (tmp_path / "feedback-after-due-date.md").read_text()
+    everything = (tmp_path / "feedback.md").read_text()
+    assert "SECRET" not in before and "equivalence" not in before and "shape" in before
+    assert "SECRET-AFTER-DUE" in after and "SECRET-HIDDEN" not in after
+    assert "SECRET-AFTER-DUE" in everything and "SECRET-HIDDEN" in everything

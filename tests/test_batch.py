@@ -31,7 +31,7 @@ def test_grade_all_writes_a_gradebook_and_resumes(tmp_path):
         book = {row["student"]: row for row in csv.DictReader(f)}
     assert set(book) == {"ada", "grace", "linus", "empty", "corrupt"}
     assert book["ada"]["3.1a"] == book["grace"]["3.1a"] == "22" and book["ada"]["status"] == "graded"
-    assert book["linus"]["3.1a"] == "0" and book["linus"]["status"] == "graded"
+    assert book["linus"]["3.1a"] == "0" and book["linus"]["status"] == "import error"
     assert "SystemExit" in (out / "linus" / "feedback.md").read_text()
     assert book["empty"]["status"] == "missing files" and book["empty"]["total"] == "0"
     assert book["corrupt"]["status"] == "unreadable zip"

@@ -17,9 +17,16 @@ from autograder.child.seeds import seed_everything  # noqa: F401  (the checks' a
 REGISTRY = {}
 
 
+DATA_MISSING, GRADER_ERROR, INTERRUPTED = "data missing", "grader error", "interrupted"
+
+
 class NotRun(Exception):
     """A check could not run for a reason that is not the student's (missing data, a grader fault).
     Raised only in the grading process: nothing the student's code does in the child can raise it."""
+
+    def __init__(self, message="", reason=DATA_MISSING):
+        super().__init__(message)
+        self.reason = reason
 
 
 def check(test_id):
@@ -45,14 +52,20 @@ def all_checks():
     return REGISTRY
 
 
-def outcome(function, sub):
-    """(status, message) of running one check: "passed", "failed" or "not run", and the message the
-    student reads. What went wrong in the student's code reaches a check as CheckFailure (the probes
-    turn it into a message); any other exception here is the grader's own."""
+def run_check(function, sub):
+    """(status, message, reason) of running one check: "passed", "failed" or "not run", the message
+    the student reads, and why (a typed reason: compare.REASONS for a failure, DATA_MISSING or
+    GRADER_ERROR when not run, "" when passed). What went wrong in the student's code reaches a check
+    as CheckFailure (the probes turn it into a message); any other exception here is the grader's own."""
     try:
         message = function(sub)
-        return "passed", message or ""
+        return "passed", message or "", ""
     except NotRun as error:
-        return "not run", str(error)
+        return "not run", str(error), error.reason
     except CheckFailure as error:
-        return "failed", str(error)
+        return "failed", str(error), error.reason
+
+
+def outcome(function, sub):
+    """(status, message) of `run_check`."""
+    return run_check(function, sub)[:2]

@@ -9,8 +9,21 @@ import math
 import torch
 
 
+# why a test failed, as a typed value (the gradebook's status comes from these, never from message text)
+WRONG, NOT_IMPLEMENTED, RAISED, TIMED_OUT, OUT_OF_MEMORY, CRASHED = (
+    "wrong", "not implemented", "raised an exception", "timed out", "out of memory", "crashed")
+MISSING_FILE, SYNTAX_ERROR, IMPORT_ERROR, REFUSED_FILE = "missing file", "syntax error", "import error", "refused file"
+REASONS = (WRONG, NOT_IMPLEMENTED, RAISED, TIMED_OUT, OUT_OF_MEMORY, CRASHED, MISSING_FILE, SYNTAX_ERROR, IMPORT_ERROR,
+           REFUSED_FILE)
+
+
 class CheckFailure(AssertionError):
-    """A check found something wrong; the message says what was checked, expected and found."""
+    """A check found something wrong; the message says what was checked, expected and found, and
+    `reason` (one of REASONS) what kind of failure it is."""
+
+    def __init__(self, message="", reason=WRONG):
+        super().__init__(message)
+        self.reason = reason if reason in REASONS else WRONG
 
 
 def fail(message):

@@ -30,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from .compare import CheckFailure, fail
+from .compare import CRASHED, NOT_IMPLEMENTED, OUT_OF_MEMORY, RAISED, TIMED_OUT, CheckFailure, fail
 
 NOTEBOOK, CNN_FILE, DECODER, ATTENTION = "q1.ipynb", "h2-q2.py", "decoder.py", "decoder_with_attention.py"
 PROBES = {}
@@ -89,28 +89,29 @@ def _student_frame(error, workdir):
 
 
 def run_probe(sub, name, inputs, seconds=None, memory_gb=None):
-    """(status, message, plain value) of probe `name` on the modules of `sub` (a Submission):
-    "passed" with the value, or "failed" with the message the student reads. Whatever the student's
-    code raises is a failure of its own: nothing here can say "not run". `seconds` and `memory_gb`
-    are the limits the caller enforces (for the messages)."""
+    """(status, message, value) of probe `name` on the modules of `sub` (a Submission): "passed" with
+    its plain value, or "failed" with the message the student reads and its reason (compare.REASONS)
+    as the value. Whatever the student's code raises is a failure of its own: nothing here can say
+    "not run". `seconds` and `memory_gb` are the limits the caller enforces (for the messages)."""
     limit = f"the limit ({memory_gb:g} GB)" if memory_gb else "this machine has"
     too_much_memory = f"your code tried to use more memory than {limit}"
+    reason = RAISED
     try:
         return "passed", "", plain(PROBES[name](sub.student, **inputs))
     except CheckFailure as error:
-        message = str(error)
+        message, reason = str(error), error.reason
     except NotImplementedError as error:
         text = str(error) or "a function raised NotImplementedError"
-        message = text if "not implemented yet" in text else f"not implemented yet: {text}"
+        message, reason = (text if "not implemented yet" in text else f"not implemented yet: {text}"), NOT_IMPLEMENTED
     except TestTimeout:
-        message = f"timed out after {seconds} s (an infinite loop, or far too slow?)"
+        message, reason = f"timed out after {seconds} s (an infinite loop, or far too slow?)", TIMED_OUT
     except RecursionError:
-        message = "your code recursed without end (RecursionError)"
+        message, reason = "your code recursed without end (RecursionError)", CRASHED
     except MemoryError:
-        message = too_much_memory
+        message, reason = too_much_memory, OUT_OF_MEMORY
     except BaseException as error:  # the student's code raised: report where
         if isinstance(error, RuntimeError) and "can't allocate memory" in str(error):
-            message = too_much_memory
+            message, reason = too_much_memory, OUT_OF_MEMORY
         else:
             try:
                 text = str(error)
@@ -119,7 +120,7 @@ def run_probe(sub, name, inputs, seconds=None, memory_gb=None):
             message = f"your code raised {type(error).__name__}: {text[:MESSAGE_LIMIT]}{_student_frame(error, sub.workdir)}"
     if len(message) > MESSAGE_LIMIT:
         message = message[:MESSAGE_LIMIT] + f" [... {len(message) - MESSAGE_LIMIT:,} more characters]"
-    return "failed", message, None
+    return "failed", message, reason
 
 
 # ---- helpers --------------------------------------------------------------------------------

@@ -72,7 +72,7 @@ def answer(sub, request):
             status, message, value = run_probe(sub, request["probe"], request["inputs"], request["limit"], MEMORY_GB)
     finally:
         signal.alarm(0)
-    reply = {"value": value} if status == "passed" else {"status": "failed", "message": message}
+    reply = {"value": value} if status == "passed" else {"status": "failed", "message": message, "reason": value}
     return dict(reply, printed=captured.getvalue())
 
 

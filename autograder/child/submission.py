@@ -14,7 +14,7 @@ import traceback
 import types
 from pathlib import Path
 
-from .compare import CheckFailure
+from .compare import IMPORT_ERROR, MISSING_FILE, SYNTAX_ERROR, TIMED_OUT, CheckFailure
 
 HELPERS = ("utils", "decoder", "decoder_with_attention", "train")  # the homework's own modules
 # the student files a provided file imports: when one cannot be loaded, the provided file gets a
@@ -117,12 +117,14 @@ class Submission:
         if filename not in self._student:
             if not (self.workdir / filename).is_file():
                 self._student[filename] = CheckFailure(
-                    f"{filename} is missing from your submission (expected at {self.tree / filename})")
+                    f"{filename} is missing from your submission (expected at {self.tree / filename})", MISSING_FILE)
             else:
                 try:
                     self._student[filename] = load_module(self.workdir, filename, self._placeholders(filename))
                 except BaseException as error:  # SyntaxError, ImportError, SystemExit, ...
-                    self._student[filename] = CheckFailure(describe_import_error(filename, error))
+                    reason = (SYNTAX_ERROR if isinstance(error, SyntaxError) else
+                              TIMED_OUT if type(error).__name__ == "TestTimeout" else IMPORT_ERROR)
+                    self._student[filename] = CheckFailure(describe_import_error(filename, error), reason)
         module = self._student[filename]
         if isinstance(module, CheckFailure):
             raise module
@@ -148,4 +150,4 @@ class Submission:
         status, message, value = run_probe(self, probe, inputs)
         if status == "passed":
             return unplain(value)
-        raise CheckFailure(message)
+        raise CheckFailure(message, value)  # value: the reason of the failure
