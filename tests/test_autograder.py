@@ -203,3 +203,23 @@ def test_what_students_see_follows_the_tests_visibility(tmp_path):
     assert "SECRET" not in before and "equivalence" not in before and "shape" in before
     assert "SECRET-AFTER-DUE" in after and "SECRET-HIDDEN" not in after
     assert "SECRET-AFTER-DUE" in everything and "SECRET-HIDDEN" in everything
+
+
+def test_check_q1_and_grading_give_a_notebook_the_same_verdict(tmp_path):
+    """An answer cell that uses a name defined only in a cell the student added fails both
+    `make check-q1` (python -m autograder.child.notebook) and the grading, with NameError."""
+    notebook = json.loads((SOLUTION / "q1.ipynb").read_text())
+    cells = notebook["cells"]
+    index = next(i for i, c in enumerate(cells) if c["metadata"].get("nbgrader", {}).get("grade_id") == "mlp_counts")
+    cells.insert(index, {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
+                         "source": "HIDDEN_UNITS = 100  # the student's own cell\n"})
+    source = "".join(cells[index + 1]["source"])
+    cells[index + 1]["source"] = source.replace("def mlp_counts():\n", "def mlp_counts():\n    assert HIDDEN_UNITS\n", 1)
+    tree = make_tree(tmp_path)
+    (tree / "q1.ipynb").write_text(json.dumps(notebook))
+    local = subprocess.run([sys.executable, "-m", "autograder.child.notebook", str(tree / "q1.ipynb")], cwd=ROOT,
+                           capture_output=True, text=True, timeout=120)
+    assert local.returncode == 1 and "NameError" in local.stderr and "HIDDEN_UNITS" in local.stderr, local.stderr
+    results, _ = grade_cli(tree, tmp_path / "out", "--only", "1.2")
+    test = next(t for t in results["tests"] if t["extra_data"]["id"] == "1.2-parameter-counts")
+    assert test["score"] == 0 and "NameError" in test["output"] and "HIDDEN_UNITS" in test["output"]

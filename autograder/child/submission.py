@@ -40,14 +40,22 @@ def placeholder(name, why):
     return module
 
 
-def notebook_cells(path):
+def notebook_cells(path, checks=False):
     """[(grade_id, source)] of the code cells of an nbgrader notebook that define the answers: the
-    provided (locked) cells and the answer (solution) cells, in order; not the check cells, nor
-    cells of the student's own (scratch work)."""
+    provided (locked) cells and the answer (solution) cells, in order; not cells of the student's
+    own (scratch work), and the check cells only with `checks` (`make check-q1`: the grader runs
+    its own checks instead). A notebook that is not valid JSON raises CheckFailure saying so."""
+    try:
+        notebook = json.loads(Path(path).read_text())
+        raw_cells = notebook["cells"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise CheckFailure(f"{Path(path).name} is not a readable notebook ({type(error).__name__}: "
+                           f"{str(error)[:200]}); open it in Jupyter and save it again") from None
     cells = []
-    for cell in json.loads(Path(path).read_text())["cells"]:
+    for cell in raw_cells:
         marks = cell.get("metadata", {}).get("nbgrader", {})
-        if cell.get("cell_type") != "code" or not marks or (marks.get("grade") and not marks.get("solution")):
+        is_check = bool(marks.get("grade")) and not marks.get("solution")
+        if cell.get("cell_type") != "code" or not marks or (is_check and not checks):
             continue
         if marks.get("solution") or marks.get("locked"):
             source = cell.get("source", "")
