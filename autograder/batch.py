@@ -201,6 +201,8 @@ def grade_all(submissions, out, jobs=2, only=None, regrade=False, log=print, all
     out.mkdir(parents=True, exist_ok=True)
     layer = sandbox.layer(allow_unsandboxed)  # SandboxError before anyone is graded
     check = selfcheck.run(allow_unsandboxed)  # EnvironmentBroken before anyone is graded
+    if layer.name == "user":  # no namespaces: the children's uid must not read the class's results
+        os.chmod(out, 0o700)
     if layer.name == "user" and sandbox.readable_by(layer.uid, [str(Path(submissions).resolve())]):
         raise sandbox.SandboxError(f"the submissions ({submissions}) are readable by uid {layer.uid}, which student "
                                    f"code runs as here: one student's code could read the others'. Fix: "

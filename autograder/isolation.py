@@ -11,7 +11,8 @@ Every request has a deadline (what is left of the test's time limit); a child th
 exits or crashes is killed with everything it started, the test fails with a message saying so,
 and the next request starts a fresh child. A test that needs a stand-in for a wrong student
 function gets a child of its own with the grader's stand-in module (autograder/standins.py)
-bound in; no other child sees it, and no line of it reaches the student's feedback.
+bound in; no other child sees it, and nothing that child's code prints or raises reaches the
+student's feedback (the student's code could read the stand-in there).
 """
 
 import io
@@ -49,6 +50,8 @@ class StudentProcess:
     def __init__(self, workdir, shown_as, standins=None):
         self.workdir, self.shown_as = Path(workdir), str(shown_as)
         self.standins = standins  # the stand-in module to bind into this child, or None
+        # with the grader's code in the child, nothing the student's code says reaches the feedback
+        self.quiet = standins is not None
         self.standins_path = None  # where the child finds it
         self.child = None
         self.stderr = None
@@ -97,7 +100,7 @@ class StudentProcess:
         code = self.child.wait()
         self.stderr.seek(0, io.SEEK_END)
         self.stderr.seek(max(0, self.stderr.tell() - 500))
-        tail = self.stderr.read().decode(errors="replace").strip()
+        tail = "" if self.quiet else self.stderr.read().decode(errors="replace").strip()
         self.close()
         return why.replace("{code}", str(code)) + (f" {tail}" if tail else "")
 
@@ -116,7 +119,8 @@ class StudentProcess:
             sent = self._write(encode({"probe": probe, "inputs": inputs, "seconds": seconds, "limit": limit}), deadline)
         except OSError:  # the child is gone
             sent = "eof"
-        reasons = {"eof": CRASHED, "timeout": TIMED_OUT}
+        reasons = {"eof": CRASHED, "timeout": TIMED_OUT, "disk": CRASHED}
+        failures["disk"] = f"your code wrote more than {sandbox.TMP_MB} MB of files (exit code {{code}})."
         if sent is not True:
             raise CheckFailure(self._stopped(failures[sent]), reasons[sent])
         header = self._read(HEADER.size, deadline)
@@ -148,13 +152,18 @@ class StudentProcess:
         return True
 
     def _read(self, size, deadline):
-        """`size` bytes from the child, or "eof", or "timeout"."""
+        """`size` bytes from the child, or "eof", or "timeout", or "disk" when the child's files grow
+        beyond the sandbox's bound (checked twice a second where the layer has no /tmp of its own)."""
         chunks, left = [], size
         while left:
             wait = deadline - time.time()
-            ready = select.select([self.answer_fd], [], [], max(0.0, wait))[0] if wait > 0 else []
-            if not ready:
+            if wait <= 0:
                 return "timeout"
+            ready = select.select([self.answer_fd], [], [], min(wait, 0.5))[0]
+            if not ready:
+                if sandbox.layer().over_limit():
+                    return "disk"
+                continue
             chunk = os.read(self.answer_fd, min(left, 1 << 20))
             if not chunk:
                 return "eof"
@@ -170,7 +179,7 @@ class StudentSubmission:
     def __init__(self, tree, test_seconds=150, files=None):
         """`files`: the graded files this child may see (default: all of them)."""
         self.tree = Path(tree)
-        self.workdir = prepare_workdir(self.tree, files)
+        self.workdir = prepare_workdir(self.tree, files, reader_gid=sandbox.layer().uid)
         self.process = StudentProcess(self.workdir, self.tree)
         self.test_seconds = test_seconds
         self._reference = {}
@@ -188,9 +197,11 @@ class StudentSubmission:
     def run(self, probe, **inputs):
         return self._answer(self.process, probe, inputs)
 
-    def run_with_standins(self, probe, **inputs):
-        """`run`, in a child of its own that also sees the grader's stand-ins (`use=` names which)."""
+    def run_with_standins(self, probe, quiet=True, **inputs):
+        """`run`, in a child of its own that also sees the grader's stand-ins (`use=` names which). With
+        `quiet` (whenever student code runs there) nothing the child prints or raises is shown."""
         process = StudentProcess(self.workdir, self.tree, standins=standins.path())
+        process.quiet = quiet
         self.used_standins = True
         try:
             return self._answer(process, probe, inputs)
@@ -199,20 +210,27 @@ class StudentSubmission:
 
     def _answer(self, process, probe, inputs):
         seconds = max(1.0, self.deadline - time.time())
-        shown = standins.redact if process.standins is not None else str
         try:
             reply = process.request(probe, inputs, seconds, self.test_seconds)
         except CheckFailure as error:
-            raise CheckFailure(shown(capped(error)), error.reason) from None
+            raise CheckFailure(capped(error), error.reason) from None
         if not isinstance(reply, dict):
             raise CheckFailure("the grading process answered with something unreadable", CRASHED)
-        if reply.get("printed"):
-            self.printed.append(shown(capped(reply["printed"])))
         if "value" in reply:
             self.answered = True
+            if reply.get("printed") and not process.quiet:
+                self.printed.append(capped(reply["printed"]))
             return unplain(reply["value"])
-        # whatever the child says, the test fails (its reason can only be one of the student's kinds)
-        raise CheckFailure(shown(capped(reply.get("message"))), reply.get("reason"))
+        failure = CheckFailure(capped(reply.get("message")), reply.get("reason"))  # the student's kinds only
+        if process.quiet:  # the grader's correct code ran beside the student's: say nothing the child said
+            what = "not implemented yet" if failure.reason == "not implemented" else failure.reason
+            raise CheckFailure(f"your code failed ({what}) while it trained together with the grader's "
+                               f"correct code (standing in for a part of yours whose problem its own test counts); "
+                               f"what your code printed or raised is not shown in this test, because the grader's "
+                               f"code ran in the same process. Run your own code to see it.", failure.reason)
+        if reply.get("printed"):
+            self.printed.append(capped(reply["printed"]))
+        raise failure
 
     def reference(self, filename):
         if filename not in self._reference:

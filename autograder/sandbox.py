@@ -27,7 +27,6 @@ import functools
 import os
 import pwd
 import shutil
-import signal
 import subprocess
 import sys
 import sysconfig
@@ -165,6 +164,9 @@ class Bubblewrap:
     def after_child(self):
         """Nothing to do: the child's PID namespace and /tmp die with it."""
 
+    def over_limit(self):
+        """None: the child's /tmp is a tmpfs of TMP_MB."""
+
 
 class UnprivilegedUser:
     name = "user"
@@ -209,6 +211,17 @@ class UnprivilegedUser:
                     f"root, which grades)")
         return None
 
+    def over_limit(self):
+        """A message when the child's files (in its folder and the shared temporary folders) take more
+        than TMP_MB (this layer has no /tmp of its own to bound them), else None."""
+        used = 0
+        for folder in filter(None, [self.home, "/tmp", "/var/tmp", "/dev/shm"]):
+            used += disk_usage_of(self.uid, folder)  # self.home is root's: its contents are not counted twice
+            if used > TMP_MB * 2**20:
+                return (f"your code wrote more than {TMP_MB} MB of files; the grading process was stopped "
+                        f"(exit code {{code}}).")
+        return None
+
     def after_child(self):
         """Kill every process of the child's uid and remove the files it left in shared folders."""
         kill_processes_of(self.uid)
@@ -221,6 +234,7 @@ class UnprivilegedUser:
 
 class Unsandboxed:
     name = "none"
+    uid = None
     description = "NONE: student code ran with the grader's privileges (--unsandboxed)"
 
     def child(self, argv, workdir, memory_gb, standins=None):
@@ -232,6 +246,9 @@ class Unsandboxed:
 
     def after_child(self):
         pass
+
+    def over_limit(self):
+        return None
 
 
 def private_paths(extra=()):
@@ -280,6 +297,32 @@ def _processes_of(uid):
     return found
 
 
+def disk_usage_of(uid, folder):
+    """Bytes on disk of what `uid` owns in `folder`: its entries there and everything under its own
+    folders (never following links; other users' folders are not walked)."""
+    used = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if info.st_uid != uid:
+            continue
+        used += info.st_blocks * 512
+        if entry.is_dir(follow_symlinks=False):
+            for path, dirs, files in os.walk(entry.path):
+                for name in files + dirs:
+                    try:
+                        used += os.lstat(os.path.join(path, name)).st_blocks * 512
+                    except OSError:
+                        pass
+    return used
+
+
 def remove_files_of(uid, folder):
     """Remove what `uid` left under `folder` (never following links)."""
     try:
@@ -301,6 +344,7 @@ def remove_files_of(uid, folder):
 _held_slots = []
 
 
+@functools.lru_cache(maxsize=None)
 def _free_uid():
     """A uid of its own for this grading process: the first of FIRST_UID.. that no account uses,
     no process runs as, and no other grading holds (a lock file, held until this process ends)."""
@@ -328,9 +372,18 @@ def _free_uid():
     raise SandboxError(f"no free uid among {FIRST_UID}..{FIRST_UID + UID_SLOTS - 1} for the child")
 
 
-@functools.lru_cache(maxsize=None)
+_chosen = []  # the layer this process uses, once chosen
+
+
 def layer(allow_unsandboxed=False):
-    """The layer student code runs in here; SandboxError when none works, unless allowed."""
+    """The layer student code runs in here, chosen once per process (the first call decides, with its
+    `allow_unsandboxed`; later calls get the same layer); SandboxError when none works, unless allowed."""
+    if not _chosen:
+        _chosen.append(_choose(allow_unsandboxed))
+    return _chosen[0]
+
+
+def _choose(allow_unsandboxed):
     forced = os.environ.get("HW2_SANDBOX", "auto")
     if forced not in ("auto", "bubblewrap", "user", "none"):
         raise SandboxError(f"HW2_SANDBOX={forced!r}: choose auto, bubblewrap, user or none")

@@ -45,7 +45,7 @@ def run(allow_unsandboxed=False):
     with tempfile.TemporaryDirectory(prefix="hw2-selfcheck-") as empty:
         sub = StudentSubmission(empty, test_seconds=300, files=[])
         try:
-            found = sub.run_with_standins("selfcheck", images=images, labels=labels, steps=STEPS)
+            found = sub.run_with_standins("selfcheck", quiet=False, images=images, labels=labels, steps=STEPS)
         except CheckFailure as error:
             lines = str(error).replace("; your code may have called exit or crashed the interpreter.", ":").splitlines()
             text = lines[0][:300] + (f" ... {lines[-1][-300:]}" if len(lines) > 1 else "")

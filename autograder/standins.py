@@ -4,9 +4,9 @@ a wrong one, so that one mistake is charged once, in the test that names it (a c
 
 They are written, once per grading process, from the reference solution itself (one source of
 truth) into a private temporary file, which is bound into the child of a test that needs it and
-no other (autograder/isolation.py). Never released: the students' repository has no
-`solution/` and no copy of this module (tests/test_release.py). `redact` keeps their text out of
-anything the student reads.
+no other (autograder/isolation.py), whose printed output and messages never reach the student
+(the student's code could read the stand-in there). Never released: the students' repository has
+no `solution/` and no copy of this module (tests/test_release.py).
 """
 
 import ast
@@ -20,7 +20,6 @@ from autograder.submission import REFERENCE_TREE
 
 DEFINITIONS = {"h2-q2.py": ("CNN", "train_batch"), "decoder_with_attention.py": ("Attention",)}
 HEADER = "import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\n\n\n"
-WITHHELD = "[grader's code withheld]"
 
 
 @functools.lru_cache(maxsize=None)
@@ -44,20 +43,3 @@ def path():
     target.write_text(source())
     target.chmod(0o644)  # bound read-only into the child, whose uid is not the grader's
     return target
-
-
-@functools.lru_cache(maxsize=None)
-def _distinctive_lines():
-    lines = {line.strip() for line in source().splitlines()}
-    return sorted((line for line in lines if len(line) >= 16 and not line.startswith("import ")), key=len, reverse=True)
-
-
-def redact(text):
-    """`text` with every distinctive line of the stand-ins, and every line of its own that is a
-    piece of them (a line cut short by a length limit), replaced by WITHHELD."""
-    for line in _distinctive_lines():
-        if line in text:
-            text = text.replace(line, WITHHELD)
-    whole = source()
-    return "\n".join(WITHHELD if len(line.strip()) >= 12 and line.strip() in whole else line
-                     for line in text.split("\n"))

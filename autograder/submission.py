@@ -97,15 +97,17 @@ def refused_files(tree):
     return refused
 
 
-def prepare_workdir(tree, files=None, provided_tree=PROVIDED_TREE):
+def prepare_workdir(tree, files=None, provided_tree=PROVIDED_TREE, reader_gid=None):
     """A new folder with the provided files of the homework and the graded files of `tree` on top
-    (`files`: only those; default all). A refused file is left out (its tests say why)."""
+    (`files`: only those; default all). A refused file is left out (its tests say why). Only the
+    grader can write it; only the grader and, with `reader_gid` (the group of the child's own uid),
+    that child can read it: not a classmate's child graded at the same time."""
     workdir = Path(tempfile.mkdtemp(prefix="hw2-grading-"))
-    os.chmod(workdir, 0o755)  # readable by the child's uid, writable by the grader only
+    copies = []
     for path in Path(provided_tree).iterdir():
         if path.is_file() and path.name not in GRADED_FILES:
             shutil.copyfile(path, workdir / path.name)
-            os.chmod(workdir / path.name, 0o644)
+            copies.append(workdir / path.name)
     for filename in GRADED_FILES if files is None else files:
         try:
             data = read_graded_file(tree, filename)
@@ -113,7 +115,12 @@ def prepare_workdir(tree, files=None, provided_tree=PROVIDED_TREE):
             data = None
         if data is not None:
             (workdir / filename).write_bytes(data)
-            os.chmod(workdir / filename, 0o644)
+            copies.append(workdir / filename)
+    for path in [workdir, *copies]:
+        if reader_gid is not None:
+            os.chown(path, os.geteuid(), reader_gid)
+        os.chmod(path, (0o750 if path == workdir else 0o640) if reader_gid is not None else
+                 (0o700 if path == workdir else 0o600))
     return workdir
 
 
@@ -136,7 +143,7 @@ class LocalSubmission(Submission):
             self._reference[filename] = load_reference(filename)
         return self._reference[filename]
 
-    def run_with_standins(self, probe, **inputs):
+    def run_with_standins(self, probe, quiet=True, **inputs):
         from autograder import standins
 
         return self.run(probe, standins=str(standins.path()), **inputs)

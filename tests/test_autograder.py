@@ -106,10 +106,34 @@ def test_the_corpus_is_large_and_covers_every_question():
     assert {test_id.split("-")[0] for *_, test_id, _ in WRONG_SUBMISSIONS} == {"1.1", "1.2", "1.3", "2.2", "3.1a", "3.1b"}
 
 
-def test_reference_scores_full_marks_and_the_same_twice(tmp_path):
-    """Two gradings of solution/ at once (the grader uses one thread each)."""
-    runs = [subprocess.Popen([sys.executable, "-m", "autograder", "grade", str(SOLUTION), "--out", str(tmp_path / str(i))],
-                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+def checkout_under_tmp(tmp_path):
+    """A copy of the repository's files (as git lists them) under /tmp, where CI systems clone."""
+    clone = tmp_path / "checkout"
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for name in files:
+        if (ROOT / name).is_file():
+            (clone / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, clone / name)
+    return clone
+
+
+def test_reference_scores_full_marks_and_the_same_twice_from_any_checkout(tmp_path):
+    """Two gradings of solution/ at once with the grading's budget (the grader uses one thread each):
+    one from this checkout, one from a copy under /tmp with SYDNEY_DIR given through a symbolic link.
+    Bind order, links and checkouts under /tmp simply work."""
+    import os
+
+    from data import CACHE_DIR
+
+    clone = checkout_under_tmp(tmp_path)
+    link = tmp_path / "sydney-link"
+    link.symlink_to(os.environ.get("SYDNEY_DIR") or tmp_path / "nowhere")
+    environments = [dict(os.environ, HW2_BUDGET="grading"),
+                    dict(os.environ, HW2_BUDGET="grading", SYDNEY_DIR=str(link), HW2_CACHE_DIR=str(CACHE_DIR),
+                         PYTHONPATH=str(clone))]
+    runs = [subprocess.Popen([sys.executable, "-m", "autograder", "grade", "solution", "--out", str(tmp_path / str(i))],
+                             cwd=where, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            for i, (where, env) in enumerate(zip((ROOT, clone), environments))]
     for run in runs:
         stdout, stderr = run.communicate(timeout=900)
         assert run.returncode == 0, stderr[-3000:]

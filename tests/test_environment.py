@@ -1,10 +1,10 @@
-"""The grader's environment: it checks itself before grading anyone, works wherever it is checked
-out, stops cleanly when interrupted, and finishes a submission that hangs everywhere within its
-budget. None of the grader's failures is written as a student's."""
+"""The grader's environment: it checks itself before grading anyone, stops cleanly when
+interrupted, and finishes a submission that hangs everywhere within its budget. None of the
+grader's failures is written as a student's. (That it works from any checkout, under /tmp with
+the data through a link, is tests/test_autograder.py's reference test.)"""
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -44,28 +44,6 @@ def test_a_broken_environment_stops_before_grading_with_the_cause(tmp_path, env,
     assert result.returncode != 0
     assert words in result.stderr, result.stderr[-2000:]
     assert not (tmp_path / "out").exists(), "a broken grader must write no student's results"
-
-
-def test_a_checkout_under_tmp_with_the_data_through_a_link_grades_the_reference_fully(tmp_path):
-    """Bind order, links and checkouts under /tmp simply work (CI systems clone there)."""
-    clone = tmp_path / "checkout"
-    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-    for name in files:
-        if (ROOT / name).is_file():
-            (clone / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, clone / name)
-    if not os.environ.get("SYDNEY_DIR"):
-        pytest.skip("SYDNEY_DIR is not set")
-    (tmp_path / "data-link").symlink_to(os.environ["SYDNEY_DIR"])
-    from data import CACHE_DIR
-
-    env = dict(os.environ, SYDNEY_DIR=str(tmp_path / "data-link"), HW2_CACHE_DIR=str(CACHE_DIR), PYTHONPATH=str(clone))
-    result = subprocess.run([sys.executable, "-m", "autograder", "grade", "solution", "--out", str(tmp_path / "out")],
-                            cwd=clone, capture_output=True, text=True, timeout=900, env=env)
-    assert result.returncode == 0, result.stderr[-3000:]
-    results = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert results["score"] == 100, [(t["extra_data"]["id"], t["output"][:200]) for t in results["tests"]
-                                     if t.get("status") == "failed" or t["extra_data"]["not_run"]]
 
 
 def test_a_submission_that_hangs_everywhere_finishes_within_the_budget(tmp_path):

@@ -3,23 +3,34 @@ grading path (`python -m autograder grade` / `grade-all` in a subprocess), and t
 asserted: the score of the tests concerned, their messages, nothing written outside the
 working folder, repository files unchanged, the grader's output bounded, the batch row present.
 
-Every case runs in three ways (`grader` fixture):
+The cases run in three ways (the `grader` fixture):
 
-- `root`: the grader as root (bubblewrap, then setpriv to a uid of its own);
-- `user`: the grader as an ordinary user (uid 1234, `setpriv`): bubblewrap in a user namespace;
+- `default`: the grader as the user running the tests (root here: bubblewrap, then setpriv to a
+  uid of the grading's own);
+- `user`: the grader as an ordinary user (uid 1234, `setpriv`): bubblewrap in a user namespace.
+  Here the venv's interpreter lives in /root (mode 0700), which such a user cannot reach, so the
+  grader runs in a private mount namespace whose /root is a 0755 tmpfs holding only that
+  interpreter (the host's /root is untouched): a machine where the user can run the venv;
 - `container`: the `user` layer (HW2_SANDBOX=user, no namespaces), in a copy of the repository
-  whose private files (and data, and /usr/share/datasets) are not readable by the child's uid.
+  whose private files, data (0700 copies) and /usr/share/datasets (o-rx while grading) are not
+  readable by the child's uid.
+`user` and `container` need root and are skipped otherwise.
 
-The attacks are grouped so that each grading stays cheap and its verdicts clear:
+The attacks are grouped so that each grading stays cheap and its verdicts clear, one attack per
+test of the notebook q1.ipynb (questions 1.x: no data, no training) wherever it can be:
 
-- `NOTEBOOK` (q1.ipynb, questions 1.x): remounts and writes (1), /proc/sys and the hostname,
-  the child's uid and capabilities (2), filling /tmp (11), a process flood (12);
-- `DECODER` (decoder.py, 3.1a): the reference-caption decoder (5), a spoofed "not run" (6), an
-  environment secret (7), an oversized message and huge answers (9);
-- `batch` (grade-all, 3.1a): links and FIFOs (3), a classmate's files (8), zip bombs (10),
-  non-UTF-8 output (13);
-- `CNN` (h2-q2.py, 2.2, as root only: its accuracy test is the dearest): the label lookup and
-  the stand-ins (4).
+- `NOTEBOOK`: remounts and writes (class 1), /proc/sys, the hostname, the child's uid and
+  capabilities (2), filling /tmp (11), a process flood (12);
+- `SPOOFS`: snooping the reference and the data (4, 5), a spoofed "not run" (6), an environment
+  secret (7), an oversized message and huge answers (9);
+- a class graded by grade-all (question 1.1): links and a FIFO (3), a classmate's files (8), zip
+  bombs (10), non-UTF-8 output (13);
+- `CNN` and `CAPTIONS` (2.2 and 3.1a, the default mode only: training is the dearest): the label
+  lookup and the reference-caption decoder against tests that measure the returned weights, and
+  the grader's stand-ins as the student's code sees them (4, 5).
+
+Verdicts that reveal a grader bug are asserted last in their test (after every other verdict).
+HW2_HOSTILE_KEEP=1 keeps the working folders, to read the results.
 """
 
 import base64
@@ -65,10 +76,10 @@ DRIVER = ("import resource, sys\nfrom autograder.__main__ import main\ntry:\n   
 class Grader:
     """The real grader, run in one of the three modes."""
 
-    def __init__(self, mode, root, env, prefix=(), uid=None, private=(), sydney=SYDNEY, cache=None):
+    def __init__(self, mode, root, env, prefix=(), uid=None, private=(), cache=None):
         self.mode, self.root, self.env, self.prefix, self.uid = mode, Path(root), env, list(prefix), uid
         self.private = [str(p) for p in private]  # what the child must not read, as this mode sets it up
-        self.sydney, self.cache = Path(sydney), Path(cache or ROOT / "data" / "cache")
+        self.cache = Path(cache or ROOT / "data" / "cache")
         self._spaces = []
 
     def workspace(self):
@@ -148,33 +159,33 @@ def _copy_repository(into):
         if source.is_file() and not source.is_symlink():
             (into / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, into / name)
+    for folder in [into, *(p for p in into.rglob("*") if p.is_dir())]:
+        os.chmod(folder, 0o755)
     for folder in ["solution", "tests", "autograder/checks"]:
         os.chmod(into / folder, 0o700)
     os.chmod(into / "autograder" / "calibration.json", 0o600)
-    for folder in [into, *[p for p in into.rglob("*") if p.is_dir() and p.parent.name != "checks"]]:
-        if folder.name not in ("solution", "tests", "checks"):
-            os.chmod(folder, 0o755)
 
 
-@pytest.fixture(scope="module", params=["root", "user", "container"])
+@pytest.fixture(scope="module", params=["default", "user", "container"])
 def grader(request):
     mode = request.param
     base = dict(os.environ, SYDNEY_DIR=str(SYDNEY), HW2_THREADS="1")
     base.pop("HW2_SANDBOX", None)
     base.pop("HW2_UNSANDBOXED", None)
-    if mode != "root" and not IS_ROOT:
-        pytest.skip(f"the {mode!r} mode switches uids (setpriv) and needs the tests to run as root")
-    if mode == "root":
-        if not IS_ROOT:
-            pytest.skip("not root: the `root` mode is the grader as root")
+    if mode != "default" and not IS_ROOT:
+        pytest.skip(f"the {mode!r} mode switches uids (setpriv) or needs the `user` layer: the tests must run as root")
+    if mode == "default":  # as root here: bubblewrap, then setpriv to a uid of the grading's own
         g = Grader(mode, ROOT, base, private=_private_of(ROOT, ROOT / "data" / "cache", SYDNEY))
     elif mode == "user":
         home = Path(tempfile.mkdtemp(prefix="hw2-hostile-home-", dir="/tmp"))
         os.chmod(home, 0o755)
         os.chown(home, USER_UID, USER_UID)
         env = dict(base, HOME=str(home), USER="hw2-grader", LOGNAME="hw2-grader")
-        g = Grader(mode, ROOT, env, prefix=["setpriv", f"--reuid={USER_UID}", f"--regid={USER_UID}",
-                                            "--clear-groups", "--"], uid=USER_UID,
+        prefix = ["setpriv", f"--reuid={USER_UID}", f"--regid={USER_UID}", "--clear-groups", "--"]
+        real = Path(os.path.realpath(PYTHON))
+        if real.is_relative_to("/root"):  # the venv's interpreter is in root's home (0700) here
+            prefix = _reachable_interpreter(real, home) + prefix
+        g = Grader(mode, ROOT, env, prefix=prefix, uid=USER_UID,
                    private=_private_of(ROOT, ROOT / "data" / "cache", SYDNEY))
         g._spaces.append(home)
     else:
@@ -195,10 +206,22 @@ def grader(request):
         env = dict(base, HW2_SANDBOX="user", PYTHONPATH=str(copy), HW2_CACHE_DIR=str(private / "cache"),
                    SYDNEY_DIR=str(private / "sydney"))
         g = Grader(mode, copy, env, private=_private_of(copy, private / "cache", private / "sydney"),
-                   sydney=private / "sydney", cache=private / "cache")
+                   cache=private / "cache")
         g._spaces.append(top)
     yield g
     g.cleanup()
+
+
+def _reachable_interpreter(real, scratch):
+    """A command prefix giving what follows a private mount namespace where /root is a 0755 tmpfs
+    holding only the interpreter's installation (its real path unchanged): as on a machine where
+    the ordinary user can run the venv's Python. The host's /root is untouched."""
+    top = Path("/root") / real.relative_to("/root").parts[0]  # e.g. /root/.pyenv
+    keep = scratch / "interpreter"
+    keep.mkdir()
+    script = (f"mount --bind {top} {keep} && mount -t tmpfs -o mode=0755,size=1m hw2-root /root && "
+              f"mkdir -p {top} && mount --bind {keep} {top} && exec \"$@\"")
+    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, "sh"]
 
 
 def _private_of(root, cache, sydney):
@@ -235,16 +258,25 @@ def _digest(paths):
     return found
 
 
-def _processes_of(uid):
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
+def _processes_of(uid, marks=(), seconds=5):
+    """The live processes (not zombies waiting for init) of `uid` whose command line holds one of
+    `marks` (all, without marks), after waiting up to `seconds` for them to end. (Other gradings on
+    the machine may use the same uid as soon as this one has released it.)"""
+    deadline = time.time() + seconds
+    while True:
+        found = []
+        for entry in os.listdir("/proc"):
             try:
-                if os.stat(f"/proc/{entry}").st_uid == uid:
-                    found.append((entry, Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")[:100]))
-            except OSError:
+                if entry.isdigit() and os.stat(f"/proc/{entry}").st_uid == uid:
+                    status = Path(f"/proc/{entry}/status").read_text()
+                    command = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                    if not re.search(r"^State:\s+Z", status, re.M) and (not marks or any(m in command for m in marks)):
+                        found.append((entry, re.search(r"^Name:\s+(.*)$", status, re.M).group(1)))
+            except (OSError, AttributeError):
                 pass
-    return found
+        if not found or time.time() > deadline:
+            return found
+        time.sleep(0.2)
 
 
 def _report(text, name):
@@ -278,16 +310,6 @@ def _visible(paths, marker=None):
                 pass
     return seen
 
-
-def _probe_name():
-    """The probe (autograder/child/probes.py) that called the student's code."""
-    frame = _sys._getframe(1)
-    while frame is not None:
-        if frame.f_code.co_name in ("decoder_steps", "decoder_with_weights", "decoder_state", "decoder_jacobians",
-                                    "decoder_train", "notebook_calls", "cnn_train", "train_batch_probe"):
-            return frame.f_code.co_name
-        frame = frame.f_back
-    return None
 '''
 
 
@@ -296,12 +318,16 @@ NOTEBOOK = r'''
 import ctypes, json, os, socket, subprocess, sys, time
 
 TOKEN, NEW_FILES, EXISTING = HOSTILE["token"], HOSTILE["new_files"], HOSTILE["existing"]
-_DONE, _REFUSED = {}, {}
+_DONE, _CREATED, _REFUSED = {}, [], {}  # _CREATED: in the child's view; the host is checked by the test
 
 
-def _try(name, action):
+def _try(name, action, done=_DONE):
     try:
-        _DONE[name] = str(action())[:60]
+        result = str(action())[:60]
+        if isinstance(done, list):
+            done.append(result)
+        else:
+            done[name] = result
     except BaseException as error:
         _REFUSED[type(error).__name__] = _REFUSED.get(type(error).__name__, 0) + 1
 
@@ -319,9 +345,8 @@ def _create(path):
     return "CREATED " + path
 
 
-def _open_for_writing(path):  # opened for writing, left unchanged: proof enough
-    with open(path, "ab"):
-        pass
+def _open_for_writing(path):  # opened for writing (never created), left unchanged: proof enough
+    os.close(os.open(path, os.O_WRONLY | os.O_APPEND))
     return "WRITABLE " + path
 
 
@@ -349,7 +374,7 @@ _try("mount(2) /usr", _mount_syscall)
 _try("remount in a user namespace",
      lambda: _run("unshare", "-Urm", "sh", "-c", "mount -o remount,rw /usr && touch /usr/hw2-hostile-" + TOKEN))
 for path in NEW_FILES:
-    _try("create " + path, lambda path=path: _create(path))
+    _try("create " + path, lambda path=path: _create(path), _CREATED)
 for path in EXISTING + [__file__]:
     _try("write " + path, lambda path=path: _open_for_writing(path))
     _try("chmod " + path, lambda path=path: _same_mode(path))
@@ -371,7 +396,8 @@ def _identity():
 
 
 def mlp_counts():  # 1.2: fails, with the report
-    raise RuntimeError("<<<REPORT " + json.dumps({"identity": _identity(), "done": _DONE, "refused": _REFUSED}) + ">>>")
+    raise RuntimeError("<<<REPORT " + json.dumps({"identity": _identity(), "done": _DONE, "created": len(_CREATED),
+                                                  "refused": _REFUSED}) + ">>>")
 
 
 def attention_probabilities(X, W_Q, W_K):  # 1.3-attention-probabilities: 2 GB into /tmp
@@ -409,15 +435,17 @@ def bilinear_matrix(W_Q, W_K):  # 1.3-low-rank: a process flood
         except OSError as caught:
             spawn_error = caught
             break
-    raise RuntimeError("<<<FLOOD " + json.dumps([forks, type(error).__name__, spawned, type(spawn_error).__name__]) + ">>>")
+    flood = [forks, type(error).__name__, spawned, type(spawn_error).__name__]
+    raise RuntimeError("<<<FLOOD " + json.dumps(flood) + ">>>")
 
 # equivalent_head (1.3-equivalent-heads) and the functions of 1.1 stay correct: they keep their points
 '''
 
 
-def _notebook(config):
+def _notebook(config, code=NOTEBOOK):
+    """The reference notebook with a last answer cell of the student's: `code`, after HOSTILE = config."""
     notebook = json.loads((SOLUTION / "q1.ipynb").read_text())
-    source = f"HOSTILE = {config!r}\n" + NOTEBOOK
+    source = f"HOSTILE = {config!r}\n" + code
     notebook["cells"].append({"cell_type": "code", "execution_count": None, "outputs": [], "source": source,
                               "metadata": {"nbgrader": {"grade": False, "grade_id": "hostile", "locked": False,
                                                         "schema_version": 3, "solution": True, "task": False}}})
@@ -444,10 +472,14 @@ def test_writes_remounts_hostname_tmp_and_processes_are_contained(grader):
         root / "autograder" / "child" / "runner.py", root / "autograder" / "calibration.json",
         root / "autograder" / "grade.py", root / "solution" / "decoder.py")]
     existing += [str(SITE / "torch" / "__init__.py"), str(SITE / "homework2.pth"), "/etc/hosts", "/etc/passwd",
-                 str(grader.cache / "FashionMNIST" / "raw" / "t10k-labels-idx1-ubyte"), str(space / "student" / "q1.ipynb")]
+                 str(grader.cache / "FashionMNIST" / "raw" / "t10k-labels-idx1-ubyte"),
+                 str(space / "student" / "q1.ipynb")]
     tree = _tree(space / "student", **{"q1.ipynb": _notebook({"token": token, "new_files": new_files,
                                                                "existing": existing})})
-    before = _digest(existing + [str(p) for p in tree.iterdir()])
+    # the repository's own files may be edited by a developer meanwhile: for them, mode, owner and no token
+    unstable = [p for p in existing if any(Path(p).is_relative_to(root) for root in roots)]
+    stable = [p for p in existing if p not in unstable] + [str(p) for p in tree.iterdir()]
+    before = _digest(stable), {p: (os.stat(p).st_mode, os.stat(p).st_uid) for p in unstable if os.path.exists(p)}
     hostname = socket.gethostname()
     try:
         graded, seconds, _ = grader.grade(tree, out, "1.1,1.2,1.3", seconds=40)
@@ -459,23 +491,29 @@ def test_writes_remounts_hostname_tmp_and_processes_are_contained(grader):
             socket.sethostname(hostname)
     assert not created, f"the submission created files outside its /tmp: {created}"
     assert socket.gethostname() == hostname
-    assert _digest(existing + [str(p) for p in tree.iterdir()]) == before, "files outside the child changed"
+    assert _digest(stable) == before[0], "files outside the child changed"
+    assert {p: (os.stat(p).st_mode, os.stat(p).st_uid) for p in unstable if os.path.exists(p)} == before[1]
+    assert not [p for p in unstable if os.path.exists(p) and token.encode() in Path(p).read_bytes()]
     assert not glob.glob(f"/tmp/hw2-fill-{token}-*"), "the submission's /tmp files are on the machine's /tmp"
 
     report = _report(graded.feedback, "REPORT")  # printed from a failing function: in the feedback
     assert report["done"] == {}, f"attacks that succeeded: {report['done']}"
-    assert sum(report["refused"].values()) >= len(new_files) + 2 * len(existing) + 8
+    # (a user namespace's bubblewrap makes the folders above its binds on its own tmpfs, owned by the
+    # child: files created there die with the sandbox; what reaches the host is checked above)
+    assert sum(report["refused"].values()) + report["created"] == len(new_files) + 2 * len(existing) + 11
     identity = report["identity"]
     assert identity["uid"] != 0 and identity["euid"] != 0 and identity["gid"] != 0, identity
     assert identity["CapEff"] == identity["CapPrm"] == "0000000000000000", identity
     assert re.search(r'"CapEff": "0{16}"', graded.feedback)
 
-    fill = _report(graded.output("1.3-attention-probabilities"), "TMPFILL")
-    assert fill[0] <= TMP_MB and fill[1] in ("OSError",), f"the child wrote {fill[0]} MB to /tmp ({fill})"
     forks, _, spawned, _ = _report(graded.output("1.3-low-rank"), "FLOOD")
     assert forks + spawned < PROCESSES, f"{forks} forks and {spawned} processes"
-    uid = grader.host_uid(graded.results["extra_data"]["sandbox"])
-    assert not _processes_of(uid), f"processes of the child's uid {uid} left: {_processes_of(uid)}"
+    sandbox = graded.results["extra_data"]["sandbox"]
+    described = grader.host_uid(sandbox)
+    actual = described if "user namespace" in sandbox else identity["uid"]  # in a user namespace: 65534 inside
+    marks = [str(space), "sleep 600"]  # the runner's command line names the student's tree
+    for uid in {described, actual}:
+        assert not _processes_of(uid, marks), f"processes of the child's uid {uid} left: {_processes_of(uid, marks, 0)}"
 
     # what the code deserves: 1.1 and equivalent_head are correct, the rest fails
     assert graded.score("1.1-output-sizes") == 2 and graded.score("1.1-parameter-counts") == 2
@@ -487,115 +525,132 @@ def test_writes_remounts_hostname_tmp_and_processes_are_contained(grader):
     graded.sizes_bounded()
     assert seconds < 90
 
+    problems = []
+    filling = graded.output("1.3-attention-probabilities")
+    if f"wrote more than {TMP_MB} MB of files" not in filling:  # the user layer stops such a child; else /tmp refuses
+        fill = _report(filling, "TMPFILL")
+        if not (fill[0] <= TMP_MB and fill[1] == "OSError"):
+            problems.append(f"the child wrote {fill[0]} MB to /tmp, more than the sandbox's {TMP_MB} MB, without an "
+                            f"error")
+    if actual != described:
+        problems.append(f"results.json says the code ran as uid {described} ({sandbox}); it ran as uid {actual}")
+    assert not problems, "\n".join(problems)
 
-# ---- 5, 6, 7, 9: the decoder: the reference captions, "not run", a secret, oversized values ------
-DECODER = r'''
+
+# ---- 5, 6, 7, 9: snooping the reference, "not run", a secret, oversized values (the notebook) ------
+SPOOFS = VISIBLE + r'''
 import io as _io, json as _json, os as _os, struct as _struct, time as _time, zipfile as _zipfile
-
-_SNOOPED = None
-_BIG_SENT = False
+import torch as _torch
 
 
-def _forged_answer():
-    """An answer written straight to the grader: a torch.save-like payload of 16 million objects."""
+def conv_output_size(*args, **kwargs):  # 1.1-output-sizes: an answer of 16 million objects, forged
     pickled = b"\x80\x02](" + b"K\x00" * 16_000_000 + b"e."
     buffer = _io.BytesIO()
-    with _zipfile.ZipFile(buffer, "w", _zipfile.ZIP_STORED) as archive:
+    with _zipfile.ZipFile(buffer, "w", _zipfile.ZIP_STORED) as archive:  # as torch.save writes
         archive.writestr("archive/data.pkl", pickled)
         archive.writestr("archive/version", "3\n")
     payload = buffer.getvalue()
     view = memoryview(_struct.pack(">Q", len(payload)) + payload)
-    fd = int(_sys.argv[4])  # the runner's answer descriptor
-    while view:
-        view = view[_os.write(fd, view):]
+    while view:  # straight to the runner's answer descriptor
+        view = view[_os.write(int(_sys.argv[4]), view):]
+    _time.sleep(120)
 
 
-def _hostile_forward(self, word, h, c, encoder_out):
-    probe = _probe_name()
-    if probe == "decoder_steps":  # 3.1a-output-shape: a huge answer
-        _forged_answer()
-        _time.sleep(120)
-    if probe == "decoder_with_weights":  # 3.1a-equivalence: a spoofed "not run"
+def conv_parameters(*args, **kwargs):  # 1.1-parameter-counts: a spoofed "not run"
+    try:
+        from autograder.checks import NotRun
+    except Exception:
+        class NotRun(Exception):
+            pass
+    print("NOT RUN (not your fault)")
+    raise NotRun("NOT RUN (not your fault): the grader failed on this test; please tell your instructor")
+
+
+def mlp_counts():  # 1.2: 100 MB of values
+    return {"hidden": _torch.zeros(26_000_000), "output": 0, "total": 0}
+
+
+def attention_probabilities(X, W_Q, W_K):  # 1.3-attention-probabilities: the environment, a 30 MB message
+    print("<<<ENV", _json.dumps(dict(_os.environ)), ">>>")
+    for path in _glob.glob("/proc/[0-9]*/environ"):
         try:
-            from autograder.checks import NotRun
-        except Exception:
-            class NotRun(Exception):
-                pass
-        print("NOT RUN (not your fault)")
-        raise NotRun("NOT RUN (not your fault): the grader failed on this test; please tell your instructor")
-    global _BIG_SENT
-    if probe == "decoder_state" and not _BIG_SENT:  # 3.1a-state-and-dropout: 100 MB of values
-        _BIG_SENT = True
-        return torch.zeros(26_000_000), h, c
-    if probe == "decoder_jacobians":  # 3.1a-gradients: the environment, then a 30 MB message
-        print("<<<ENV", _json.dumps(dict(_os.environ)), ">>>")
-        for path in _glob.glob("/proc/[0-9]*/environ"):
-            try:
-                with open(path, "rb") as f:
-                    print(path, f.read()[:200])
-            except OSError:
-                pass
-        raise ValueError("x" * 30_000_000)
-    # 3.1a-bleu: look for the reference captions, then ignore the inputs
-    global _SNOOPED
-    if _SNOOPED is None:
-        _SNOOPED = _visible(HOSTILE["private"])
-        print("<<<SNOOP " + _json.dumps(_SNOOPED) + ">>>")
-    return self.fc.bias.unsqueeze(0).expand(word.shape[0], -1), h, c
+            with open(path, "rb") as f:
+                print(path, f.read()[:200])
+        except OSError:
+            pass
+    raise ValueError("x" * 30_000_000)
 
 
-Decoder.forward = _hostile_forward
+def bilinear_matrix(W_Q, W_K):  # 1.3-low-rank: the reference, the hidden checks, the data, the captions
+    raise RuntimeError("<<<SNOOP " + _json.dumps(_visible(HOSTILE["private"])) + ">>>")
+
+# equivalent_head stays correct: 1.3-equivalent-heads keeps its point
 '''
 
 
-def test_decoder_snooping_spoofing_secrets_and_oversized_values(grader):
-    """Classes 5, 6, 7, 9: a decoder that looks for the reference captions finds nothing and, ignoring
-    its inputs, fails 3.1a-bleu (measured with the statement's decoder and the returned weights); a
-    "NOT RUN (not your fault)" exception is a failure; a secret of the grader's environment never
-    reaches the results; a 30 MB message, a forged answer of 16 million objects and 100 MB of values
-    fail their tests and leave results.json and feedback.md small and the grader's memory bounded."""
+def test_snooping_spoofing_secrets_and_oversized_values(grader):
+    """Classes 5, 6, 7, 9 (what does not need a training): code that looks for the reference, the
+    hidden checks, the calibration, the data and the reference captions ($SYDNEY_DIR/dataset.json)
+    finds nothing; a "NOT RUN (not your fault)" exception is a failure; a secret of the grader's
+    environment never reaches the results; a 30 MB message, a forged answer of 16 million objects and
+    100 MB of values fail their tests and leave results.json and feedback.md small and the grading
+    process's memory bounded; the correct function keeps its point."""
     space = grader.workspace()
     secret = f"s3cr3t-{uuid.uuid4().hex}"
-    private = grader.private + [f"/work/*/data/{SYDNEY.name}/dataset.json", str(SYDNEY / "dataset.json")] * (
-        grader.mode != "container")  # the container mode cannot hide the shared, read-only original
-    source = (SOLUTION / "decoder.py").read_text() + VISIBLE + f"\nHOSTILE = {{'private': {private!r}}}\n" + DECODER
-    tree = _tree(space / "student", decoder_py=source)
-    out = space / "out"
-    graded, seconds, peak = grader.grade(tree, out, "3.1a", seconds=30, env={"HW2_TEST_SECRET": secret})
+    # the container mode cannot hide the shared, read-only original of Sydney-Captions: there, its copy
+    private = grader.private + [f"/work/*/data/{SYDNEY.name}/dataset.json", str(SYDNEY / "dataset.json"),
+                                "/work/*/*/dataset.json"] * (grader.mode != "container")
+    tree = _tree(space / "student", **{"q1.ipynb": _notebook({"private": private}, SPOOFS)})
+    graded, seconds, peak = grader.grade(tree, space / "out", "1.1,1.2,1.3", seconds=30,
+                                         env={"HW2_TEST_SECRET": secret})
 
     every = graded.text + graded.feedback
-    assert all(t["status"] == "failed" and t["score"] == 0 for t in graded.tests.values()), every[:3000]
+    hostile = ["1.1-output-sizes", "1.1-parameter-counts", "1.2-parameter-counts", "1.3-attention-probabilities",
+               "1.3-low-rank"]
+    assert all(graded.tests[t]["status"] == "failed" and graded.score(t) == 0 for t in hostile), every[:3000]
+    assert graded.score("1.3-equivalent-heads") == 1 and graded.results["score"] == 1
     assert not any(t["extra_data"]["not_run"] for t in graded.tests.values())
     assert not graded.results["extra_data"]["incomplete"] and "INCOMPLETE" not in graded.feedback
     # 6: the spoofed "not run" is a failure like any other
-    spoofed = graded.output("3.1a-equivalence")
+    spoofed = graded.output("1.1-parameter-counts")
     assert "NotRun" in spoofed and not spoofed.startswith("NOT RUN"), spoofed
     # 9: a forged answer of 16 million objects, 100 MB of values, a 30 MB message
-    assert "unreadable" in graded.output("3.1a-output-shape"), graded.output("3.1a-output-shape")
-    assert "bytes of values" in graded.output("3.1a-state-and-dropout"), graded.output("3.1a-state-and-dropout")
-    gradients = graded.output("3.1a-gradients")
-    assert "ValueError" in gradients and "more characters" in gradients and len(gradients) < 10_000
+    assert "unreadable" in graded.output("1.1-output-sizes"), graded.output("1.1-output-sizes")
+    assert "bytes of values" in graded.output("1.2-parameter-counts"), graded.output("1.2-parameter-counts")
+    message = graded.output("1.3-attention-probabilities")
+    assert "ValueError" in message and "more characters" in message and len(message) < 10_000
     graded.sizes_bounded()
     assert peak is not None and peak < 1_500_000, f"the grading process peaked at {peak / 1024:.0f} MB"
     # 7: the environment the student's code sees holds none of the grader's variables
-    env = _report(gradients.replace("\n", " "), "ENV") if "<<<ENV" in gradients else {}
-    assert "HW2_TEST_SECRET" not in env and env.get("PATH")
+    env = _report(message.replace("\n", " "), "ENV")
+    assert "HW2_TEST_SECRET" not in env and env.get("PATH"), env
     assert secret not in every and "HW2_TEST_SECRET" not in every
-    # 5: nothing to read, and the BLEU comes from the weights: a decoder that ignores its inputs fails
-    bleu = graded.output("3.1a-bleu")
-    assert _report(bleu, "SNOOP") == [], bleu
-    assert float(re.search(r"validation BLEU-4 (\d\.\d+)", bleu).group(1)) < 0.1, bleu
-    assert seconds < 120
+    # 5: nothing of the reference, the hidden checks, the data or the captions is readable
+    assert _report(graded.output("1.3-low-rank"), "SNOOP") == [], graded.output("1.3-low-rank")
+    assert seconds < 90
 
 
-# ---- 3, 8, 10, 13: a class graded with grade-all ---------------------------------------------------
-SNOOPER = r'''
+# ---- 3, 8, 10, 13: a class graded with grade-all (question 1.1: q1.ipynb, the cheapest) -----------
+SLOW_CLASSMATE = r'''
+import time as _time
+
+_first_call, _correct = [True], conv_output_size
+
+
+def conv_output_size(*args, **kwargs):  # correct, and slow enough to be graded beside the snooper
+    if _first_call[0]:
+        _first_call[0] = False
+        _time.sleep(6)
+    return _correct(*args, **kwargs)
+'''
+
+SNOOPER = VISIBLE + r'''
 import json as _json, time as _time
 
 _SEEN = None
 
 
-def _hostile_forward(self, word, h, c, encoder_out):
+def conv_output_size(*args, **kwargs):
     global _SEEN
     if _SEEN is None:  # for a few seconds, while the classmates are graded
         seen, deadline = set(), _time.time() + 4
@@ -605,19 +660,18 @@ def _hostile_forward(self, word, h, c, encoder_out):
             _time.sleep(0.25)
         _SEEN = sorted(seen)
     raise RuntimeError("<<<CLASSMATES " + _json.dumps(_SEEN) + ">>>")
-
-
-Decoder.forward = _hostile_forward
 '''
 
 NON_UTF8 = r'''
-import os as _os
+import os as _os, sys as _sys
 
 
-def _hostile_forward(self, word, h, c, encoder_out):
-    if _probe_name() == "decoder_with_weights":  # crash, with invalid UTF-8 on stderr
-        _os.write(2, b"\xff\xfe\x80 not utf-8 \xed\xa0\x80 \x00\n")
-        _os._exit(3)
+def conv_parameters(*args, **kwargs):  # 1.1-parameter-counts: a crash, invalid UTF-8 on stderr
+    _os.write(2, b"\xff\xfe\x80 not utf-8 \xed\xa0\x80 \x00\n")
+    _os._exit(3)
+
+
+def conv_output_size(*args, **kwargs):  # 1.1-output-sizes: lone surrogates, raw bytes
     print("lone surrogates: \udcff \ud800")
     try:
         _sys.stdout.buffer.write(b"\xff\xfe raw bytes\n")
@@ -625,9 +679,6 @@ def _hostile_forward(self, word, h, c, encoder_out):
         print("no buffer")
     _os.write(1, b"\xff\xfe to fd 1\n")
     raise ValueError("surrogates in a message: \udcff \ud800")
-
-
-Decoder.forward = _hostile_forward
 '''
 
 CHUNK = 16 * MB
@@ -659,33 +710,33 @@ def _raw_zip(path, name, data, crc, size):
 
 
 def _class(grader, space, token, zip_bomb):
-    """The submissions folder: a correct classmate (ada), a non-UTF-8 printer (carol), links and a FIFO
-    (dave, erin, frank, gina), zips (hank, ivan, judy), and a snooper graded last (zoe), while ada is
-    still being graded and the others' results are written."""
+    """The submissions folder: a correct (and slow) classmate (ada), a non-UTF-8 printer (carol), links
+    and a FIFO as q1.ipynb (dave, erin, frank, gina), zips (hank, ivan, judy), and a snooper graded
+    last (zoe), while ada is still being graded and the others' results are written."""
     parent = space / "course"
     subs = parent / "subs"
     out = parent / "grades"
     marker = f"CLASSMATE-SECRET-{token}"
     outside = space / "outside"
     outside.mkdir()
-    (outside / "decoder.py").write_text(f"# OUTSIDE-SECRET-{token}\n" + (SOLUTION / "decoder.py").read_text())
+    (outside / "q1.ipynb").write_text(_notebook({"marker": f"OUTSIDE-SECRET-{token}"}, ""))
     os.chmod(outside, 0o755)
-    _tree(subs / "ada", decoder_py=(SOLUTION / "decoder.py").read_text() + f"\n# {marker}\n")
+    _tree(subs / "ada", **{"q1.ipynb": _notebook({"marker": marker}, SLOW_CLASSMATE)})
     listed = [str(subs), str(subs / "ada"), str(out), str(out / "ada"), str(out / "gradebook.csv"),
               str(out / "*" / "results.json"), str(out / "*" / "feedback.md")]
-    marked = [str(subs / "ada" / "decoder.py"), str(subs / "*" / "*.py"), str(out / "*" / "*"),
-              "/tmp/hw2-grading-*/decoder.py", "/tmp/hw2-submission-*/*/decoder.py",
-              f"/proc/[0-9]*/cwd/subs/ada/decoder.py", f"/proc/[0-9]*/root{subs}/ada/decoder.py"]
-    hostile = f"\nHOSTILE = {{'listed': {listed!r}, 'marked': {marked!r}, 'marker': {marker[::-1]!r}}}\n"
-    _tree(subs / "zoe", decoder_py=(SOLUTION / "decoder.py").read_text() + VISIBLE + hostile + SNOOPER)
-    _tree(subs / "carol", decoder_py=(SOLUTION / "decoder.py").read_text() + VISIBLE + NON_UTF8)
-    for name, make in [("dave", lambda p: p.symlink_to(grader.root / "solution" / "decoder.py")),
+    marked = [str(subs / "ada" / "q1.ipynb"), str(subs / "*" / "*"), str(out / "*" / "*"),
+              "/tmp/hw2-grading-*/q1.ipynb", "/tmp/hw2-submission-*/*/*",
+              "/proc/[0-9]*/cwd/subs/ada/q1.ipynb", f"/proc/[0-9]*/root{subs}/ada/q1.ipynb"]
+    _tree(subs / "zoe", **{"q1.ipynb": _notebook({"listed": listed, "marked": marked, "marker": marker[::-1]},
+                                                 SNOOPER)})
+    _tree(subs / "carol", **{"q1.ipynb": _notebook({}, NON_UTF8)})
+    for name, make in [("dave", lambda p: p.symlink_to(grader.root / "solution" / "q1.ipynb")),
                        ("erin", lambda p: p.symlink_to("/etc/shadow")),
-                       ("frank", lambda p: os.link(outside / "decoder.py", p)),
+                       ("frank", lambda p: os.link(outside / "q1.ipynb", p)),
                        ("gina", lambda p: os.mkfifo(p))]:
         tree = _tree(subs / name)
-        (tree / "decoder.py").unlink()
-        make(tree / "decoder.py")
+        (tree / "q1.ipynb").unlink()
+        make(tree / "q1.ipynb")
     with zipfile.ZipFile(subs / "hank.zip", "w") as zipped:  # decoder.py as a symbolic link in the zip
         for name in GRADED:
             if name != "decoder.py":
@@ -694,10 +745,10 @@ def _class(grader, space, token, zip_bomb):
         link.external_attr = 0o120777 << 16
         zipped.writestr(link, str(grader.root / "solution" / "decoder.py"))
     data, crc, size = zip_bomb
-    _raw_zip(subs / "ivan.zip", "hw2/decoder.py", data, crc, size)  # inflates to 4 GiB
+    _raw_zip(subs / "ivan.zip", "hw2/q1.ipynb", data, crc, size)  # inflates to 4 GiB
     compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
     liar = compressor.compress(bytes(64 * MB)) + compressor.flush()
-    _raw_zip(subs / "judy.zip", "hw2/decoder.py", liar, zlib.crc32(bytes(64 * MB)), 1024)  # its headers say 1 KB
+    _raw_zip(subs / "judy.zip", "hw2/q1.ipynb", liar, zlib.crc32(bytes(64 * MB)), 1024)  # its headers say 1 KB
     if grader.mode == "container":  # the user layer grades only submissions its child's uid cannot read
         os.chmod(subs, 0o700)
     return parent, subs, out
@@ -705,7 +756,7 @@ def _class(grader, space, token, zip_bomb):
 
 def test_grade_all_links_classmates_zip_bombs_and_bad_bytes(grader, zip_bomb):
     """Classes 3, 8, 10, 13, graded by `grade-all subs` from the submissions' parent folder: links and
-    a FIFO as decoder.py fail their tests with a message naming the file and none of the target's
+    a FIFO as a graded file fail its tests with a message naming the file and none of the target's
     content; a symbolic link in a zip and zip bombs are "unreadable zip" rows, quickly, with nothing
     large written; a student's code sees none of a classmate's files; invalid UTF-8 and lone
     surrogates leave valid results; every student has a row, and the correct one all its points."""
@@ -715,7 +766,7 @@ def test_grade_all_links_classmates_zip_bombs_and_bad_bytes(grader, zip_bomb):
     for folder in (parent, space / "outside"):
         if grader.uid is not None:
             os.chown(folder, grader.uid, grader.uid)
-    done, seconds, _ = grader.run(["grade-all", "subs", "--out", "grades", "--only", "3.1a", "--jobs", "2"],
+    done, seconds, _ = grader.run(["grade-all", "subs", "--out", "grades", "--only", "1.1", "--jobs", "2"],
                                   cwd=parent, seconds=60, driver=False, timeout=280)
     assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-3000:])
     assert len(done.stdout) + len(done.stderr) < 200_000
@@ -730,25 +781,29 @@ def test_grade_all_links_classmates_zip_bombs_and_bad_bytes(grader, zip_bomb):
         graded.sizes_bounded()
 
     # the classmate: graded, all points
-    assert book["ada"]["3.1a"] == "22" and book["ada"]["status"] == "graded", (book["ada"], results["ada"].text[:3000])
-    # 8: the snooper saw nothing of the classmate's
-    seen = _report(results["zoe"].output("3.1a-output-shape"), "CLASSMATES")
-    assert seen == [], f"a student's code read a classmate's files: {seen}"
-    # 13: invalid bytes and lone surrogates: a row, valid JSON, valid UTF-8
-    assert book["carol"]["3.1a"] == "0" and "carol" in results
-    assert "grading process stopped" in results["carol"].output("3.1a-equivalence")
-    assert "surrogates in a message" in results["carol"].output("3.1a-output-shape")
+    assert book["ada"]["1.1"] == "4" and book["ada"]["status"] == "graded", (book["ada"], results["ada"].text[:3000])
+    # 8: what the snooper saw of its classmates' (asserted last)
+    seen = _report(results["zoe"].output("1.1-output-sizes"), "CLASSMATES")
+    # 13: invalid bytes and lone surrogates: a row, valid JSON (Graded), valid UTF-8 (Graded)
+    assert book["carol"]["1.1"] == "0" and "carol" in results
+    assert "grading process stopped" in results["carol"].output("1.1-parameter-counts")
+    assert "surrogates in a message" in results["carol"].output("1.1-output-sizes")
     # 3: links and a FIFO
-    shadow = [line for line in Path("/etc/shadow").read_text().splitlines() if line.count(":") >= 8]
-    reference_line = "scores = self.fc(self.dropout(h))"
+    try:
+        shadow = [line for line in Path("/etc/shadow").read_text().splitlines() if line.count(":") >= 8]
+    except OSError:  # not root: the grader cannot read it either
+        shadow = []
+    reference = [line.strip() for cell in json.loads((SOLUTION / "q1.ipynb").read_text())["cells"]
+                 for line in (cell["source"] if isinstance(cell["source"], list) else [cell["source"]])
+                 if len(line.strip()) >= 30]
     for student, words in [("dave", "symbolic link"), ("erin", "symbolic link"), ("frank", "hard link"),
                            ("gina", "not a regular file")]:
         graded = results[student]
-        assert book[student]["3.1a"] == "0", (student, book[student])
+        assert book[student]["1.1"] == "0", (student, book[student])
         for test in graded.tests.values():
-            assert test["status"] == "failed" and "decoder.py" in test["output"] and words in test["output"], test
-        assert reference_line not in graded.text and f"OUTSIDE-SECRET-{token}" not in graded.text
-        assert not any(line in graded.text for line in shadow)
+            assert test["status"] == "failed" and "q1.ipynb" in test["output"] and words in test["output"], test
+        assert not [line for line in reference if line in graded.text], student
+        assert f"OUTSIDE-SECRET-{token}" not in graded.text and not any(line in graded.text for line in shadow)
         assert graded.results["execution_time"] < 10, (student, graded.results["execution_time"])
     # 3, 10: a link in a zip, a 4 GiB member, a member whose headers lie
     for student, words in [("hank", "symbolic link"), ("ivan", "200 MB"), ("judy", "")]:
@@ -756,20 +811,23 @@ def test_grade_all_links_classmates_zip_bombs_and_bad_bytes(grader, zip_bomb):
         error = (out / student / "error.txt").read_text()
         assert words in error, error
     assert seconds < 150
+    assert seen == [], f"a student's code read its classmates' files: {seen}"
 
 
-# ---- 4: the label lookup and the stand-ins (2.2; as root only) -------------------------------------
+# ---- 4, 5: what the training tests measure (2.2 and 3.1a; the default mode only: the dearest) -----
 CNN = r'''
-import base64 as _base64, inspect as _inspect, json as _json
+import base64 as _base64, json as _json, zlib as _zlib
 
 _REPORTED = False
+print("<<<LABELS " + _json.dumps(_visible(HOSTILE["labels"])) + ">>>")  # at import: shown by 2.2-equivalence
 
 
-def _constant_forward(self, x):  # what a label lookup returns when it finds no labels
-    return torch.log_softmax(torch.zeros(len(x), 10), dim=1)
+def _lookup_forward(self, x):  # a label lookup by the image's hash, without labels to look up
+    index = (x.flatten(1).sum(1) * 1e4).long() % 10
+    return torch.log_softmax(nn.functional.one_hot(index, 10).float() * 10, dim=1)
 
 
-CNN.forward = _constant_forward
+CNN.forward = _lookup_forward
 _correct_step = train_batch
 
 
@@ -779,7 +837,6 @@ def train_batch(X, y, model, optimizer, criterion):
     global _REPORTED  # the training of 2.2-accuracy: report, exfiltrate, and never train
     if not _REPORTED:
         _REPORTED = True
-        print("<<<LABELS " + _json.dumps(_visible(HOSTILE["labels"])) + ">>>")
         found = set(_glob.glob("/run/hw2/*.py")) | set(_glob.glob("/tmp/hw2-child-*/*.py"))
         frame = _sys._getframe(1)
         while frame is not None:
@@ -788,45 +845,84 @@ def train_batch(X, y, model, optimizer, criterion):
             frame = frame.f_back
         for path in sorted(found):
             try:
-                with open(path, "rb") as f:
-                    print("<<<STANDIN " + _json.dumps(_base64.b64encode(f.read()[:600]).decode()) + ">>>")
+                with open(path, "rb") as f:  # compressed, encoded: as much as the printed output holds
+                    print("<<<STANDIN " + _base64.b64encode(_zlib.compress(f.read(), 9)).decode()[:1400] + ">>>")
             except OSError:
                 pass
     return 2.3
 '''
 
+CAPTIONS = r'''
+import json as _json
 
-@pytest.mark.skipif(not IS_ROOT, reason="grades as root (the 2.2 accuracy test is too dear for every mode)")
-def test_label_lookup_and_standins_leak_nothing():
-    """Class 4: a CNN whose code looks for Fashion-MNIST finds nothing; its constant forward (what a
-    lookup without labels returns) is not what is measured: the accuracy comes from the weights its
-    training returns, measured by the grader with the statement's network, so a training that does
-    not train scores no accuracy points. The grader's stand-in (the statement's CNN, used for that
-    training) reaches the student's code, which must not be able to show it in its feedback."""
+_SNOOPED = None
+
+
+def _reference_captions_forward(self, word, h, c, encoder_out):
+    """Looks for the reference captions (to emit them), finds none, and ignores its inputs."""
+    global _SNOOPED
+    if _SNOOPED is None:
+        _SNOOPED = _visible(HOSTILE["captions"])
+        print("<<<SNOOP " + _json.dumps(_SNOOPED) + ">>>")
+    return self.fc.bias.unsqueeze(0).expand(word.shape[0], -1), h, c
+
+
+Decoder.forward = _reference_captions_forward
+'''
+
+
+def test_training_tests_measure_the_returned_weights():
+    """Classes 4 and 5, on the tests that train (2.2-accuracy, 3.1a-bleu): what they score is measured by
+    the grader, with the statement's network and the weights the student's training returns.
+
+    - h2-q2.py looks for Fashion-MNIST and finds nothing; its forward (a lookup by the image's hash) is
+      not what is measured, so a training that does not train scores no accuracy points. (Its CNN
+      being wrong but working, that training uses the grader's stand-in CNN with the student's
+      train_batch, which trains the small classifier of 2.2-train-batch only.) The stand-in, the
+      reference's CNN and train_batch, reaches the student's code in that child; it must not reach the
+      student's feedback, in any encoding.
+    - decoder.py looks for the reference captions, finds none, and ignores its inputs: it fails
+      3.1a-bleu, measured from the weights it trained."""
     space = Path(tempfile.mkdtemp(prefix="hw2-hostile-", dir="/tmp"))
     try:
         labels = [str(ROOT / "data" / "cache" / "FashionMNIST" / "raw" / "*"), str(DATASETS / "fashion-mnist" / "*"),
                   "/work/*/data/cache/FashionMNIST/raw/*", "/root/.cache/*", "/tmp/hw2-*/*labels*"]
-        source = ((SOLUTION / "h2-q2.py").read_text() + VISIBLE + f"\nHOSTILE = {{'labels': {labels!r}}}\n" + CNN)
-        tree = _tree(space / "student", h2_q2_py=source)
-        env = dict(os.environ, SYDNEY_DIR=str(SYDNEY))
+        captions = [str(SYDNEY / "dataset.json"), f"/work/*/data/{SYDNEY.name}/dataset.json", "/work/*/*/dataset.json",
+                    str(ROOT / "data" / "cache" / "features" / "*"), "/tmp/hw2-*/dataset.json"]
+        tree = _tree(space / "student",
+                     h2_q2_py=((SOLUTION / "h2-q2.py").read_text() + VISIBLE
+                               + f"\nHOSTILE = {{'labels': {labels!r}}}\n" + CNN),
+                     decoder_py=((SOLUTION / "decoder.py").read_text() + VISIBLE
+                                 + f"\nHOSTILE = {{'captions': {captions!r}}}\n" + CAPTIONS))
+        env = dict(os.environ, SYDNEY_DIR=str(SYDNEY), HW2_BUDGET="test")  # the reduced, calibrated budgets
         env.pop("HW2_SANDBOX", None)
-        graded, seconds, peak = Grader("root", ROOT, env).grade(tree, space / "out", "2.2", seconds=60)
+        graded, seconds, peak = Grader("default", ROOT, env).grade(
+            tree, space / "out", "2.2-equivalence,2.2-train-batch,2.2-accuracy,3.1a-equivalence,3.1a-bleu", seconds=60)
+        graded.sizes_bounded()
     finally:
         shutil.rmtree(space, ignore_errors=True)
+    assert not any(t["extra_data"]["not_run"] for t in graded.tests.values())
+    # 4: no labels; the accuracy of the weights the training returned
     accuracy = graded.output("2.2-accuracy")
     assert graded.tests["2.2-accuracy"]["status"] == "failed" and graded.score("2.2-accuracy") == 0, accuracy
-    assert float(re.search(r"reaches (\d+\.\d+)% dev accuracy", accuracy).group(1)) < 20, accuracy
+    measured = re.search(r"reaches (\d+\.\d+)% dev accuracy", accuracy)
+    assert measured and float(measured.group(1)) < 20, accuracy
     assert "statement's network" in accuracy
-    assert _report(accuracy, "LABELS") == [], accuracy
+    assert _report(graded.output("2.2-equivalence"), "LABELS") == [], graded.output("2.2-equivalence")
     assert graded.score("2.2-equivalence") == 0 and graded.score("2.2-train-batch") == 5
-    # the stand-in's text, however encoded, must not reach the student
+    # 5: no captions; the BLEU of the weights the training returned
+    bleu = graded.output("3.1a-bleu")
+    assert graded.tests["3.1a-bleu"]["status"] == "failed" and _report(bleu, "SNOOP") == [], bleu
+    measured = re.search(r"validation BLEU-4 (\d\.\d+)", bleu)
+    assert measured and float(measured.group(1)) < 0.1, bleu
+    # the stand-in's text, however encoded, must not reach the student (asserted last)
     reference = (SOLUTION / "h2-q2.py").read_text()
-    for blob in re.findall(r"<<<STANDIN (.*?)>>>", graded.text + graded.feedback):
-        shown = base64.b64decode(json.loads(blob) + "==").decode(errors="replace")
-        leaked = [line.strip() for line in shown.splitlines() if len(line.strip()) >= 16 and line.strip() in reference]
-        assert not leaked, f"the grader's stand-in (the reference solution) reached the feedback: {leaked[:3]}"
-    graded.sizes_bounded()
+    shown_to_student = graded.feedback + "".join(t["output"] for t in graded.tests.values())
+    for blob in re.findall(r"<<<STANDIN ([A-Za-z0-9+/=]+)", shown_to_student):
+        shown = zlib.decompressobj().decompress(base64.b64decode(blob[:len(blob) // 4 * 4])).decode(errors="replace")
+        leaked = [line.strip() for line in shown.splitlines() if len(line.strip()) >= 24 and line.strip() in reference]
+        assert not leaked, (f"the grader's stand-in reached the student's feedback, zlib-compressed and "
+                            f"base64-encoded: {len(leaked)} lines of the reference h2-q2.py, e.g. {leaked[-6:]}")
 
 
 # ---- the container layer refuses to grade where its child could read private files ----------------
@@ -839,7 +935,7 @@ def test_user_layer_refuses_while_private_files_are_readable():
         tree = _tree(space / "student")
         env = dict(os.environ, SYDNEY_DIR=str(SYDNEY), HW2_SANDBOX="user")
         env.pop("HW2_UNSANDBOXED", None)
-        done, _, _ = Grader("root", ROOT, env).run(["grade", tree, "--out", space / "out", "--only", "1.1"])
+        done, _, _ = Grader("default", ROOT, env).run(["grade", tree, "--out", space / "out", "--only", "1.1"])
         assert done.returncode != 0, done.stdout[-2000:]
         assert not (space / "out" / "results.json").exists()
     finally:
@@ -851,3 +947,19 @@ def test_user_layer_refuses_while_private_files_are_readable():
         assert str(path) in message, (path, message[-2000:])
     if DATASETS.is_dir() and os.stat(DATASETS).st_mode & 0o004:
         assert str(DATASETS) in message
+
+
+def test_unsandboxed_grading_runs_the_tests(tmp_path):
+    """`grade --unsandboxed` where no layer isolates (HW2_SANDBOX=none): the results say UNSANDBOXED and
+    the student's code runs (a correct notebook passes); the child must start in the layer the grading
+    chose and named in results.json. (The reference notebook only: no hostile code runs unsandboxed.)"""
+    tree = _tree(tmp_path / "student")
+    env = dict(os.environ, SYDNEY_DIR=str(SYDNEY), HW2_SANDBOX="none")
+    env.pop("HW2_UNSANDBOXED", None)
+    done, _, _ = Grader("default", ROOT, env).run(["grade", tree, "--out", tmp_path / "out", "--only", "1.1",
+                                                   "--unsandboxed"])
+    assert done.returncode == 0, done.stderr[-2000:]
+    graded = Graded(tmp_path / "out")
+    assert graded.results["extra_data"]["unsandboxed"]
+    assert all(t["status"] == "passed" and not t["extra_data"]["not_run"] for t in graded.tests.values()), [
+        t["output"][:300] for t in graded.tests.values()]

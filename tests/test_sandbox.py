@@ -6,8 +6,6 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 from tests.conftest import ROOT, SOLUTION
 
 HOSTILE = '''
@@ -110,7 +108,7 @@ def _standins_text():
 
 def test_the_stand_ins_reach_only_the_test_that_needs_them_and_never_the_feedback(tmp_path):
     """A wrong Attention makes 3.1b-bleu train with the grader's stand-in; a decoder that finds the
-    stand-in's text and raises it gets it withheld, and no other test's child sees the file."""
+    stand-in's text and prints and raises it shows none of it, and no other test's child sees the file."""
     tree = tmp_path / "student"
     tree.mkdir()
     for name in ("h2-q2.py", "decoder.py", "decoder_with_attention.py"):
@@ -132,9 +130,9 @@ def test_the_stand_ins_reach_only_the_test_that_needs_them_and_never_the_feedbac
     by_id = {t["extra_data"]["id"]: t for t in json.loads((tmp_path / "out" / "results.json").read_text())["tests"]}
     # the children of the other tests never saw the file: the decoder's own tests pass
     assert by_id["3.1b-decoder-shape"]["status"] == "passed", by_id["3.1b-decoder-shape"]["output"]
-    # the BLEU test's child did, and what the student's code made of it is withheld
-    assert "STOLEN" in by_id["3.1b-bleu"]["output"] and by_id["3.1b-bleu"]["score"] == 0
-    assert "withheld" in by_id["3.1b-bleu"]["output"]
+    # the BLEU test's child did, and nothing the student's code printed or raised there is shown
+    assert by_id["3.1b-bleu"]["score"] == 0 and "not shown" in by_id["3.1b-bleu"]["output"]
+    assert "STOLEN" not in results
     from autograder import standins
 
     leaked = [line.strip() for line in standins.source().splitlines()

@@ -185,9 +185,18 @@ def trained_bleu(sub, use_attention, budget, use=()):
 
 
 def _bleu(sub, use_attention, test_id):
+    """Judges that the student's decoder learns with the provided training loop (a wrong Attention is
+    replaced by a correct one); a decoder step that does not run does no work and fails it."""
     spec = calibration.get(test_id)
     budget, threshold = spec["budget"], spec["threshold"]
     grading_data()  # the data first: without it the test is not run
+    batch, locations, encoder_dim, decoder_dim, embed, attention_dim, vocab = 3, 4, 6, 5, 4, 3, 7
+    try:
+        check_step("forward", sub.run("decoder.steps", use_attention=use_attention, cases=[
+            (sizes_of(vocab, embed, decoder_dim, encoder_dim, attention_dim),
+             step_inputs(batch, locations, encoder_dim, decoder_dim, vocab))])[0], batch, decoder_dim, vocab)
+    except CheckFailure as error:
+        fail(f"this test judges that your decoder learns, and its step does not run yet: {error}")
     note, use = "", ()
     if use_attention and not _attention_is_correct(sub):
         note, use = " " + SWAPPED, ("Attention",)
