@@ -23,7 +23,7 @@ import torch
 
 from autograder import calibration
 from autograder import rubric as rubric_module
-from autograder import selfcheck
+from autograder import sandbox, selfcheck
 from autograder.checks import GRADER_ERROR, INTERRUPTED, NotRun, all_checks, run_check, seed_everything
 from autograder.child.compare import REFUSED_FILE, TIMED_OUT, CheckFailure
 from autograder.isolation import StudentSubmission, capped
@@ -178,6 +178,9 @@ def grade(tree, out=None, only=None, log=print, allow_unsandboxed=False, check=N
             results.write(out)
         log(f"  [{status:7s}] {test.id:28s} {score:g}/{test.points:g}  ({seconds:.1f} s)")
 
+    if out is not None and sandbox.layer().name == "user":  # no namespaces: the child's uid must not read them
+        Path(out).mkdir(parents=True, exist_ok=True)
+        os.chmod(out, 0o700)
     refused = refused_files(tree)
     training = [t for t in tests if t.id in calibration.BUDGETS]
     hung = {}

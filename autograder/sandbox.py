@@ -253,12 +253,13 @@ class Unsandboxed:
 
 def private_paths(extra=()):
     """What the child must never read: the reference, the hidden checks, the calibration, the
-    instructor's tests, the data that judges (Fashion-MNIST's cache and Debian's copy, Sydney-Captions),
+    instructor's tests, the repository's history, earlier grades and bundles, the data that judges (Fashion-MNIST's cache and Debian's copy, Sydney-Captions),
     other submissions (`extra`)."""
     from data import CACHE_DIR
 
     paths = [ROOT / "solution", ROOT / "autograder" / "checks", ROOT / "autograder" / "calibration.json",
-             ROOT / "tests", Path(CACHE_DIR), Path("/usr/share/datasets")]
+             ROOT / "tests", ROOT / ".git", ROOT / "grades", ROOT / "dist", Path(CACHE_DIR),
+             Path("/usr/share/datasets")]
     if os.environ.get("SYDNEY_DIR"):
         paths.append(Path(os.environ["SYDNEY_DIR"]))
     return [str(p) for p in [*paths, *map(Path, extra)] if os.path.exists(p)]

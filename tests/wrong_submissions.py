@@ -176,3 +176,21 @@ PRECISION = [
     ("a hang at import", "decoder.py",
      [("import torch.nn as nn\n", "import torch.nn as nn\nwhile True:\n    pass\n")], ALL_3_1A, set()),
 ]
+PRECISION += [
+    ("Attention returns the weights, not the context", "decoder_with_attention.py",
+     [("        return attention_weighted_encoding\n", "        return alpha\n")],
+     {"3.1b-attention-shape", "3.1b-attention-weights", "3.1b-attention-equivalence"}, {"3.1b-bleu"}),
+    ("train_batch returns the loss tensor", "h2-q2.py",
+     [("    return loss.item()\n", "    return loss\n")], {"2.2-train-batch"}, {"2.2-accuracy"}),
+    ("F.dropout without training=self.training in the CNN", "h2-q2.py",
+     [("x = self.dropout(F.relu(self.fc1(x)))", "x = F.dropout(F.relu(self.fc1(x)), self.dropout.p)")],
+     {"2.2-dropout"}, {"2.2-accuracy"}),
+    ("F.dropout without training=self.training in the decoder", "decoder.py",
+     [("scores = self.fc(self.dropout(h))", "scores = self.fc(torch.nn.functional.dropout(h, self.dropout.p))")],
+     {"3.1a-state-and-dropout"}, {"3.1a-bleu"}),
+    ("a float64 CNN", "h2-q2.py",
+     [(FORWARD_2_2, "        x = x.double()\n" + FORWARD_2_2),
+      ("        self.fc3 = nn.Linear(120, 10)  # class scores\n",
+       "        self.fc3 = nn.Linear(120, 10)  # class scores\n        self.double()\n")],
+     {"2.2-output-shape"}, {"2.2-accuracy"}),
+]

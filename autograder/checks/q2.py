@@ -36,7 +36,9 @@ def equivalence(sub):
     reference = _statement_network(sub, 0.3).eval()
     x = random_images(12)
     y = torch.randint(0, 10, (12,), generator=torch.Generator().manual_seed(1))
-    found = sub.run("cnn.with-weights", weights=[p.detach() for p in reference.parameters()], images=x, targets=y)
+    # eval mode, built without dropout: a dropout left on in eval mode is 2.2-dropout's to charge
+    found = sub.run("cnn.with-weights", weights=[p.detach() for p in reference.parameters()], images=x, targets=y,
+                    dropout=0.0)
     expected = reference(x)
     expect_close("CNN output (eval mode, the statement's weights, as log-probabilities)",
                  in_log_space(found["output"], len(x)), expected, rtol=1e-4, atol=1e-5,
@@ -86,8 +88,9 @@ def vectorized(sub):
     small, large = random_images(2, seed=1), random_images(16, seed=2)
     timed = random_images(64)
     found = sub.run("cnn.speed", batches=[small, large], large=timed)
+    # only that it computes something from its input: its shape and values are other tests' to judge
     expect_varies("CNN.forward's output on 64 different images",
-                  expect_tensor("CNN.forward's output on a batch of 64", found.get("output"), (64, 10), None))
+                  expect_tensor("CNN.forward's output on a batch of 64", found.get("output"), None, None))
     counts = found["operations"] if isinstance(found.get("operations"), list) else [None, None]
     expect_same_operations("your forward", counts[0], counts[-1], "a batch of 2 images", "a batch of 16",
                            "the forward loops over the batch. Apply each layer once to the whole "
@@ -127,11 +130,7 @@ def diagnose_train_batch(sub):
         for parameter in correct.parameters():
             parameter -= 0.1 * parameter.grad
 
-    returned = expect_float("the value returned by train_batch", found["returned"])
-    if abs(returned - true_loss.item()) > 1e-4 * max(1.0, abs(true_loss.item())):
-        return (f"train_batch returned {returned:.6g}; the loss of the batch before the update is "
-                f"{true_loss.item():.6g}. Return loss.item() of criterion(model(X), y).")
-    after = found["after"]
+    after = found["after"]  # the update first: a step that works but returns the wrong value still works
     if all(torch.equal(a, b) for a, b in zip(after, before.parameters())):
         return "the weights did not change after train_batch: call optimizer.step() after loss.backward()"
     if not all(torch.allclose(a, b, atol=1e-6) for a, b in zip(after, correct.parameters())):
@@ -144,7 +143,14 @@ def diagnose_train_batch(sub):
         if all(torch.allclose(a, s, atol=1e-5) for a, s in zip(after, only_stale)):
             return "the update did not use this batch's gradients: call loss.backward() before optimizer.step()"
         return "the weights after train_batch differ from one SGD step on this batch's loss"
-    losses = [expect_float("the value returned by train_batch", loss) for loss in found["losses"]]
+    try:
+        returned = expect_float("the value returned by train_batch", found["returned"])
+        losses = [expect_float("the value returned by train_batch", loss) for loss in found["losses"]]
+    except CheckFailure as error:
+        return str(error)
+    if abs(returned - true_loss.item()) > 1e-4 * max(1.0, abs(true_loss.item())):
+        return (f"train_batch returned {returned:.6g}; the loss of the batch before the update is "
+                f"{true_loss.item():.6g}. Return loss.item() of criterion(model(X), y).")
     if not losses[-1] < 0.8 * losses[0]:
         return f"the loss on a fixed batch went from {losses[0]:.4f} to {losses[-1]:.4f} in 30 steps; it should fall"
     return None
@@ -182,7 +188,7 @@ def trained_accuracy(sub, budget, use=()):
                   learning_rate=budget["learning_rate"], seed=budget["seed"], use=tuple(use))
     if not isinstance(weights, list) or not all(isinstance(w, torch.Tensor) and w.dtype == torch.float32
                                                 for w in weights):
-        fail("the trained CNN's parameters did not come back as float32 tensors")
+        fail("the trained CNN's parameters did not come back as tensors")
     model = _statement_network(sub, 0.3)
     load_by_shape(model, weights)
     model.eval()

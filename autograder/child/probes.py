@@ -272,7 +272,10 @@ def cnn_gradients(student, images, targets, base, directions):
     if isinstance(output, torch.Tensor) and output.shape == (len(images), 10):
         nn.NLLLoss()(output, targets).backward()
         gradients = {name: p.grad for name, p in model.named_parameters() if p.requires_grad}
-    model = _float64("the forward", lambda: model.double().eval())
+    # the Jacobians of a CNN(0.0): a dropout left on in eval mode is 2.2-dropout's to charge, not this test's
+    without_dropout = student_cnn(student, 0.0)
+    without_dropout.load_state_dict(model.state_dict())
+    model = _float64("the forward", lambda: without_dropout.double().eval())
     shape = base.shape
     return {"output": output, "gradients": gradients,
             "jacobians": _float64("the forward", lambda: jacobians(
@@ -390,7 +393,7 @@ def cnn_train(student, images, labels, epochs, batch_size, learning_rate, seed, 
     cnn_class = correct.CNN if "CNN" in use else module.CNN
     step = correct.train_batch if "train_batch" in use else module.train_batch
     model = train_cnn(cnn_class, step, images, labels, epochs, batch_size, learning_rate, seed)
-    return [p.detach() for p in model.parameters()]
+    return [p.detach().float() for p in model.parameters()]  # a float64 CNN is 2.2-output-shape's to charge
 
 
 # ---- Questions 3.1a and 3.1b: the decoders and the attention -------------------------------
@@ -427,22 +430,28 @@ class FixedContext(nn.Module):
 
 
 @probe("decoder.steps")
-def decoder_steps(student, use_attention, cases):
-    """One step in eval mode for each case: (sizes, (word, h, c, encoder_out)) -> (scores, h, c)."""
+def decoder_steps(student, use_attention, cases, contexts=None):
+    """One step in eval mode for each case: (sizes, (word, h, c, encoder_out)) -> (scores, h, c).
+    `contexts`: one per case, returned by a FixedContext in place of the student's attention."""
     outputs = []
-    for sizes, inputs in cases:
+    for index, (sizes, inputs) in enumerate(cases):
         model = student_decoder(student, use_attention, sizes).eval()
+        if contexts is not None:
+            model.attention = FixedContext(contexts[index])
         with torch.no_grad():
             outputs.append(model(*inputs))
     return outputs
 
 
 @probe("decoder.state")
-def decoder_state(student, use_attention, sizes, inputs, seed=0):
+def decoder_state(student, use_attention, sizes, inputs, seed=0, context=None):
     """One model (seeded), eval mode: the step on `inputs`, on inputs with h + 1, with c + 1, with the
-    next word, and on `inputs` again; training mode: the scores of two steps on `inputs`."""
+    next word, and on `inputs` again; training mode: the scores of two steps on `inputs`. `context`:
+    returned by a FixedContext in place of the student's attention."""
     torch.manual_seed(seed)
     model = student_decoder(student, use_attention, sizes).eval()
+    if context is not None:
+        model.attention = FixedContext(context)
     word, h, c, encoder_out = inputs
     with torch.no_grad():
         result = {"base": model(*inputs)}
@@ -458,12 +467,14 @@ def decoder_state(student, use_attention, sizes, inputs, seed=0):
 
 
 @probe("decoder.jacobians")
-def decoder_jacobians(student, use_attention, sizes, inputs, seed=0):
+def decoder_jacobians(student, use_attention, sizes, inputs, seed=0, context=None):
     """float64, eval mode, no dropout: Jacobians of (scores, h, c) with respect to (h, c), and
-    encoder_out with attention."""
+    encoder_out with attention. `context`: returned by a FixedContext in place of the student's attention."""
     torch.manual_seed(seed)
     model = student_decoder(student, use_attention, sizes, dropout=0.0)
     model = _float64("the step", lambda: model.double().eval())
+    if context is not None:
+        model.attention = FixedContext(context.double())
     word, h, c, encoder_out = inputs
     if use_attention:
         return _float64("the step", lambda: jacobians(lambda h, c, e: model(word, h, c, e), [h, c, encoder_out]))
@@ -475,18 +486,20 @@ def decoder_with_weights(student, use_attention, sizes, state, inputs, target, t
     """The decoder with the provided layers' `state`: the step in eval mode, in training mode after
     seeding torch with `train_seed`, and {parameter: gradient} of a loss of the eval-mode step.
     `context`: a context the attention is replaced by (when the student's attention is wrong)."""
-    model = student_decoder(student, use_attention, sizes)
-    load_provided_layers(model, state)
-    if context is not None:
-        model.attention = FixedContext(context)
+    models = {}
+    for mode, dropout in (("eval", 0.0), ("train", 0.5)):  # eval mode without dropout: placement is train's
+        models[mode] = student_decoder(student, use_attention, sizes, dropout)
+        load_provided_layers(models[mode], state)
+        if context is not None:
+            models[mode].attention = FixedContext(context)
     result = {}
-    for mode in ("eval", "train"):
+    for mode, model in models.items():
         getattr(model, mode)()
         torch.manual_seed(train_seed)
         result[mode] = model(*inputs)
         if not isinstance(result[mode], tuple) or len(result[mode]) != 3:
             return result
-    model.eval()
+    model = models["eval"]
     model.zero_grad()
     scores, h, c = model(*inputs)
     (F.cross_entropy(scores, target) + (h * 0.3).sum() + (c * 0.1).sum()).backward()

@@ -54,9 +54,30 @@ def decode(payload, max_operations=MAX_OPERATIONS):
     except Exception as error:
         raise WireError(f"a malformed pickle ({type(error).__name__})") from None
     try:
-        return torch.load(io.BytesIO(payload), weights_only=True)
+        value = torch.load(io.BytesIO(payload), weights_only=True)
     except Exception as error:
         raise WireError(f"unreadable values ({type(error).__name__}: {str(error)[:200]})") from None
+    if _tensor_bytes(value) > MAX_BYTES:
+        raise WireError(f"tensors of more than {MAX_BYTES:,} bytes in all")
+    return value
+
+
+def _tensor_bytes(value, depth=0):
+    """The bytes the tensors of `value` stand for, once expanded; a tensor that is a view larger than
+    its storage (a stride-0 expansion: 4 bytes standing for gigabytes) counts for what it stands for
+    and is refused when that is more than its storage holds."""
+    if depth > 50:
+        raise WireError("values nested more than 50 deep")
+    if isinstance(value, torch.Tensor):
+        size = value.numel() * value.element_size()
+        if size > value.untyped_storage().nbytes() or value.layout != torch.strided:
+            raise WireError(f"a tensor of shape {tuple(value.shape)[:8]} is a view larger than its storage")
+        return size
+    if isinstance(value, dict):
+        return sum(_tensor_bytes(v, depth + 1) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_tensor_bytes(v, depth + 1) for v in value)
+    return 0
 
 
 def read_message(fd, max_bytes=None):
