@@ -21,8 +21,10 @@ from pathlib import Path
 CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
 
 BUDGETS = {
+    # margin 0.06: correct CNNs whose layers are created in another order (another initialisation) reached
+    # 0.6986-0.755 in a review, against the reference's 0.728-0.761 over three seeds
     "2.2-accuracy": {"budget": {"train_size": 10_000, "epochs": 1, "batch_size": 8, "learning_rate": 0.05, "seed": 42},
-                     "margin": 0.03},
+                     "margin": 0.06},
     "3.1a-bleu": {"budget": {"train_images": 250, "epochs": 2, "seed": 42}, "margin": 0.05},
     "3.1b-bleu": {"budget": {"train_images": 250, "epochs": 2, "seed": 42}, "margin": 0.05},
 }
