@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.conftest import ROOT, SOLUTION
 
 HOSTILE = '''
@@ -138,3 +140,23 @@ def test_the_stand_ins_reach_only_the_test_that_needs_them_and_never_the_feedbac
     leaked = [line.strip() for line in standins.source().splitlines()
               if len(line.strip()) >= 16 and not line.strip().startswith("import ") and line.strip() in results]
     assert not leaked, leaked
+
+
+def test_an_answer_whose_tensor_is_a_view_larger_than_its_storage_is_refused():
+    """4 bytes standing for gigabytes (a stride-0 expansion) never reach the grader's checks."""
+    import torch
+
+    from autograder.child.wire import WireError, decode, encode
+
+    assert decode(encode({"ok": torch.zeros(3, 4)}))["ok"].shape == (3, 4)
+    with pytest.raises(WireError, match="view larger than its storage"):
+        decode(encode({"gradients": {"w": torch.zeros(1).expand(25_000, 20_000)}}))
+
+
+def test_the_user_layer_counts_the_history_and_earlier_grades_as_private():
+    from autograder import sandbox
+
+    private = sandbox.private_paths()
+    for name in ("solution", "autograder/checks", "autograder/calibration.json", "tests", ".git"):
+        if (ROOT / name).exists():
+            assert str(ROOT / name) in private, name
