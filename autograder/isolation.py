@@ -192,7 +192,6 @@ class StudentSubmission:
         self.deadline = time.time() + self.test_seconds
         self.printed = []
         self.answered = False  # whether the child has returned values in this test
-        self.used_standins = False  # whether a stand-in ran (its text must not reach the feedback)
 
     def run(self, probe, **inputs):
         return self._answer(self.process, probe, inputs)
@@ -202,7 +201,6 @@ class StudentSubmission:
         `quiet` (whenever student code runs there) nothing the child prints or raises is shown."""
         process = StudentProcess(self.workdir, self.tree, standins=standins.path())
         process.quiet = quiet
-        self.used_standins = True
         try:
             return self._answer(process, probe, inputs)
         finally:

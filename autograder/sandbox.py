@@ -165,7 +165,8 @@ class Bubblewrap:
         """Nothing to do: the child's PID namespace and /tmp die with it."""
 
     def over_limit(self):
-        """None: the child's /tmp is a tmpfs of TMP_MB."""
+        """False: the child's /tmp is a tmpfs of TMP_MB."""
+        return False
 
 
 class UnprivilegedUser:
@@ -212,15 +213,14 @@ class UnprivilegedUser:
         return None
 
     def over_limit(self):
-        """A message when the child's files (in its folder and the shared temporary folders) take more
-        than TMP_MB (this layer has no /tmp of its own to bound them), else None."""
+        """Whether the child's files (in its folder and the shared temporary folders) take more than
+        TMP_MB (this layer has no /tmp of its own to bound them)."""
         used = 0
         for folder in filter(None, [self.home, "/tmp", "/var/tmp", "/dev/shm"]):
             used += disk_usage_of(self.uid, folder)  # self.home is root's: its contents are not counted twice
             if used > TMP_MB * 2**20:
-                return (f"your code wrote more than {TMP_MB} MB of files; the grading process was stopped "
-                        f"(exit code {{code}}).")
-        return None
+                return True
+        return False
 
     def after_child(self):
         """Kill every process of the child's uid and remove the files it left in shared folders."""
@@ -248,7 +248,7 @@ class Unsandboxed:
         pass
 
     def over_limit(self):
-        return None
+        return False
 
 
 def private_paths(extra=()):

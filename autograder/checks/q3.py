@@ -3,6 +3,8 @@ vectorization, and the BLEU thresholds. The public ones are in `public_q3.py`.
 
 The student's code runs only in the probes (`sub.run`); the reference runs here."""
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -134,9 +136,10 @@ GRADING_LAYER = "blocks"  # 320-d; pooled 2x2 to an 8x8 grid, so that a short tr
 DECODER_SIZES = dict(embed=100, decoder_dim=256, attention_dim=100)
 
 
+@functools.lru_cache(maxsize=1)
 def grading_data():
-    """Sydney-Captions and the features the BLEU tests train on, (613, 64, 320) float32, loaded here
-    in the grading process (the child never sees the dataset).
+    """Sydney-Captions and the features the BLEU tests train on, (613, 64, 320) float32, loaded once
+    here in the grading process (the child never sees the dataset).
 
     The default features of the homework (1280-d head, 16x16 grid) make an attention step ~60x
     dearer; the tests only need a decoder that learns, so they use the last block's 320-d
