@@ -22,15 +22,21 @@ export SYDNEY_DIR
 FEATURES_IF_DATA = $(if $(SYDNEY_DIR),$(PY) -m data features --encoder $(ENCODER) --layer $(LAYER),@echo "SYDNEY_DIR is not set: Question 3's data-dependent tests will not run")
 
 .DEFAULT_GOAL := help
-.PHONY: release lint-workflows gradescope grade grade-all bench-grade-all calibrate bench-grade help setup data features assignment train-q2 sweep-q2 bench-q2 train-q3 sweep-q3 bench-q3 test clean
+.PHONY: release lint-workflows gradescope grade grade-all report similarity bench-grade-all calibrate bench-grade help setup data features assignment train-q2 sweep-q2 bench-q2 train-q3 sweep-q3 bench-q3 test clean
 
 grade: data  ## grade a tree: make grade [STUDENT=solution] [OUT=grades/<name>] [ONLY=2.2,3.1b] [UNSANDBOXED=1]
 	$(FEATURES_IF_DATA)
 	$(PY) -m autograder grade $(STUDENT) --out $(OUT) $(if $(ONLY),--only $(ONLY)) $(if $(UNSANDBOXED),--unsandboxed)
 
-grade-all: data  ## grade a class: make grade-all SUBMISSIONS=<dir> [JOBS=2] [OUT=grades/class] [ONLY=..] [REGRADE=1]
+grade-all: data  ## grade a class: make grade-all SUBMISSIONS=<dir> [JOBS=2 | SCHEDULER=<address>] [OUT=grades/class] [ONLY=..] [REGRADE=1]
 	$(FEATURES_IF_DATA)
-	$(PY) -m autograder grade-all $(SUBMISSIONS) --out $(if $(filter grades/$(notdir $(abspath $(STUDENT))),$(OUT)),grades/class,$(OUT)) --jobs $(JOBS) $(if $(ONLY),--only $(ONLY)) $(if $(REGRADE),--regrade) $(if $(UNSANDBOXED),--unsandboxed)
+	$(PY) -m autograder grade-all $(SUBMISSIONS) --out $(if $(filter grades/$(notdir $(abspath $(STUDENT))),$(OUT)),grades/class,$(OUT)) --jobs $(JOBS) $(if $(ONLY),--only $(ONLY)) $(if $(REGRADE),--regrade) $(if $(UNSANDBOXED),--unsandboxed) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
+
+report: setup  ## class report of a grade-all output: make report GRADES=grades/class
+	$(PY) -m autograder report $(or $(GRADES),grades/class)
+
+similarity: setup  ## similar pairs of students: make similarity SUBMISSIONS=<dir> [OUT=grades/similarity]
+	$(PY) -m autograder similarity $(SUBMISSIONS) --out $(if $(filter grades/$(notdir $(abspath $(STUDENT))),$(OUT)),grades/similarity,$(OUT))
 
 bench-grade-all: data features  ## batch grading throughput with JOBS=1 against JOBS=2: make bench-grade-all [N=4] [ONLY=3.1a]
 	$(PY) -m experiments.bench_grade_all -n $(or $(N),4) $(if $(ONLY),--only $(ONLY))
@@ -59,9 +65,10 @@ gradescope: assignment  ## build dist/autograder.zip for Gradescope (SYDNEY_DIR=
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements.txt
+# requirements.txt is the students' environment; requirements-instructors.txt adds the instructor-only tools
+$(VENV)/.installed: requirements.txt requirements-instructors.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet $(PIP_EXTRA) -r requirements.txt
+	$(PY) -m pip install --quiet $(PIP_EXTRA) -r requirements.txt -r requirements-instructors.txt
 	# put the repository root on the venv's path, so `data` and `autograder` import from anywhere
 	$(PY) -c "import site, pathlib; pathlib.Path(site.getsitepackages()[0], 'homework2.pth').write_text('$(CURDIR)\n')"
 	touch $@

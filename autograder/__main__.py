@@ -2,6 +2,9 @@
 
     grade <tree> [--out DIR] [--only 2.2,3.1b]   grade a tree, write results.json and feedback.md
     grade-all <dir> [--out DIR] [--jobs N]       grade a class, write gradebook.csv
+              [--scheduler ADDRESS]              ... on a Dask cluster
+    report <grades> [--out DIR]                  class report of a grade-all output: report.html, report-tests.csv
+    similarity <dir> [--out DIR]                 similar pairs of students, and students close to the reference
     generate <solution> <assignment>             generate the student tree from the reference
     calibrate [--only 2.2-accuracy,timing,...]   re-measure the thresholds and the reference's times
     release <dir>                                build the students' repository
@@ -31,6 +34,8 @@ def main(argv=None):
     batch.add_argument("--only", help="comma-separated questions")
     batch.add_argument("--regrade", action="store_true", help="grade again students already graded")
     batch.add_argument("--unsandboxed", action="store_true", help="as for grade")
+    batch.add_argument("--scheduler", help="grade on this Dask cluster: the scheduler's address (tcp://host:8786) "
+                                           "or its scheduler file; --jobs is then ignored")
     gen = sub.add_parser("generate", help="generate the student tree from the reference tree")
     gen.add_argument("reference", help="reference tree, e.g. solution")
     gen.add_argument("student", help="student tree to (re)write, e.g. assignment")
@@ -41,6 +46,12 @@ def main(argv=None):
     gs = sub.add_parser("gradescope", help="build the Gradescope autograder bundle (setup.sh, run_autograder)")
     gs.add_argument("zip", help="e.g. dist/autograder.zip")
     gs.add_argument("--sydney-dir", default=os.environ.get("SYDNEY_DIR"), help="default $SYDNEY_DIR")
+    rep = sub.add_parser("report", help="class report of a grade-all output (report.html, report-tests.csv)")
+    rep.add_argument("grades", help="the --out folder of grade-all, e.g. grades/class")
+    rep.add_argument("--out", help="folder to write into (default: the grades folder)")
+    sim = sub.add_parser("similarity", help="similar pairs of students: similarity.html, similarity.csv, reference.csv")
+    sim.add_argument("submissions", help="one folder or .zip per student, as for grade-all")
+    sim.add_argument("--out", default="grades/similarity", help="default grades/similarity")
     args = parser.parse_args(argv)
 
     if args.command == "grade":
@@ -72,7 +83,7 @@ def main(argv=None):
 
         try:
             path, rows = grade_all(args.submissions, args.out, args.jobs, args.only.split(",") if args.only else None,
-                                   args.regrade, allow_unsandboxed=args.unsandboxed)
+                                   args.regrade, allow_unsandboxed=args.unsandboxed, scheduler=args.scheduler)
         except (FileNotFoundError, RubricError, CalibrationError, SandboxError, EnvironmentBroken) as error:
             sys.exit(f"error: {error}")
         except KeyboardInterrupt:
@@ -112,6 +123,21 @@ def main(argv=None):
         size = Path(args.zip).stat().st_size / 1e6
         print(f"wrote {args.zip} ({len(names)} files, {size:.0f} MB): upload it as the autograder of a "
               f"Gradescope programming assignment (Ubuntu 24.04 base image)")
+    elif args.command == "report":
+        from autograder.report import NotAGradeAllOutput, TESTS_FILE, write_report
+
+        try:
+            page = write_report(args.grades, args.out)
+        except NotAGradeAllOutput as error:
+            sys.exit(f"error: {error}")
+        print(f"wrote {page} and {page.with_name(TESTS_FILE)} (one row per student and test)")
+    elif args.command == "similarity":
+        from autograder.similarity import similarity
+
+        try:
+            similarity(args.submissions, args.out)
+        except FileNotFoundError as error:
+            sys.exit(f"error: {error}")
 
 
 if __name__ == "__main__":

@@ -17,14 +17,18 @@ on disk once for the whole batch (`make grade-all` prepares them first).
 
 import csv
 import json
-import multiprocessing
 import os
 import re
 import shutil
 import stat
+import subprocess
+import sys
 import tempfile
+import threading
+import time
 import zipfile
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from autograder import rubric as rubric_module
@@ -38,7 +42,7 @@ STATUSES = ("graded", "missing files", "refused file", "syntax error", "import e
 STATUS_OF_REASON = {"missing file": "missing files", "refused file": "refused file", "syntax error": "syntax error",
                     "import error": "import error", "timed out": "timed out", "crashed": "crashed",
                     "grader error": "grader error"}
-RESERVED = {"gradebook.csv", "report.html", "report", "similarity"}  # names of the batch's own outputs
+RESERVED = {"gradebook.csv", "report.html", "report-tests.csv", "report", "similarity"}  # names of the batch's own outputs
 MAX_MEMBERS, MAX_MEMBER_BYTES, MAX_TOTAL_BYTES = 2000, 50 * 2**20, 200 * 2**20  # a student's zip
 
 
@@ -124,42 +128,187 @@ def status_of(results, tree):
     return "graded"
 
 
-def _error(target, status, text):
-    target.mkdir(parents=True, exist_ok=True)
-    (target / "error.txt").write_text(text + "\n", errors="replace")
-    (target / "status.txt").write_text(status + "\n")
-    return None, status
+@dataclass
+class Graded:
+    """One student's grading as the grading process returns it; the caller alone writes it under
+    `<out>/<student>/` (`store`), so a grading that is retried or lost elsewhere leaves nothing half-written."""
+    student: str
+    status: str  # one of STATUSES
+    files: dict  # name -> text: results.json, feedback*.md, status.txt, error.txt
+    results: dict = None  # results.json, parsed; None when the grading produced none
+
+    @classmethod
+    def error(cls, student, status, text):
+        return cls(student, status, {"error.txt": text + "\n", "status.txt": status + "\n"})
 
 
 def _grade_one(path, target, only, allow_unsandboxed, check):
-    """(results, status) of one submission; every failure specific to it becomes its status."""
+    """Grade one submission into the folder `target`: its files, and its status (returned)."""
+    target.mkdir(parents=True, exist_ok=True)
+
+    def failed(status, text):
+        (target / "error.txt").write_text(text + "\n", errors="replace")
+        return status
+
     with tempfile.TemporaryDirectory(prefix="hw2-submission-") as tmp:
         if path.is_symlink():
-            return _error(target, "grader error", f"{path.name} is a symbolic link; the grader does not follow links")
+            return failed("grader error", f"{path.name} is a symbolic link; the grader does not follow links")
         tree = path
         if path.suffix == ".zip" and not path.is_dir():
             try:
                 tree = _unpack(path, tmp)
             except (zipfile.BadZipFile, UnsafeZip, OSError, EOFError, ValueError, NotImplementedError) as error:
-                return _error(target, "unreadable zip", f"{path.name} could not be unpacked: {error}")
+                return failed("unreadable zip", f"{path.name} could not be unpacked: {error}")
         tree = locate_tree(tree)
         results = grade(tree, target, only, log=lambda *_: None, allow_unsandboxed=allow_unsandboxed,
                         check=check).to_gradescope()
-        status = status_of(results, tree)
-    (target / "status.txt").write_text(status + "\n")
-    return results, status
+        return status_of(results, tree)
 
 
-def grade_student(student, path, out, only, allow_unsandboxed=False, check=None):
-    target = Path(out) / student
+def _collect(student, folder):
+    """The Graded of a grading written to `folder`."""
+    files = {p.name: p.read_text(errors="replace") for p in sorted(Path(folder).iterdir()) if p.is_file()}
+    status = files.get("status.txt", "grader error").strip()
     try:
-        results, status = _grade_one(Path(path), target, only, allow_unsandboxed, check)
-    except (sandbox.SandboxError, selfcheck.EnvironmentBroken, KeyboardInterrupt):
-        raise  # the environment, not this student: the batch stops
-    except Exception as error:  # anything else specific to this submission: its row says so, the batch goes on
-        results, status = _error(target, "grader error", f"grading stopped on this submission: "
-                                                         f"{type(error).__name__}: {str(error)[:2000]}")
-    return student, results, status
+        results = json.loads(files["results.json"]) if "results.json" in files else None
+    except ValueError:
+        results = None
+    return Graded(student, status, files, results)
+
+
+# ---- one grading process per student --------------------------------------------------------------
+# The grader sets process-wide state (module paths, torch threads, seeds, signal handlers), so each
+# student is graded by a fresh `python -m autograder.batch`: on this machine (grade_all's threads) and
+# on a Dask worker (autograder/cluster.py) alike. The request comes on stdin; the files are written to
+# the folder given as argument, and the exit code says how it ended.
+ENVIRONMENT_BROKEN = 3  # exit code: the grader cannot grade on this machine (the message in environment.txt)
+INTERRUPTED_EXIT = 130
+RUNNING = set()  # the grading processes started by this process (stopped on Ctrl-C)
+_running_lock = threading.Lock()
+
+
+def grading_environment():
+    """The settings of this grading (the budget, time limits, memory, sandbox, the data folder): sent with
+    every request, so that a grading process on another machine grades as this one would."""
+    return {k: v for k, v in os.environ.items() if k.startswith("HW2_") or k == "SYDNEY_DIR"}
+
+
+def run_grading_process(request, environment=None):
+    """Run `python -m autograder.batch` on `request` (a dict); returns (folder's files as a Graded or the
+    self-check's dict). EnvironmentBroken when the grader cannot grade there; KeyboardInterrupt when it
+    was interrupted."""
+    env = {k: v for k, v in os.environ.items() if not (k.startswith("HW2_") or k == "SYDNEY_DIR")}
+    env.update(environment if environment is not None else grading_environment())
+    with tempfile.TemporaryDirectory(prefix="hw2-grading-") as folder:
+        process = subprocess.Popen([sys.executable, "-m", "autograder.batch", folder], stdin=subprocess.PIPE,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True,
+                                   errors="replace")
+        with _running_lock:
+            RUNNING.add(process)
+        try:
+            _, stderr = process.communicate(json.dumps(request))
+        finally:
+            with _running_lock:
+                RUNNING.discard(process)
+        out = Path(folder) / "out"
+        if process.returncode == ENVIRONMENT_BROKEN:
+            raise selfcheck.EnvironmentBroken((Path(folder) / "environment.txt").read_text())
+        if process.returncode == INTERRUPTED_EXIT:
+            raise KeyboardInterrupt("the grading process was interrupted")
+        if request["kind"] == "selfcheck" and process.returncode == 0:
+            return json.loads((Path(folder) / "selfcheck.json").read_text())
+        if process.returncode != 0 or not (out / "status.txt").is_file():
+            how = (f"killed by signal {-process.returncode}" if process.returncode < 0
+                   else f"exit code {process.returncode}")
+            tail = stderr.strip()[-2000:]
+            if request["kind"] == "selfcheck":
+                raise selfcheck.EnvironmentBroken(f"the grader's self-check stopped ({how}): {tail}")
+            return Graded.error(request["student"], "grader error", f"the grading process stopped ({how}; "
+                                f"e.g. out of memory): {tail}")
+        return _collect(request["student"], out)
+
+
+def stop_grading_processes():
+    """Interrupt the grading processes still running (they write no files and exit)."""
+    with _running_lock:
+        for process in RUNNING:
+            if process.poll() is None:
+                process.terminate()
+
+
+def grade_student(student, path, only, allow_unsandboxed=False, check=None, environment=None):
+    """Grade one submission in a fresh grading process; returns its Graded. `check`: the self-check of
+    this machine (a dict of selfcheck.SelfCheck's fields)."""
+    return run_grading_process({"kind": "grade", "student": student, "path": str(path), "only": only,
+                                "allow_unsandboxed": allow_unsandboxed, "check": check}, environment)
+
+
+def check_machine(allow_unsandboxed=False, environment=None, submissions=None):
+    """The grader's self-check (and, in the user layer, that `submissions` are private), run in a grading
+    process of its own: its fields as a dict, or EnvironmentBroken naming the problem."""
+    return run_grading_process({"kind": "selfcheck", "allow_unsandboxed": allow_unsandboxed,
+                                "submissions": submissions and str(submissions)}, environment)
+
+
+def _watch_parent():
+    """Exit when the process that started this one is gone (a Dask worker killed mid-student): the
+    grading would be written nowhere."""
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(INTERRUPTED_EXIT)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _grading_process(folder):
+    """The body of `python -m autograder.batch <folder>`."""
+    folder = Path(folder)
+    request = json.loads(sys.stdin.read())
+    _watch_parent()
+    try:
+        if request["kind"] == "selfcheck":
+            found = selfcheck.run(request["allow_unsandboxed"])
+            if request.get("submissions"):
+                check_submissions_private(sandbox.layer(request["allow_unsandboxed"]), request["submissions"])
+            (folder / "selfcheck.json").write_text(json.dumps(asdict(found)))
+            return 0
+        check = selfcheck.SelfCheck(**request["check"]) if request.get("check") else None
+        target = folder / "out"
+        try:
+            status = _grade_one(Path(request["path"]), target, request["only"], request["allow_unsandboxed"], check)
+        except (sandbox.SandboxError, selfcheck.EnvironmentBroken, KeyboardInterrupt):
+            raise  # the environment, not this student
+        except Exception as error:  # anything else specific to this submission: its row says so
+            status = "grader error"
+            (target / "error.txt").write_text(f"grading stopped on this submission: {type(error).__name__}: "
+                                              f"{str(error)[:2000]}\n", errors="replace")
+        (target / "status.txt").write_text(status + "\n")
+        return 0
+    except (sandbox.SandboxError, selfcheck.EnvironmentBroken) as error:
+        (folder / "environment.txt").write_text(str(error))
+        return ENVIRONMENT_BROKEN
+    except KeyboardInterrupt:
+        return INTERRUPTED_EXIT
+
+
+def store(out, graded):
+    """Write a Graded under `<out>/<student>/`, replacing an earlier one whole (written beside, then
+    renamed into place)."""
+    out = Path(out)
+    partial, old, target = out / f".{graded.student}.partial", out / f".{graded.student}.old", out / graded.student
+    for leftover in (partial, old):
+        shutil.rmtree(leftover, ignore_errors=True)
+    partial.mkdir(parents=True)
+    for name, text in graded.files.items():
+        if name == Path(name).name and not name.startswith("."):
+            (partial / name).write_text(text, errors="replace")
+    if target.exists():
+        target.rename(old)
+    partial.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def write_gradebook(out, rows, questions):
@@ -194,24 +343,51 @@ def _previous(out, student, questions, selected):
         return None
 
 
-def grade_all(submissions, out, jobs=2, only=None, regrade=False, log=print, allow_unsandboxed=False):
-    from tqdm import tqdm
+def _on_this_machine(todo, jobs, only, allow_unsandboxed, check):
+    """Yield (student, Graded) as the gradings end, JOBS grading processes at a time on this machine."""
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    futures = {pool.submit(grade_student, student, path, only, allow_unsandboxed, check): student
+               for student, path in todo.items()}
+    try:
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+    except BaseException:  # Ctrl-C, or the environment broke: no other student is graded
+        for future in futures:
+            future.cancel()
+        stop_grading_processes()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    layer = sandbox.layer(allow_unsandboxed)  # SandboxError before anyone is graded
-    check = selfcheck.run(allow_unsandboxed)  # EnvironmentBroken before anyone is graded
-    if layer.name == "user":  # no namespaces: the children's uid must not read the class's results
-        os.chmod(out, 0o700)
+
+def check_submissions_private(layer, submissions):
+    """In the user layer (no namespaces), SandboxError when the uid student code runs as can read the
+    class's submissions: one student's code could read the others'."""
     if layer.name == "user" and sandbox.readable_by(layer.uid, [str(Path(submissions).resolve())]):
         raise sandbox.SandboxError(f"the submissions ({submissions}) are readable by uid {layer.uid}, which student "
                                    f"code runs as here: one student's code could read the others'. Fix: "
                                    f"`chmod -R go-rwx {submissions}`")
-    log(f"student code runs in: {layer.description}")
+
+
+def grade_all(submissions, out, jobs=2, only=None, regrade=False, log=print, allow_unsandboxed=False, scheduler=None):
+    """Grade every submission under `submissions` into `out`: on this machine, JOBS at a time, or on the
+    Dask cluster whose scheduler is `scheduler` (an address, or a scheduler file; autograder/cluster.py).
+    Returns the gradebook's path and its rows."""
+    from tqdm import tqdm
+
+    out = Path(out)
     rubric = rubric_module.load()
     selected = [t.id for t in rubric.select(only)]
     questions = list(dict.fromkeys(t.question for t in rubric.select(only)))
     found = find_submissions(submissions)
+    if scheduler is None:
+        layer = sandbox.layer(allow_unsandboxed)  # SandboxError before anyone is graded
+        check_submissions_private(layer, submissions)
+        check = asdict(selfcheck.run(allow_unsandboxed))  # EnvironmentBroken before anyone is graded
+        where = f"on this machine, {jobs} at a time; student code runs in: {layer.description}"
+    out.mkdir(parents=True, exist_ok=True)
+    if scheduler is None and layer.name == "user":  # no namespaces: the children's uid must not read the results
+        os.chmod(out, 0o700)
     rows, todo = {}, {}
     for student, path in found.items():
         previous = None if regrade else _previous(out, student, questions, selected)
@@ -221,23 +397,22 @@ def grade_all(submissions, out, jobs=2, only=None, regrade=False, log=print, all
             if regrade:
                 shutil.rmtree(out / student, ignore_errors=True)
             todo[student] = path
-    log(f"{len(found)} submissions: {len(rows)} already graded (--regrade to redo), {len(todo)} to grade, {jobs} at a time")
-    # one grading process per job: each seeds torch for its own reference computations
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
-    with pool, tqdm(total=len(todo), unit="student") as bar:
-        futures = {pool.submit(grade_student, student, path, out, only, allow_unsandboxed, check): student
-                   for student, path in todo.items()}
-        for future in as_completed(futures):
-            student = futures[future]
-            try:
-                student, results, status = future.result()
-            except (sandbox.SandboxError, selfcheck.EnvironmentBroken):
-                raise
-            except Exception as error:  # the worker process itself died: this student's row says so
-                results, status = _error(out / student, "grader error", f"the grading process stopped: "
-                                                                        f"{type(error).__name__}: {error}")
-            rows[student] = _row(results, status, questions)
+    if scheduler is None:
+        gradings = _on_this_machine(todo, jobs, only, allow_unsandboxed, check)
+    else:
+        from autograder import cluster
+
+        gradings, where = cluster.grade_on_cluster(scheduler, todo, only, allow_unsandboxed, submissions, log)
+    log(f"{len(found)} submissions: {len(rows)} already graded (--regrade to redo), {len(todo)} to grade, {where}")
+    with tqdm(total=len(todo), unit="student") as bar:
+        for student, graded in gradings:
+            store(out, graded)
+            rows[student] = _row(graded.results, graded.status, questions)
             write_gradebook(out, rows, questions)  # after every student, so an interruption loses nothing
-            bar.set_postfix_str(f"{student}: {rows[student][-3]} ({status})")
+            bar.set_postfix_str(f"{student}: {rows[student][-3]} ({graded.status})")
             bar.update()
     return write_gradebook(out, rows, questions), rows
+
+
+if __name__ == "__main__":
+    sys.exit(_grading_process(sys.argv[1]))
