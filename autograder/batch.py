@@ -1,22 +1,26 @@
-"""Grade a whole class: every tree under a folder, JOBS at a time, with a gradebook.
+"""Grade a whole class: every tree under a folder, JOBS at a time or on a Dask cluster, with a gradebook.
 
-    make grade-all SUBMISSIONS=<dir> [JOBS=2] [OUT=<dir>] [ONLY=2.2] [REGRADE=1]
-    python -m autograder grade-all <dir> --out <dir> --jobs 2 [--only ...] [--regrade]
+    make grade-all SUBMISSIONS=<dir> [JOBS=2 | SCHEDULER=<address>] [OUT=<dir>] [ONLY=2.2] [REGRADE=1]
+    python -m autograder grade-all <dir> --out <dir> --jobs 2 [--scheduler ADDRESS] [--only ...] [--regrade]
 
 `<dir>` holds one folder per student (laid out like assignment/) or one `<student>.zip`.
-Each student gets `<out>/<student>/results.json` and `feedback.md` (the name made safe for a
-folder, and unique: `alice/` and `alice.zip` become `alice` and `alice-2`); `<out>/gradebook.csv`
-has one row per student: points per question, total, status (one of STATUSES), and where the
-code ran (`sandbox`: bubblewrap, user, or UNSANDBOXED). Zips are checked before extraction
-(members, sizes, names, no links). Whatever goes wrong with one submission becomes its row's
-status (`grader error` with the reason in `<out>/<student>/error.txt`) and the batch goes on; a
-grader that cannot isolate student code stops before grading anyone. A run that is interrupted
-resumes: students whose results.json exists are skipped unless --regrade. Data and features are cached
-on disk once for the whole batch (`make grade-all` prepares them first).
+Each student is graded by a fresh grading process (`python -m autograder.batch`, grade_student),
+here or on a Dask worker (autograder/cluster.py), which returns the student's files as a Graded;
+this process alone writes them to `<out>/<student>/` (results.json, feedback.md, status.txt; the
+name made safe for a folder, and unique: `alice/` and `alice.zip` become `alice` and `alice-2`),
+replacing the folder whole. `<out>/gradebook.csv` has one row per student: points per question,
+total, status (one of STATUSES), and where the code ran (`sandbox`: bubblewrap, user, or
+UNSANDBOXED). Zips are checked before extraction (members, sizes, names, no links). Whatever goes
+wrong with one submission becomes its row's status (`grader error` with the reason in
+`<out>/<student>/error.txt`) and the batch goes on; a grader that cannot isolate student code
+stops before grading anyone. A run that is interrupted resumes: students graded to the end by the
+same tests and budget are kept unless --regrade. Data and features are cached on disk once for
+the whole batch (`make grade-all` prepares them first).
 """
-
 import csv
+import hashlib
 import json
+import signal
 import os
 import re
 import shutil
@@ -43,6 +47,7 @@ STATUS_OF_REASON = {"missing file": "missing files", "refused file": "refused fi
                     "import error": "import error", "timed out": "timed out", "crashed": "crashed",
                     "grader error": "grader error"}
 RESERVED = {"gradebook.csv", "report.html", "report-tests.csv", "report", "similarity"}  # names of the batch's own outputs
+SUBMISSION_FILE = "submission.txt"  # in <out>/<student>/: the name of the folder or zip graded there
 MAX_MEMBERS, MAX_MEMBER_BYTES, MAX_TOTAL_BYTES = 2000, 50 * 2**20, 200 * 2**20  # a student's zip
 
 
@@ -51,32 +56,40 @@ class UnsafeZip(ValueError):
 
 
 def safe_name(name, taken):
-    """`name` as a folder name of the output: letters, digits, '.', '_' and '-', not a name of the
-    batch's own outputs, and distinct from every name in `taken` (alice/ and alice.zip: alice, alice-2)."""
-    base = re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".-")[:100] or "student"
-    if base in RESERVED:
-        base = f"{base}-student"
+    """`name` as a folder name of the output, the same whoever else is in the class: letters (of any
+    script), digits, '.', '_' and '-'; when that changes the name (or it is a name of the batch's own
+    outputs), a short hash of the original is appended, so different names stay different. A name
+    still in `taken` (compared without case: alice/ and alice.zip, Alice and alice) gets -2, -3, ..."""
+    base = re.sub(r"[^\w.-]", "_", name).lstrip(".-")[:80] or "student"
+    if base != name or base in RESERVED:
+        base = f"{base}-{hashlib.sha256(name.encode(errors='replace')).hexdigest()[:6]}"
+    taken_folded = {t.casefold() for t in taken}
     candidate, n = base, 1
-    while candidate in taken:
+    while candidate.casefold() in taken_folded:
         n += 1
         candidate = f"{base}-{n}"
     return candidate
 
 
-def find_submissions(folder):
+def find_submissions(folder, log=None):
     """{student: path} for every sub-folder and .zip of `folder` (sorted by name), the student's name
-    made safe for a folder name and unique."""
+    made safe for a folder name and unique. Other entries (files, hidden ones) are named through `log`."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder of submissions (one folder or .zip per student)")
-    found = {}
+    found, ignored = {}, []
     for path in sorted(folder.iterdir()):
         if path.name.startswith("."):
-            continue
-        if path.suffix == ".zip" and not path.is_dir():
+            ignored.append(path.name)
+        elif path.suffix.lower() == ".zip" and not path.is_dir():
             found[safe_name(path.stem, found)] = path
         elif path.is_dir() or path.is_symlink():
             found[safe_name(path.name, found)] = path
+        else:
+            ignored.append(path.name)
+    if ignored and log is not None:
+        log(f"not graded (neither a folder nor a .zip, or hidden): {', '.join(ignored[:20])}"
+            f"{' ...' if len(ignored) > 20 else ''}")
     return found
 
 
@@ -99,8 +112,8 @@ def _unpack(archive, into):
                 raise UnsafeZip(f"{name[:100]!r} is a symbolic link; zip the files themselves")
         total = 0
         for member in members:
-            target = into / member.filename
-            if member.is_dir():
+            target = into.joinpath(*Path(member.filename.replace("\\", "/")).parts)  # hw2\q1.ipynb: hw2/q1.ipynb
+            if member.is_dir() or member.filename.endswith("\\"):
                 target.mkdir(parents=True, exist_ok=True)
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -154,12 +167,13 @@ def _grade_one(path, target, only, allow_unsandboxed, check):
         if path.is_symlink():
             return failed("grader error", f"{path.name} is a symbolic link; the grader does not follow links")
         tree = path
-        if path.suffix == ".zip" and not path.is_dir():
+        if path.suffix.lower() == ".zip" and not path.is_dir():
             try:
                 tree = _unpack(path, tmp)
             except (zipfile.BadZipFile, UnsafeZip, OSError, EOFError, ValueError, NotImplementedError) as error:
                 return failed("unreadable zip", f"{path.name} could not be unpacked: {error}")
-        tree = locate_tree(tree)
+        else:
+            tree = locate_tree(tree)
         results = grade(tree, target, only, log=lambda *_: None, allow_unsandboxed=allow_unsandboxed,
                         check=check).to_gradescope()
         return status_of(results, tree)
@@ -183,6 +197,12 @@ def _collect(student, folder):
 # the folder given as argument, and the exit code says how it ended.
 ENVIRONMENT_BROKEN = 3  # exit code: the grader cannot grade on this machine (the message in environment.txt)
 INTERRUPTED_EXIT = 130
+
+
+class GradingInterrupted(Exception):
+    """A grading process was stopped from outside (Ctrl-C, SIGTERM) before it finished: grade again."""
+
+
 RUNNING = set()  # the grading processes started by this process (stopped on Ctrl-C)
 _running_lock = threading.Lock()
 
@@ -214,7 +234,8 @@ def run_grading_process(request, environment=None):
         if process.returncode == ENVIRONMENT_BROKEN:
             raise selfcheck.EnvironmentBroken((Path(folder) / "environment.txt").read_text())
         if process.returncode == INTERRUPTED_EXIT:
-            raise KeyboardInterrupt("the grading process was interrupted")
+            raise GradingInterrupted(f"the grading process of {request.get('student', 'the self-check')} was "
+                                     f"interrupted (Ctrl-C or SIGTERM)")
         if request["kind"] == "selfcheck" and process.returncode == 0:
             return json.loads((Path(folder) / "selfcheck.json").read_text())
         if process.returncode != 0 or not (out / "status.txt").is_file():
@@ -238,7 +259,7 @@ def stop_grading_processes():
 
 def grade_student(student, path, only, allow_unsandboxed=False, check=None, environment=None):
     """Grade one submission in a fresh grading process; returns its Graded. `check`: the self-check of
-    this machine (a dict of selfcheck.SelfCheck's fields)."""
+    this machine (a dict of selfcheck.SelfCheck's fields). GradingInterrupted when it was stopped."""
     return run_grading_process({"kind": "grade", "student": student, "path": str(path), "only": only,
                                 "allow_unsandboxed": allow_unsandboxed, "check": check}, environment)
 
@@ -269,6 +290,7 @@ def _grading_process(folder):
     request = json.loads(sys.stdin.read())
     _watch_parent()
     try:
+        sandbox.layer(request["allow_unsandboxed"])  # the first call decides, with --unsandboxed or not
         if request["kind"] == "selfcheck":
             found = selfcheck.run(request["allow_unsandboxed"])
             if request.get("submissions"):
@@ -294,9 +316,9 @@ def _grading_process(folder):
         return INTERRUPTED_EXIT
 
 
-def store(out, graded):
-    """Write a Graded under `<out>/<student>/`, replacing an earlier one whole (written beside, then
-    renamed into place)."""
+def store(out, graded, submission):
+    """Write a Graded under `<out>/<student>/`, with the name of the `submission` it grades (SUBMISSION_FILE),
+    replacing an earlier one whole (written beside, then renamed into place)."""
     out = Path(out)
     partial, old, target = out / f".{graded.student}.partial", out / f".{graded.student}.old", out / graded.student
     for leftover in (partial, old):
@@ -305,6 +327,7 @@ def store(out, graded):
     for name, text in graded.files.items():
         if name == Path(name).name and not name.startswith("."):
             (partial / name).write_text(text, errors="replace")
+    (partial / SUBMISSION_FILE).write_text(submission + "\n", errors="replace")
     if target.exists():
         target.rename(old)
     partial.rename(target)
@@ -315,30 +338,34 @@ def write_gradebook(out, rows, questions):
     path = Path(out) / "gradebook.csv"
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["student", *questions, "total", "status", "sandbox"])
+        writer.writerow(["student", *questions, "total", "status", "sandbox", "submission"])
         for student in sorted(rows):
             writer.writerow([student, *rows[student]])
     return path
 
 
-def _row(results, status, questions):
+def _row(results, status, questions, submission):
     points = (results or {}).get("extra_data", {}).get("points_by_question", {})  # as the grading computed them
     per_question = {q: float(points.get(q, 0.0)) for q in questions}
     where = (results or {}).get("extra_data", {}).get("sandbox", "")
     return [*(f"{per_question[q]:g}" for q in questions), f"{sum(per_question.values()):g}", status,
-            "UNSANDBOXED" if where.startswith("NONE") else where.split(" (")[0]]
+            "UNSANDBOXED" if where.startswith("NONE") else where.split(" (")[0], submission]
 
 
-def _previous(out, student, questions, selected):
-    """The gradebook row of a student graded to the end by an earlier run of the same selection of
-    tests, or None."""
+def _previous(out, student, path, questions, selected):
+    """The gradebook row of a student graded to the end, from the same submission (`path`'s name), by an
+    earlier run of the same selection of tests and budget; None when they must be graded (again)."""
     try:
-        results = json.loads((out / student / "results.json").read_text())
+        folder = out / student
+        status = (folder / "status.txt").read_text().strip()
+        if (folder / SUBMISSION_FILE).read_text().strip() != path.name or status in ("grader error", "incomplete"):
+            return None
+        results = json.loads((folder / "results.json").read_text())
         extra = results.get("extra_data", {})
-        if (extra.get("interrupted") or extra.get("selected_tests") != list(selected)
+        if (extra.get("interrupted") or extra.get("incomplete") or extra.get("selected_tests") != list(selected)
                 or extra.get("budget", "grading") != os.environ.get("HW2_BUDGET", "grading")):
             return None
-        return _row(results, (out / student / "status.txt").read_text().strip(), questions)
+        return _row(results, status, questions, path.name)
     except (OSError, ValueError, TypeError, AttributeError):
         return None
 
@@ -350,7 +377,11 @@ def _on_this_machine(todo, jobs, only, allow_unsandboxed, check):
                for student, path in todo.items()}
     try:
         for future in as_completed(futures):
-            yield futures[future], future.result()
+            student = futures[future]
+            try:
+                yield student, future.result()
+            except GradingInterrupted as error:  # stopped by someone else than this batch: grade again
+                yield student, Graded.error(student, "grader error", f"{error}; grade again")
     except BaseException:  # Ctrl-C, or the environment broke: no other student is graded
         for future in futures:
             future.cancel()
@@ -369,6 +400,17 @@ def check_submissions_private(layer, submissions):
                                    f"`chmod -R go-rwx {submissions}`")
 
 
+def _interrupt_on_sigterm():
+    """SIGTERM stops grade-all as Ctrl-C does (KeyboardInterrupt); returns the previous handler."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        return signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        return None
+
+
 def grade_all(submissions, out, jobs=2, only=None, regrade=False, log=print, allow_unsandboxed=False, scheduler=None):
     """Grade every submission under `submissions` into `out`: on this machine, JOBS at a time, or on the
     Dask cluster whose scheduler is `scheduler` (an address, or a scheduler file; autograder/cluster.py).
@@ -379,38 +421,44 @@ def grade_all(submissions, out, jobs=2, only=None, regrade=False, log=print, all
     rubric = rubric_module.load()
     selected = [t.id for t in rubric.select(only)]
     questions = list(dict.fromkeys(t.question for t in rubric.select(only)))
-    found = find_submissions(submissions)
+    found = find_submissions(submissions, log)
+    rows, todo = {}, {}
+    for student, path in found.items():
+        previous = None if regrade else _previous(out, student, path, questions, selected)
+        if previous is not None:
+            rows[student] = previous
+        else:
+            todo[student] = path
     if scheduler is None:
         layer = sandbox.layer(allow_unsandboxed)  # SandboxError before anyone is graded
         check_submissions_private(layer, submissions)
         check = asdict(selfcheck.run(allow_unsandboxed))  # EnvironmentBroken before anyone is graded
-        where = f"on this machine, {jobs} at a time; student code runs in: {layer.description}"
-    out.mkdir(parents=True, exist_ok=True)
-    if scheduler is None and layer.name == "user":  # no namespaces: the children's uid must not read the results
-        os.chmod(out, 0o700)
-    rows, todo = {}, {}
-    for student, path in found.items():
-        previous = None if regrade else _previous(out, student, questions, selected)
-        if previous is not None:
-            rows[student] = previous
-        else:
-            if regrade:
-                shutil.rmtree(out / student, ignore_errors=True)
-            todo[student] = path
-    if scheduler is None:
         gradings = _on_this_machine(todo, jobs, only, allow_unsandboxed, check)
+        where = f"on this machine, {jobs} at a time; student code runs in: {layer.description}"
     else:
         from autograder import cluster
 
         gradings, where = cluster.grade_on_cluster(scheduler, todo, only, allow_unsandboxed, submissions, log)
+    out.mkdir(parents=True, exist_ok=True)
+    if scheduler is None and layer.name == "user":  # no namespaces: the children's uid must not read the results
+        os.chmod(out, 0o700)
+    if regrade:
+        for student in todo:
+            shutil.rmtree(out / student, ignore_errors=True)
     log(f"{len(found)} submissions: {len(rows)} already graded (--regrade to redo), {len(todo)} to grade, {where}")
-    with tqdm(total=len(todo), unit="student") as bar:
-        for student, graded in gradings:
-            store(out, graded)
-            rows[student] = _row(graded.results, graded.status, questions)
-            write_gradebook(out, rows, questions)  # after every student, so an interruption loses nothing
-            bar.set_postfix_str(f"{student}: {rows[student][-3]} ({graded.status})")
-            bar.update()
+    previous_handler = _interrupt_on_sigterm()
+    try:
+        with tqdm(total=len(todo), unit="student") as bar:
+            for student, graded in gradings:
+                store(out, graded, found[student].name)
+                rows[student] = _row(graded.results, graded.status, questions, found[student].name)
+                write_gradebook(out, rows, questions)  # after every student, so an interruption loses nothing
+                bar.set_postfix_str(f"{student}: {rows[student][-4]} ({graded.status})")
+                bar.update()
+    finally:
+        gradings.close()  # an interruption stops the gradings still running
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
     return write_gradebook(out, rows, questions), rows
 
 

@@ -23,6 +23,7 @@ failures` retries) becomes that student's `grader error` row.
 import asyncio
 import hashlib
 import os
+import time
 from pathlib import Path
 
 from distributed import Client, KilledWorker, Reschedule, WorkerPlugin, as_completed, get_worker
@@ -32,17 +33,27 @@ from autograder.submission import ROOT
 
 RESOURCE = "hw2-grading"
 PLUGIN = "hw2-grader-check"
-FINGERPRINTED = ("autograder", "solution", "data")  # the code that grades: the same on every worker
+# the code that grades, the same on every worker: the grader, the reference, the provided files, the data's code
+FINGERPRINTED = ("autograder", "solution", "assignment", "data")
+PACKAGES = ("torch", "torchvision", "numpy", "nltk", "efficientnet-lite-pytorch")
+NO_WORKER_SECONDS = 300  # the client stops when no worker able to grade is left for this long
 
 
 def fingerprint():
-    """A hash of the grader's code, rubric, calibration and reference (not the data cache)."""
+    """A hash of the grader's code, rubric, calibration, reference and provided files (not the data
+    cache), and of the versions of the packages that compute the grade."""
+    from importlib import metadata
+
     digest = hashlib.sha256()
+    for package in PACKAGES:
+        digest.update(f"{package}=={metadata.version(package)}\0".encode())
     for folder in FINGERPRINTED:
-        for path in sorted((ROOT / folder).rglob("*")):
-            if (path.is_file() and "__pycache__" not in path.parts and "cache" not in path.relative_to(ROOT).parts
-                    and path.suffix in (".py", ".toml", ".json", ".ipynb")):
-                digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
+        for parent, folders, files in os.walk(ROOT / folder):
+            folders[:] = sorted(f for f in folders if f not in ("__pycache__", "cache"))
+            for name in sorted(files):
+                path = Path(parent) / name
+                if path.suffix in (".py", ".toml", ".json", ".ipynb"):
+                    digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 
 
@@ -60,6 +71,7 @@ class GraderCheck(WorkerPlugin):
         self.problem, self.check = "not checked yet", None
 
     async def setup(self, worker):
+        await worker.set_resources(**{RESOURCE: 0})  # no work until this check passes (a new one resets it)
         try:
             self.check = await asyncio.get_running_loop().run_in_executor(None, self._check_here)
         except selfcheck.EnvironmentBroken as error:
@@ -70,6 +82,9 @@ class GraderCheck(WorkerPlugin):
             return
         self.problem = None
         await worker.set_resources(**{RESOURCE: worker.state.nthreads})
+
+    async def teardown(self, worker):
+        await worker.set_resources(**{RESOURCE: 0})
 
     def _check_here(self):
         here = fingerprint()
@@ -95,15 +110,26 @@ def grade_task(student, path, only, allow_unsandboxed, environment):
     check = get_worker().plugins[PLUGIN].check
     try:
         return batch.grade_student(student, path, only, allow_unsandboxed, check, environment)
-    except KeyboardInterrupt:  # the worker is shutting down: another worker grades this student
+    except (KeyboardInterrupt, batch.GradingInterrupted):  # the worker is stopping: another one grades them
         raise Reschedule() from None
 
 
-def connect(scheduler):
-    """A Client of the scheduler at `scheduler`: an address (tcp://host:8786) or a scheduler file."""
-    if os.path.isfile(scheduler):
-        return Client(scheduler_file=scheduler, timeout=60)
-    return Client(scheduler, timeout=60)
+def connect(scheduler, timeout=30):
+    """A Client of the scheduler at `scheduler`: an address (tcp://host:8786) or a scheduler file;
+    EnvironmentBroken saying why when there is none."""
+    looks_like_file = os.sep in scheduler and "://" not in scheduler or scheduler.endswith(".json")
+    if looks_like_file and not os.path.isfile(scheduler):
+        raise selfcheck.EnvironmentBroken(f"the scheduler file {scheduler} does not exist: give the file the "
+                                          f"scheduler wrote (dask scheduler --scheduler-file ...) or its address, "
+                                          f"e.g. tcp://host:8786")
+    try:
+        if os.path.isfile(scheduler):
+            return Client(scheduler_file=scheduler, timeout=timeout)
+        return Client(scheduler, timeout=timeout)
+    except (OSError, ValueError, TimeoutError) as error:
+        raise selfcheck.EnvironmentBroken(f"no Dask scheduler answers at {scheduler} ({type(error).__name__}: "
+                                          f"{error}); start one (dask scheduler) or grade on this machine without "
+                                          f"SCHEDULER") from None
 
 
 def grade_on_cluster(scheduler, todo, only, allow_unsandboxed, submissions, log=print):
@@ -113,8 +139,12 @@ def grade_on_cluster(scheduler, todo, only, allow_unsandboxed, submissions, log=
     try:
         environment = batch.grading_environment()
         submissions = str(Path(submissions).resolve())
-        client.register_plugin(GraderCheck(fingerprint(), environment, allow_unsandboxed, submissions))
-        problems = client.run(_problem)
+        try:
+            client.register_plugin(GraderCheck(fingerprint(), environment, allow_unsandboxed, submissions))
+            problems = client.run(_problem)
+        except (OSError, TimeoutError) as error:
+            raise selfcheck.EnvironmentBroken(f"the Dask cluster at {scheduler} failed while its workers were being "
+                                              f"checked ({type(error).__name__}: {error}); grade again") from None
         able = sorted(worker for worker, problem in problems.items() if problem is None)
         for worker, problem in sorted(problems.items()):
             if problem is not None:
@@ -138,7 +168,7 @@ def _gradings(client, todo, only, allow_unsandboxed, environment):
                                    environment, key=f"hw2-grade-{student}-{os.urandom(4).hex()}",
                                    resources={RESOURCE: 1}, pure=False)
             futures[future] = student
-        for future in as_completed(futures):
+        for future in _as_completed(client, futures):
             student = futures[future]
             try:
                 graded = future.result()
@@ -156,3 +186,30 @@ def _gradings(client, todo, only, allow_unsandboxed, environment):
         for future in futures:
             future.cancel()
         client.close()
+
+
+def _able_workers(client):
+    workers = client.scheduler_info(n_workers=-1).get("workers", {}).values()
+    return sum(1 for w in workers if w.get("resources", {}).get(RESOURCE, 0) > 0)
+
+
+def _as_completed(client, futures):
+    """The futures as they end; EnvironmentBroken when no worker able to grade is left for NO_WORKER_SECONDS
+    while some students are still to grade (rather than waiting for ever)."""
+    pending = as_completed(futures)
+    alone_since = None
+    while not pending.is_empty():
+        done = pending.next_batch(block=False)
+        if done:
+            yield from done
+            alone_since = None
+            continue
+        time.sleep(1)
+        if _able_workers(client):
+            alone_since = None
+        elif alone_since is None:
+            alone_since = time.time()
+        elif time.time() - alone_since > NO_WORKER_SECONDS:
+            raise selfcheck.EnvironmentBroken(f"no worker able to grade has been left in the cluster for "
+                                              f"{NO_WORKER_SECONDS} s; the students graded so far are written. "
+                                              f"Start workers, then run the same command again for the rest")

@@ -178,7 +178,7 @@ def grade(tree, out=None, only=None, log=print, allow_unsandboxed=False, check=N
             results.write(out)
         log(f"  [{status:7s}] {test.id:28s} {score:g}/{test.points:g}  ({seconds:.1f} s)")
 
-    if out is not None and sandbox.layer().name == "user":  # no namespaces: the child's uid must not read them
+    if out is not None and sandbox.layer(allow_unsandboxed).name == "user":  # no namespaces: the child's uid must not read them
         Path(out).mkdir(parents=True, exist_ok=True)
         os.chmod(out, 0o700)
     refused = refused_files(tree)

@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ("setup.sh", "run_autograder")
 SOURCE_FOLDERS = ("autograder", "data", "solution", "assignment")
-SOURCE_FILES = ("requirements.txt", "Makefile")
+SOURCE_FILES = ("requirements.txt", "requirements-instructors.txt", "Makefile")
 SKIP_PARTS = {"__pycache__", "cache"}
 
 

@@ -47,14 +47,17 @@ The grader runs these same checks, with the same messages, plus hidden ones. Do 
 
 
 def public_rubric_text(rubric):
-    """rubric.toml for the release: the questions and the public tests only."""
-    lines = ["# The public tests of Homework 2 and their points (the full rubric also has hidden tests).", ""]
-    for question in rubric.questions.values():
-        lines += [f'[questions."{question.number}"]', f'title = "{question.title}"', f'file = "{question.file}"', ""]
-    for test in rubric.public_tests():
-        lines += ["[[tests]]", f'id = "{test.id}"', f'question = "{test.question}"', f'name = "{test.name}"',
-                  f"points = {test.points:g}", f'visibility = "{test.visibility}"', "public = true", ""]
-    return "\n".join(lines)
+    """rubric.toml for the release: the questions and the public tests only (written by tomli-w, so any
+    title or name is quoted correctly)."""
+    import tomli_w
+
+    document = {
+        "questions": {q.number: {"title": q.title, "file": q.file} for q in rubric.questions.values()},
+        "tests": [{"id": t.id, "question": t.question, "name": t.name, "points": t.points,
+                   "visibility": t.visibility, "public": True} for t in rubric.public_tests()],
+    }
+    return "# The public tests of Homework 2 and their points (the full rubric also has hidden tests).\n\n" + \
+        tomli_w.dumps(document)
 
 
 def grading_table(rubric):

@@ -15,7 +15,7 @@ under OUT (default `grades/similarity`, beside `grades/class`; inside the reposi
                    marked), the reference table, and each top pair's overlapping code side by side
 
 What is compared: the code each student wrote, i.e. the graded .py files whole and, of q1.ipynb,
-the source of the answer cells only (code cells with nbgrader `solution: true`), each preceded by
+the source of every code cell (the skeleton's cells are boilerplate; nbgrader marks decide nothing), each preceded by
 a comment naming the cell. Files are read with `read_graded_file` (no links, no special files,
 size limits); zips are unpacked by `batch._unpack` (limits, no links, no path escapes). Anything
 that cannot be read becomes a "could not be compared" line and the report goes on.
@@ -92,6 +92,8 @@ MIN_SPREAD = 0.05
 TOP_PAIRS = 20  # pairs listed and shown side by side (and every flagged pair beyond them)
 CONTEXT_LINES = 3  # lines of unhighlighted code kept around each overlap in the side-by-side view
 NOTEBOOK = "q1.ipynb"
+REFERENCE = "(reference solution)"  # no student's name: batch.safe_name keeps no parentheses or spaces
+MAX_CODE_CHARS = 200_000  # of one file: the answers are a few hundred lines; beyond, fingerprinting takes minutes
 
 
 @dataclass
@@ -132,9 +134,10 @@ class Pair:
 # extraction
 
 
-def _cells(data, solution_only):
-    """[(cell name, source)] of a notebook's code cells: the answer cells (nbgrader solution), or
-    every code cell of the skeleton. ValueError when the notebook is not readable JSON."""
+def _cells(data):
+    """[(cell name, source)] of a notebook's code cells, all of them: the skeleton's cells are removed
+    as boilerplate, and the nbgrader marks are the student's to edit, so they decide nothing here.
+    ValueError when the notebook is not readable JSON."""
     try:
         cells = json.loads(data.decode("utf-8", errors="replace"))["cells"]
         assert isinstance(cells, list)
@@ -144,9 +147,8 @@ def _cells(data, solution_only):
     for number, cell in enumerate(cells, 1):
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
-        marks = (cell.get("metadata") or {}).get("nbgrader") or {}
-        if solution_only and not (isinstance(marks, dict) and marks.get("solution")):
-            continue
+        metadata = cell.get("metadata") if isinstance(cell.get("metadata"), dict) else {}
+        marks = metadata.get("nbgrader") if isinstance(metadata.get("nbgrader"), dict) else {}
         source = cell.get("source", "")
         source = "".join(map(str, source)) if isinstance(source, list) else str(source)
         name = str(marks.get("grade_id") or cell.get("id") or f"#{number}")
@@ -154,10 +156,9 @@ def _cells(data, solution_only):
     return found
 
 
-def notebook_code(data, solution_only=True):
-    """The answer cells of a notebook joined, each after a comment naming its cell."""
-    return "".join(f"# --- {NOTEBOOK} cell {name} ---\n{source.rstrip()}\n\n"
-                   for name, source in _cells(data, solution_only))
+def notebook_code(data):
+    """The code cells of a notebook joined, each after a comment naming its cell."""
+    return "".join(f"# --- {NOTEBOOK} cell {name} ---\n{source.rstrip()}\n\n" for name, source in _cells(data))
 
 
 def extract(tree, notes):
@@ -169,8 +170,11 @@ def extract(tree, notes):
             data = read_graded_file(tree, filename)
             if data is None:
                 continue
-            texts[filename] = (notebook_code(data) if filename == NOTEBOOK
-                               else data.decode("utf-8", errors="replace"))
+            text = notebook_code(data) if filename == NOTEBOOK else data.decode("utf-8", errors="replace")
+            if len(text) > MAX_CODE_CHARS:
+                notes.append(f"{filename}: only its first {MAX_CODE_CHARS:,} characters compared ({len(text):,})")
+                text = text[:MAX_CODE_CHARS]
+            texts[filename] = text
         except (SubmissionError, OSError, ValueError) as error:
             notes.append(f"{filename} not compared: {error}")
     return texts
@@ -181,7 +185,7 @@ def skeleton_texts(provided_tree=PROVIDED_TREE):
     texts = [path.read_text(errors="replace") for path in sorted(Path(provided_tree).glob("*.py"))]
     notebook = Path(provided_tree) / NOTEBOOK
     if notebook.is_file():
-        texts.append(notebook_code(notebook.read_bytes(), solution_only=False))
+        texts.append(notebook_code(notebook.read_bytes()))
     return texts
 
 
@@ -209,7 +213,7 @@ def read_class(submissions, log=print):
         try:
             if path.is_symlink():
                 raise UnsafeZip(f"{path.name} is a symbolic link; the grader does not follow links")
-            if path.suffix == ".zip" and not path.is_dir():
+            if path.suffix.lower() == ".zip" and not path.is_dir():
                 with tempfile.TemporaryDirectory(prefix="hw2-similarity-") as tmp:
                     author.texts = extract(_unpack(path, tmp), author.notes)
             else:
@@ -291,7 +295,7 @@ def analyse(submissions, reference_tree=REFERENCE_TREE, provided_tree=PROVIDED_T
     for author in authors:
         fingerprint(author, boilerplate)
     notes = []
-    reference = fingerprint(Author("reference", extract(reference_tree, notes)), boilerplate)
+    reference = fingerprint(Author(REFERENCE, extract(reference_tree, notes)), boilerplate)
     pairs = [compare(a, b) for i, a in enumerate(authors) for b in authors[i + 1:]]
     writers = {a.name for a in authors if a.own_code > 0}
     median, spread = typical_level([p.score for p in pairs if p.a in writers and p.b in writers])
@@ -341,8 +345,8 @@ def _highlighted(fingerprint_, slices, css):
 def _side_by_side(report, pair, anchor, is_open):
     a, b = report.authors[pair.a], report.authors[pair.b]
     e = html.escape
-    title = "the reference solution" if pair.b == "reference" else e(pair.b)
-    verdict = ("CLOSE TO THE REFERENCE" if pair.b == "reference" else "FLAGGED") if pair.flagged else ""
+    title = "the reference solution" if pair.b == REFERENCE else e(pair.b)
+    verdict = ("CLOSE TO THE REFERENCE" if pair.b == REFERENCE else "FLAGGED") if pair.flagged else ""
     parts = [f"<details id='{anchor}'{' open' if is_open else ''}><summary><b>{e(pair.a)}</b> and "
              f"<b>{title}</b>: score {pair.score:.2f}, z {pair.z:+.1f}{' &mdash; ' + verdict if verdict else ''}"
              f"</summary>"]

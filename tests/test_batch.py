@@ -42,3 +42,66 @@ def test_grade_all_writes_a_gradebook_and_resumes(tmp_path):
     _, rows_again = grade_all(tmp_path / "submissions", out, jobs=2, only=["3.1a"], log=lambda *_: None)
     assert (out / "ada" / "results.json").stat().st_mtime_ns == stamp, "a graded student was graded again"
     assert rows_again["ada"] == rows["ada"]
+
+
+def test_a_students_folder_does_not_depend_on_who_else_is_in_the_class(tmp_path):
+    """Names keep their letters, whatever the script; a name that had to change gets a hash of the
+    original, so adding a classmate never moves anyone to another folder."""
+    from autograder.batch import find_submissions, safe_name
+
+    root = tmp_path / "class"
+    (root / "李娜").mkdir(parents=True)
+    alone = find_submissions(root)
+    (root / "张伟").mkdir()
+    (root / "Jose Maria").mkdir()
+    (root / "jose_maria").mkdir()
+    (root / "notes.txt").write_text("not a submission")
+    (root / ".DS_Store").write_text("")
+    logged = []
+    together = find_submissions(root, logged.append)
+    assert {v.name: k for k, v in together.items()}["李娜"] == {v.name: k for k, v in alone.items()}["李娜"] == "李娜"
+    assert len(set(together)) == 4 and together["jose_maria"].name == "jose_maria"
+    assert safe_name("Jose Maria", {}).startswith("Jose_Maria-") and safe_name("gradebook.csv", {}) != "gradebook.csv"
+    assert "notes.txt" in logged[0] and ".DS_Store" in logged[0]
+    assert safe_name("Alice", {"alice"}) == "Alice-2", "names differing in case only would share a folder on macOS"
+
+
+def test_only_a_final_grading_of_the_same_submission_is_kept(tmp_path):
+    """A stored grading is reused only for the same submission, the same tests and budget, when it
+    ran to the end: never incomplete, interrupted or a grader error."""
+    import json
+    import os
+
+    from autograder.batch import _previous
+
+    out, folder = tmp_path / "out", tmp_path / "out" / "ada"
+    folder.mkdir(parents=True)
+    extra = {"selected_tests": ["1.1-output-sizes"], "budget": os.environ.get("HW2_BUDGET", "grading"),
+             "points_by_question": {"1.1": 2.0}}
+
+    def stored(submission="ada", status="graded", **more):
+        (folder / "submission.txt").write_text(submission + "\n")
+        (folder / "status.txt").write_text(status + "\n")
+        (folder / "results.json").write_text(json.dumps({"extra_data": {**extra, **more}}))
+        return _previous(out, "ada", tmp_path / "class" / "ada", ["1.1"], ["1.1-output-sizes"])
+
+    assert stored()[:3] == ["2", "2", "graded"]
+    assert stored(submission="ada.zip") is None
+    assert stored(status="grader error") is None
+    assert stored(status="incomplete") is None and stored(incomplete=True) is None
+    assert stored(interrupted=True) is None
+    assert stored(selected_tests=["1.1-parameter-counts"]) is None
+
+
+def test_a_zip_made_on_windows_unpacks_into_its_folders(tmp_path):
+    """PowerShell's Compress-Archive writes `hw2\\q1.ipynb`: the files land in hw2/, not beside it."""
+    from autograder.batch import _unpack
+
+    archive = tmp_path / "win.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for path in SOLUTION.iterdir():
+            if path.is_file():
+                zipped.writestr(f"hw2\\{path.name}", path.read_bytes())
+    (tmp_path / "into").mkdir()
+    tree = _unpack(archive, tmp_path / "into")
+    assert tree == tmp_path / "into" / "hw2" and (tree / "q1.ipynb").is_file()

@@ -174,7 +174,36 @@ def test_a_submission_that_keeps_killing_workers_becomes_a_grader_error_row(monk
         def close(self):
             pass
 
-    monkeypatch.setattr(cluster, "as_completed", lambda futures: list(futures))
+    class Pending:  # distributed.as_completed over futures already done
+        def __init__(self, futures):
+            self.futures = list(futures)
+
+        def is_empty(self):
+            return not self.futures
+
+        def next_batch(self, block):
+            done, self.futures = self.futures, []
+            return done
+
+    monkeypatch.setattr(cluster, "as_completed", Pending)
     graded = dict(cluster._gradings(FakeClient(), {"ada": "/x/ada", "mallory": "/x/mallory"}, None, False, {}))
     assert graded["ada"].status == "graded"
     assert graded["mallory"].status == "grader error" and "again and again" in graded["mallory"].files["error.txt"]
+
+
+def test_the_client_stops_when_no_worker_able_to_grade_is_left(monkeypatch):
+    class Waiting:  # students still to grade, and nothing ends
+        def __init__(self, futures):
+            pass
+
+        def is_empty(self):
+            return False
+
+        def next_batch(self, block):
+            return []
+
+    monkeypatch.setattr(cluster, "as_completed", Waiting)
+    monkeypatch.setattr(cluster, "_able_workers", lambda client: 0)
+    monkeypatch.setattr(cluster, "NO_WORKER_SECONDS", 2)
+    with pytest.raises(selfcheck.EnvironmentBroken, match="no worker able to grade"):
+        list(cluster._as_completed(None, {}))

@@ -55,7 +55,7 @@ def test_the_bundle_has_gradescope_layout(bundle):
             assert script in names  # at the root of the zip, as Gradescope requires
             assert zipped.getinfo(script).external_attr >> 16 & stat.S_IXUSR, f"{script} is not executable"
     for needed in ("autograder/rubric.toml", "autograder/calibration.json", "solution/decoder.py",
-                   "assignment/train.py", "requirements.txt", "Makefile", "sydney-captions/dataset.json"):
+                   "assignment/train.py", "requirements.txt", "requirements-instructors.txt", "Makefile", "sydney-captions/dataset.json"):
         assert needed in names
     assert not [n for n in names if "__pycache__" in n or n.startswith(("data/cache", "tests/", ".venv"))]
     for script in ("setup.sh", "run_autograder"):

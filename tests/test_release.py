@@ -189,3 +189,19 @@ def test_a_public_test_says_what_the_autograder_says(installed, tmp_path, name, 
     code, output = _make_test(tree, "-q", "-p", "no:cacheprovider", f"tests/test_public.py::test_public[{test_id}]")
     assert code != 0
     assert message in output, f"the public test's message differs from the autograder's:\n{message}\n---\n{output[-2000:]}"
+
+
+def test_the_students_rubric_survives_quotes_and_backslashes_in_names(tmp_path):
+    """The public rubric is written by a TOML library: any title or test name reads back as written."""
+    from dataclasses import replace
+
+    from autograder import release, rubric as rubric_module
+
+    rubric = rubric_module.load()
+    odd = 'say "hello" \\ it\'s [fine]'
+    rubric = replace(rubric, tests=[replace(t, name=odd) if t.public else t for t in rubric.tests])
+    path = tmp_path / "rubric.toml"
+    path.write_text(release.public_rubric_text(rubric))
+    again = rubric_module.load(path)
+    assert [t.name for t in again.tests] == [odd] * len(rubric.public_tests())
+    assert [t.id for t in again.tests] == [t.id for t in rubric.public_tests()]

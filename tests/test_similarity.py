@@ -452,12 +452,24 @@ def test_unreadable_submissions_are_reported_and_the_rest_goes_on(report):
     assert "mallory: could not be compared" in page and "corrupt: could not be compared" in page
 
 
-def test_only_the_answer_cells_of_the_notebook_are_compared(report):
+def test_every_code_cell_of_the_notebook_is_compared_whatever_its_marks(report, tmp_path):
+    """The skeleton's cells are boilerplate; the nbgrader marks are the student's to edit, so a copy
+    whose marks were stripped (or made nonsense) reads the same."""
+    import json
+
+    from autograder.similarity import notebook_code
+
     report, _ = report
     text = report.authors["alice"].texts["q1.ipynb"]
-    assert text.startswith("# --- q1.ipynb cell output_sizes ---\n")
-    assert "pool_side ** 2" in text and "import torch" not in text and "assert " not in text  # no provided/check cell
+    assert text.startswith("# --- q1.ipynb cell ") and "pool_side ** 2" in text
     assert set(report.authors["alice"].texts) == set(GRADED)  # the graded files only: not train.py, utils.py
+    notebook = json.loads((SOLUTION / "q1.ipynb").read_text())
+    stripped = json.loads(json.dumps(notebook))
+    for number, cell in enumerate(stripped["cells"]):
+        cell["metadata"] = [] if number % 2 else {}
+    code = lambda nb: [line for line in notebook_code(json.dumps(nb).encode()).splitlines()  # noqa: E731
+                       if not line.startswith("# --- ")]
+    assert code(stripped) == code(notebook)
 
 
 def test_csv_lists_every_pair_most_similar_first(report):
