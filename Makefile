@@ -22,7 +22,7 @@ export SYDNEY_DIR
 FEATURES_IF_DATA = $(if $(SYDNEY_DIR),$(PY) -m data features --encoder $(ENCODER) --layer $(LAYER),@echo "SYDNEY_DIR is not set: Question 3's data-dependent tests will not run")
 
 .DEFAULT_GOAL := help
-.PHONY: release lint-workflows gradescope grade grade-all report similarity bench-grade-all calibrate bench-grade help setup data features assignment train-q2 sweep-q2 bench-q2 train-q3 sweep-q3 bench-q3 test clean
+.PHONY: release lint-workflows gradescope grade grade-all report similarity bench-grade-all calibrate bench-grade help setup data features assignment train-q2 sweep-q2 bench-q2 train-q3 sweep-q3 bench-q3 test test-fast clean
 
 grade: data  ## grade a tree: make grade [STUDENT=solution] [OUT=grades/<name>] [ONLY=2.2,3.1b] [UNSANDBOXED=1]
 	$(FEATURES_IF_DATA)
@@ -102,9 +102,13 @@ sweep-q3: features  ## both decoders, 3 seeds each, write results/q3_table.md
 bench-q3: features  ## decoder training throughput and the vectorized attention step against a loop
 	$(PY) -m experiments.bench_q3
 
-test: data  ## the repository's own tests
+test: data  ## the repository's own tests, all of them (what CI runs; about 15 minutes)
 	$(FEATURES_IF_DATA)
 	$(PY) -m pytest
+
+test-fast: data  ## the tests that neither train nor grade for real (under 2 minutes): while you change code
+	$(FEATURES_IF_DATA)
+	$(PY) -m pytest -m "not slow"
 
 clean:  ## remove run outputs (keeps .venv and the data cache)
 	rm -rf outputs grades dist .pytest_cache

@@ -5,12 +5,13 @@ Provided: you do not need to change this file. It uses your `Decoder` (decoder.p
 --use_attention, your `DecoderWithAttention` (decoder_with_attention.py).
 
 Run from the repository root, with SYDNEY_DIR pointing at the dataset folder:
-    make train-q3 ARGS='--epochs 2 --use_attention'     # or: python assignment/train.py ...
+    make train-q3 ARGS='--epochs 2 --use_attention'     # or: python train.py --epochs 2 --use_attention
 The last line printed is `Test BLEU-4: 0.xxxx`.
 """
 
 import argparse
 import copy
+import math
 import time
 import warnings
 from pathlib import Path
@@ -81,6 +82,12 @@ def caption_batches(pairs, features, batch_size, generator, pad):
         yield features[[imgid for imgid, _ in batch]], captions, lengths
 
 
+# --attention_reg and the attention figures read the weights off Attention.softmax (an nn.Softmax module)
+SOFTMAX_NOT_CALLED = ("Attention.forward never called self.softmax: compute the attention weights with the "
+                      "provided module (alpha = self.softmax(scores)), not torch.softmax or F.softmax; "
+                      "--attention_reg and the attention figures read the weights from it")
+
+
 def train_epoch(model, batches, optimizer, criterion, grad_clip, total, attention_reg=0.0):
     """One epoch of teacher forcing; returns the mean loss per batch."""
     model.train()
@@ -89,35 +96,39 @@ def train_epoch(model, batches, optimizer, criterion, grad_clip, total, attentio
     hook = None
     if attention_reg > 0:
         hook = model.attention.softmax.register_forward_hook(lambda module, inputs, output: alphas.append(output))
-    for encoder_out, captions, lengths in tqdm(batches, total=total, desc="training", leave=False):
-        # forward, one time step at a time, dropping captions that have ended
-        decode_lengths = (lengths - 1).tolist()  # predict every token after <start_seq>
-        h, c = model.init_hidden_state(encoder_out)  # (b, decoder_dim) each
-        scores = torch.zeros(len(captions), decode_lengths[0], model.vocab_size)  # (b, steps, vocab_size)
-        alphas.clear()
-        for t in range(decode_lengths[0]):
-            active = sum(length > t for length in decode_lengths)
-            step_scores, h, c = model(captions[:active, t], h[:active], c[:active], encoder_out[:active])
-            scores[:active, t] = step_scores
+    try:
+        for encoder_out, captions, lengths in tqdm(batches, total=total, desc="training", leave=False):
+            # forward, one time step at a time, dropping captions that have ended
+            decode_lengths = (lengths - 1).tolist()  # predict every token after <start_seq>
+            h, c = model.init_hidden_state(encoder_out)  # (b, decoder_dim) each
+            scores = torch.zeros(len(captions), decode_lengths[0], model.vocab_size)  # (b, steps, vocab_size)
+            alphas.clear()
+            for t in range(decode_lengths[0]):
+                active = sum(length > t for length in decode_lengths)
+                step_scores, h, c = model(captions[:active, t], h[:active], c[:active], encoder_out[:active])
+                scores[:active, t] = step_scores
 
-        # loss on the packed (unpadded) predictions
-        targets = captions[:, 1:]  # (b, steps)
-        loss = criterion(pack_padded_sequence(scores, decode_lengths, batch_first=True).data,
-                         pack_padded_sequence(targets, decode_lengths, batch_first=True).data)
-        if attention_reg > 0:  # every location should receive a total weight of about 1 over the caption
-            total_weight = torch.zeros(encoder_out.shape[:2])  # (b, num_locations)
-            for step in alphas:
-                total_weight[:len(step)] += step
-            loss = loss + attention_reg * ((1 - total_weight) ** 2).mean()
+            # loss on the packed (unpadded) predictions
+            targets = captions[:, 1:]  # (b, steps)
+            loss = criterion(pack_padded_sequence(scores, decode_lengths, batch_first=True).data,
+                             pack_padded_sequence(targets, decode_lengths, batch_first=True).data)
+            if attention_reg > 0:  # every location should receive a total weight of about 1 over the caption
+                if not alphas:
+                    raise RuntimeError(SOFTMAX_NOT_CALLED)
+                total_weight = torch.zeros(encoder_out.shape[:2])  # (b, num_locations)
+                for step in alphas:
+                    total_weight[:len(step)] += step
+                loss = loss + attention_reg * ((1 - total_weight) ** 2).mean()
 
-        # backward, clip, step
-        optimizer.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_value_(model.parameters(), grad_clip)
-        optimizer.step()
-        losses.append(loss.item())
-    if hook is not None:
-        hook.remove()
+            # backward, clip, step
+            optimizer.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_value_(model.parameters(), grad_clip)
+            optimizer.step()
+            losses.append(loss.item())
+    finally:
+        if hook is not None:
+            hook.remove()
     return sum(losses) / len(losses)
 
 
@@ -169,7 +180,6 @@ def evaluate(model, images, features, vocab, max_length):
 
 def attention_figure(image_file, words, alphas, path):
     """The image once per generated word, with that step's attention weights over it."""
-    import math
 
     import matplotlib
 
@@ -231,6 +241,9 @@ def main(argv=None):
             history[key].append(value)
         print(f"epoch {epoch}: training loss {loss:.4f}, validation BLEU-4 {val_bleu:.4f} "
               f"(corpus {val_corpus:.4f})", flush=True)
+        if not math.isfinite(loss):
+            print("the training loss is not a number: the scores overflowed (a learning rate too high?) or the "
+                  "decoder's step returns NaN; the rest of this run is meaningless", flush=True)
         if val_bleu > best["val_bleu4"]:
             best = {"epoch": epoch, "val_bleu4": val_bleu, "state": copy.deepcopy(model.state_dict())}
 
@@ -259,6 +272,8 @@ def main(argv=None):
                      "train_seconds": seconds}, output_dir / "metrics.json")
     print(f"Outputs in {output_dir}/; test corpus BLEU-4 {test_corpus:.4f}")
     print(f"Test BLEU-4: {test_bleu:.4f}")
+    if opt.use_attention and alphas is None:
+        raise SystemExit(f"no attention figures: {SOFTMAX_NOT_CALLED}")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from autograder import calibration
 from autograder import rubric as rubric_module
 from autograder import sandbox, selfcheck
 from autograder.checks import GRADER_ERROR, INTERRUPTED, NotRun, all_checks, run_check, seed_everything
-from autograder.child.compare import REFUSED_FILE, TIMED_OUT, CheckFailure
+from autograder.child.compare import IMPORT_ERROR, MISSING_FILE, REFUSED_FILE, SYNTAX_ERROR, TIMED_OUT, CheckFailure
 from autograder.isolation import StudentSubmission, capped
 from autograder.results import FAILED, MANUAL, NOT_RUN, PASSED, GradingResults, TestResult
 from autograder.submission import locate_tree, refused_files
@@ -37,6 +37,10 @@ TOTAL_SECONDS = float(os.environ.get("HW2_TOTAL_SECONDS", 480))  # one grading, 
 # the graded file each child sees: one file's code never runs in another file's tests (the provided
 # train.py gets a placeholder for the decoder file it imports and its child lacks)
 CHILD_FILES = {name: [name] for name in ("q1.ipynb", "h2-q2.py", "decoder.py", "decoder_with_attention.py")}
+# a failure that is the file's, not the test's: its message is given in full once (per visibility: the test
+# referred to is one whoever sees this test also sees)
+FILE_REASONS = (MISSING_FILE, SYNTAX_ERROR, IMPORT_ERROR, REFUSED_FILE)
+VISIBILITY_RANK = {"visible": 0, "after_due_date": 1, "after_published": 2, "hidden": 3}
 NOT_REACHED = "grading stopped before this test (interrupted); grade again"
 
 
@@ -168,9 +172,17 @@ def grade(tree, out=None, only=None, log=print, allow_unsandboxed=False, check=N
     start = time.time()
     clock = _Clock(TOTAL_SECONDS)
 
+    said = {}  # (reason, message) of a file that cannot run -> [(visibility rank, test id)] that gave it in full
+
     def on_result(test_id, status, output, seconds, reason=""):
         test = by_id[test_id]
         score = test.points if status == PASSED else 0.0
+        if status == FAILED and reason in FILE_REASONS:  # one file's problem: in full once, then referred to
+            earlier = [tid for rank, tid in said.get((reason, output), []) if rank <= VISIBILITY_RANK[test.visibility]]
+            if earlier and len(output.splitlines()) > 1:
+                output = f"{output.splitlines()[0][:300]} (the whole message is in test {earlier[0]})"
+            else:
+                said.setdefault((reason, output), []).append((VISIBILITY_RANK[test.visibility], test.id))
         results.results[index[test_id]] = TestResult(test.id, test.question, test.name, test.points, test.visibility,
                                                      status, score, output, seconds, reason)
         results.seconds = time.time() - start

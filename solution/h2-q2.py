@@ -8,11 +8,12 @@ You complete three pieces, marked "YOUR CODE HERE":
 Everything else (data, training loop, evaluation, plots) is provided.
 
 Run from the repository root:
-    make train-q2 ARGS='-epochs 1'            # or: python assignment/h2-q2.py -epochs 1
+    make train-q2 ARGS='-epochs 1'            # or: python h2-q2.py -epochs 1
 The last line printed is `Final test accuracy: 0.xxxx`.
 """
 
 import argparse
+import math
 import time
 from pathlib import Path
 
@@ -69,7 +70,7 @@ class CNN(nn.Module):
         ### END SOLUTION
 
 
-def train_batch(X, y, model, optimizer, criterion, **kwargs):
+def train_batch(X, y, model, optimizer, criterion):
     """One optimisation step on one mini-batch; return the loss on that batch.
 
     X: float32 tensor (batch, 1, 28, 28)
@@ -96,12 +97,14 @@ def predict(model, X):
 
 @torch.no_grad()
 def evaluate(model, X, y, batch_size=1000):
-    """Accuracy of `model` on (X, y), in evaluation mode (dropout off)."""
+    """Accuracy of `model` on (X, y), in evaluation mode (dropout off); the model is left in the mode it
+    was in."""
+    was_training = model.training
     model.eval()
     correct = 0
     for start in range(0, len(X), batch_size):
         correct += (predict(model, X[start:start + batch_size]) == y[start:start + batch_size]).sum().item()
-    model.train()
+    model.train(was_training)
     return correct / len(X)
 
 
@@ -178,6 +181,10 @@ def main(argv=None):
         history["train_loss"].append(mean_loss)
         history["valid_acc"].append(valid_acc)
         print(f"epoch {epoch}: training loss {mean_loss:.4f}, valid acc {valid_acc:.4f}", flush=True)
+        if not math.isfinite(mean_loss):
+            print("the training loss is not a number: the learning rate may be too high, or forward/train_batch "
+                  "returns NaN (log of 0? softmax instead of log_softmax?); the rest of this run is meaningless",
+                  flush=True)
 
     test_acc = evaluate(model, test_X, test_y)
     seconds = time.time() - start

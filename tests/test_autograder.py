@@ -117,6 +117,7 @@ def checkout_under_tmp(tmp_path):
     return clone
 
 
+@pytest.mark.slow
 def test_reference_scores_full_marks_and_the_same_twice_from_any_checkout(tmp_path):
     """Two gradings of solution/ at once with the grading's budget (the grader uses one thread each):
     one from this checkout, one from a copy under /tmp with SYDNEY_DIR given through a symbolic link.
@@ -148,6 +149,7 @@ def test_reference_scores_full_marks_and_the_same_twice_from_any_checkout(tmp_pa
     assert "Score 100 / 100" in feedback and "INCOMPLETE" not in feedback
 
 
+@pytest.mark.slow
 def test_results_json_follows_the_gradescope_format(tmp_path):
     results, stdout = grade_cli(SOLUTION, tmp_path, "--only", "3.1a")
     assert set(results) >= {"score", "execution_time", "output", "tests"}
@@ -159,6 +161,7 @@ def test_results_json_follows_the_gradescope_format(tmp_path):
     assert "total" in stdout and "3.1a" in stdout
 
 
+@pytest.mark.slow
 def test_skeleton_scores_zero_with_not_implemented_messages(tmp_path):
     results, _ = grade_cli(ASSIGNMENT, tmp_path)
     assert results["score"] == 0
@@ -170,6 +173,7 @@ def test_skeleton_scores_zero_with_not_implemented_messages(tmp_path):
             assert "not implemented yet" in test["output"], test
 
 
+@pytest.mark.slow
 def test_broken_submission_is_graded_to_completion(tmp_path):
     tree = make_tree(tmp_path)
     (tree / "decoder.py").write_text("def broken(:\n")
@@ -184,6 +188,7 @@ def test_broken_submission_is_graded_to_completion(tmp_path):
     assert all(t["status"] == "passed" for t in by_question["3.1b"] if "bleu" not in t["extra_data"]["id"])
 
 
+@pytest.mark.slow
 def test_missing_data_is_not_run_and_grading_incomplete(tmp_path):
     import os
 
@@ -229,6 +234,7 @@ def test_what_students_see_follows_the_tests_visibility(tmp_path):
     assert "SECRET-AFTER-DUE" in everything and "SECRET-HIDDEN" in everything
 
 
+@pytest.mark.slow
 def test_check_q1_and_grading_give_a_notebook_the_same_verdict(tmp_path):
     """An answer cell that uses a name defined only in a cell the student added fails both
     `make check-q1` (python -m autograder.child.notebook) and the grading, with NameError."""

@@ -12,6 +12,8 @@ import pytest
 
 from tests.conftest import ROOT, SOLUTION
 
+pytestmark = pytest.mark.slow  # each case is a grading
+
 FORWARD = "        embeddings = self.embedding(word)  # (batch, embed_dim)\n"
 BAD = [
     # name, text inserted at the start of Decoder.forward (or at import), words of the message

@@ -4,6 +4,8 @@ import csv
 import shutil
 import zipfile
 
+import pytest
+
 from autograder.batch import grade_all
 from tests.conftest import SOLUTION
 
@@ -24,6 +26,7 @@ def _class(tmp_path):
     return root
 
 
+@pytest.mark.slow
 def test_grade_all_writes_a_gradebook_and_resumes(tmp_path):
     out = tmp_path / "grades"
     path, rows = grade_all(_class(tmp_path), out, jobs=2, only=["3.1a"], log=lambda *_: None)

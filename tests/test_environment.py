@@ -14,6 +14,8 @@ import pytest
 
 from tests.conftest import ROOT, SOLUTION
 
+pytestmark = pytest.mark.slow  # gradings, interrupted or hanging
+
 HANG = "while True:\n    pass\n"
 
 

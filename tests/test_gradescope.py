@@ -68,6 +68,7 @@ def test_the_bundle_needs_the_dataset(tmp_path):
     assert not (tmp_path / "autograder.zip").exists()
 
 
+@pytest.mark.slow
 def test_run_autograder_grades_the_reference(bundle, tmp_path):
     root = _unpack_like_gradescope(bundle, tmp_path / "autograder")
     for name in GRADED_FILES:
@@ -80,6 +81,7 @@ def test_run_autograder_grades_the_reference(bundle, tmp_path):
     assert (root / "results" / "feedback.md").is_file()
 
 
+@pytest.mark.slow
 def test_run_autograder_grades_the_skeleton_in_a_nested_folder(bundle, tmp_path):
     root = _unpack_like_gradescope(bundle, tmp_path / "autograder")
     nested = root / "submission" / "homework2-main"  # a repository uploaded with its top folder

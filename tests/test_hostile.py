@@ -57,6 +57,8 @@ import pytest
 
 from tests.conftest import ROOT, SOLUTION
 
+pytestmark = pytest.mark.slow  # every case grades through the real grader
+
 PYTHON = sys.executable
 IS_ROOT = os.geteuid() == 0
 USER_UID = 1234  # the ordinary user the `user` mode grades as (no account needed)

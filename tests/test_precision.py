@@ -10,10 +10,14 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from autograder import rubric as rubric_module
 from tests.conftest import ROOT
 from tests.test_autograder import make_tree
 from tests.wrong_submissions import PRECISION
+
+pytestmark = pytest.mark.slow  # grades the whole corpus
 
 
 def test_each_mistake_loses_exactly_its_tests(tmp_path):

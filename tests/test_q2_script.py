@@ -5,7 +5,11 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT, SOLUTION
+
+pytestmark = pytest.mark.slow  # trains
 
 
 def test_training_script_smoke_run(tmp_path):

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from autograder.submission import load_module
-from tests.conftest import ASSIGNMENT
+from tests.conftest import ASSIGNMENT, SOLUTION
 
 SIZES = [  # batch, num_locations, encoder_dim, decoder_dim
     (1, 256, 1280, 256),
@@ -106,3 +106,25 @@ def test_skeleton_stubs_raise_not_implemented():
         attention_module.Attention(12, 10, 5)(torch.randn(2, 9, 12), torch.randn(2, 10))
     with pytest.raises(NotImplementedError, match="DecoderWithAttention.forward is not implemented yet"):
         attention_module.DecoderWithAttention(30, 8, 10, 12, 5)(*_inputs(2, 9, 12, 10))
+
+
+def test_attention_without_its_softmax_module_is_told_not_silently_penalised(q3_attention):
+    """--attention_reg reads the weights off Attention.softmax: an Attention that calls torch.softmax
+    instead gets an error that says so, not a constant penalty."""
+    import torch.nn as nn
+
+    from autograder.submission import load_module
+
+    train = load_module(SOLUTION, "train.py")
+    model = q3_attention.DecoderWithAttention(vocab_size=12, embed_dim=8, decoder_dim=8, encoder_dim=6,
+                                              attention_dim=5, dropout=0.0)
+
+    class Unhooked(nn.Softmax):  # computes the same weights, as torch.softmax would: no module call, no hook
+        def __call__(self, scores):
+            return self.forward(scores)
+
+    model.attention.softmax = Unhooked(dim=model.attention.softmax.dim)
+    batches = [(torch.rand(2, 4, 6), torch.tensor([[1, 5, 6, 2], [1, 7, 2, 0]]), torch.tensor([4, 3]))]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(RuntimeError, match="never called self.softmax"):
+        train.train_epoch(model, batches, optimizer, nn.CrossEntropyLoss(), 5.0, 1, attention_reg=1.0)

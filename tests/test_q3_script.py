@@ -6,8 +6,12 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from autograder.submission import load_module
 from tests.conftest import ROOT, SOLUTION
+
+pytestmark = pytest.mark.slow  # trains
 
 
 def test_short_training_beats_the_most_frequent_caption(sydney, tmp_path):

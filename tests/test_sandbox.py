@@ -27,6 +27,7 @@ subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)  # hw2-lef
 '''
 
 
+@pytest.mark.slow
 def test_hostile_import_is_contained(tmp_path):
     tree = tmp_path / "student"
     tree.mkdir()
@@ -52,6 +53,7 @@ VISIBLE = [p for p in LOOKED_FOR if os.path.exists(p)]
 '''
 
 
+@pytest.mark.slow
 def test_student_code_cannot_see_the_reference_the_hidden_checks_or_other_students(tmp_path):
     """A submission that looks for the reference (to delegate to it), the hidden checks, the thresholds
     or a classmate's files finds none of them (1.1 first: the grader has loaded a reference module
@@ -108,6 +110,7 @@ def _standins_text():
 '''
 
 
+@pytest.mark.slow
 def test_the_stand_ins_reach_only_the_test_that_needs_them_and_never_the_feedback(tmp_path):
     """A wrong Attention makes 3.1b-bleu train with the grader's stand-in; a decoder that finds the
     stand-in's text and prints and raises it shows none of it, and no other test's child sees the file."""

@@ -51,6 +51,10 @@ WRONG_SUBMISSIONS = [
     ("hidden layer of 500 units", "h2-q2.py",
      [("nn.Linear(32 * 6 * 6, 600)", "nn.Linear(32 * 6 * 6, 500)"), ("nn.Linear(600, 120)", "nn.Linear(500, 120)")],
      "2.2-architecture", ["769,930"]),
+    ("zero_grad between backward and step", "h2-q2.py",
+     [("    optimizer.zero_grad()\n    loss = criterion(model(X), y)\n    loss.backward()\n",
+       "    loss = criterion(model(X), y)\n    loss.backward()\n    optimizer.zero_grad()\n")],
+     "2.2-train-batch", ["not between loss.backward() and optimizer.step()"]),
     ("forward loops over the batch", "h2-q2.py",
      [("        x = F.max_pool2d(F.relu(self.conv1(x)), kernel_size=2, stride=2)  # (batch, 16, 14, 14)\n",
        "        if len(x) > 1:\n            return torch.cat([self.forward(x[i:i + 1]) for i in range(len(x))])\n"

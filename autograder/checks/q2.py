@@ -132,6 +132,9 @@ def diagnose_train_batch(sub):
 
     after = found["after"]  # the update first: a step that works but returns the wrong value still works
     if all(torch.equal(a, b) for a, b in zip(after, before.parameters())):
+        if found.get("cleared") is True:
+            return ("the weights did not change after train_batch, and their gradients were cleared: call "
+                    "optimizer.zero_grad() before loss.backward(), not between loss.backward() and optimizer.step()")
         return "the weights did not change after train_batch: call optimizer.step() after loss.backward()"
     if not all(torch.allclose(a, b, atol=1e-6) for a, b in zip(after, correct.parameters())):
         # what a step that kept the stale gradients would give

@@ -349,7 +349,7 @@ def small_classifier():
 def train_batch_probe(student, weights, images, targets, stale=10.0, learning_rate=0.1, steps=30,
                       adam_weights=None):
     """train_batch on small_classifier() with `weights`, SGD and stale gradients `stale` in every
-    .grad: what it returned and the parameters after; then `steps` calls with Adam from
+    .grad: what it returned, the parameters after and whether their gradients were left cleared; then `steps` calls with Adam from
     `adam_weights`: the values returned."""
     step = student(CNN_FILE).train_batch
     model = small_classifier()
@@ -359,11 +359,12 @@ def train_batch_probe(student, weights, images, targets, stale=10.0, learning_ra
     optimizer = torch.optim.SGD(model.parameters(), lr=learning_rate)
     returned = step(images, targets, model, optimizer, nn.NLLLoss())
     after = [p.detach().clone() for p in model.parameters()]
+    cleared = all(p.grad is None or not p.grad.any() for p in model.parameters())  # gradients zero after the call
     model = small_classifier()
     model.load_state_dict(adam_weights)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     losses = [step(images, targets, model, optimizer, nn.NLLLoss()) for _ in range(steps)]
-    return {"returned": returned, "after": after, "losses": losses}
+    return {"returned": returned, "after": after, "cleared": bool(cleared), "losses": losses}
 
 
 def train_cnn(cnn_class, step, X, y, epochs, batch_size, learning_rate, seed, dropout=0.3):
