@@ -85,7 +85,7 @@ def strip_solutions(source, filename="<source>"):
 
 
 NBGRADER_CONFIG = '''c = get_config()
-c.ClearSolutions.code_stub = {"python": '# YOUR CODE HERE\\nraise NotImplementedError("not implemented yet")'}
+c.ClearSolutions.code_stub = {"python": '# YOUR CODE HERE\\nraise NotImplementedError("not implemented yet")'}  # NOTEBOOK_STUB
 '''
 
 
@@ -102,7 +102,30 @@ def strip_notebook(path):
         generated = Path(course, "release", "homework", path.name)
         if result.returncode != 0 or not generated.is_file():
             raise MarkerError(f"{path}: nbgrader generate_assignment failed: {result.stderr.strip()[-1500:]}")
-        return generated.read_bytes()
+        return _name_the_stubs(generated.read_text())
+
+
+NOTEBOOK_STUB = 'raise NotImplementedError("not implemented yet")'  # nbgrader's stub, one for every cell
+
+
+def _name_the_stubs(notebook_text):
+    """The notebook with each stub naming its function, as the .py stubs do:
+    `raise NotImplementedError("conv_output_size is not implemented yet")`."""
+    import nbformat
+
+    notebook = nbformat.reads(notebook_text, as_version=4)
+    for cell in notebook.cells:
+        if cell.cell_type != "code" or NOTEBOOK_STUB not in cell.source:
+            continue
+        lines, owner = cell.source.split("\n"), None
+        for number, line in enumerate(lines):
+            found = re.match(r"\s*def (\w+)\(", line)
+            if found:
+                owner = found.group(1)
+            elif NOTEBOOK_STUB in line and owner:
+                lines[number] = line.replace(NOTEBOOK_STUB, f'raise NotImplementedError("{owner} {NOT_IMPLEMENTED}")')
+        cell.source = "\n".join(lines)
+    return nbformat.writes(notebook).encode() + b"\n"
 
 
 def generate(reference_dir, student_dir):

@@ -14,6 +14,7 @@ that reason instead of waiting again. The results files list every selected test
 incomplete and interrupted.
 """
 
+import difflib
 import os
 import signal
 import time
@@ -53,6 +54,20 @@ def test_limits(tests, speed):
     measured = calibration.timing().get("tests", {})
     return {t.id: max(FLOOR_SECONDS, ALLOWANCE * measured[t.id] * speed) if t.id in measured else DEFAULT_SECONDS
             for t in tests}
+
+
+def found_instead(tree, filename):
+    """What the submission holds beside a missing graded file, and the likely misnamed one."""
+    try:
+        names = sorted(p.name for p in Path(tree).iterdir() if not p.name.startswith("."))
+    except OSError:
+        return ""
+    if not names:
+        return "; the submission's folder is empty"
+    close = difflib.get_close_matches(filename, names, n=1, cutoff=0.6)
+    hint = f" Is {close[0]} your {filename}? Rename it {filename}." if close else ""
+    listed = ", ".join(names[:20]) + (" ..." if len(names) > 20 else "")
+    return f"; the submission's folder holds: {listed}.{hint}"
 
 
 def _grader_errors_not_run(check):
@@ -177,6 +192,8 @@ def grade(tree, out=None, only=None, log=print, allow_unsandboxed=False, check=N
     def on_result(test_id, status, output, seconds, reason=""):
         test = by_id[test_id]
         score = test.points if status == PASSED else 0.0
+        if status == FAILED and reason == MISSING_FILE:
+            output += found_instead(tree, rubric.questions[test.question].file)
         if status == FAILED and reason in FILE_REASONS:  # one file's problem: in full once, then referred to
             earlier = [tid for rank, tid in said.get((reason, output), []) if rank <= VISIBILITY_RANK[test.visibility]]
             if earlier and len(output.splitlines()) > 1:

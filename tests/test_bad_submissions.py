@@ -20,7 +20,7 @@ BAD = [
     ("infinite loop", FORWARD, "        while True:\n            pass\n", "timed out after 4 s"),
     ("huge allocation", FORWARD, "        torch.ones(2 ** 36)\n", "more memory than the limit"),
     ("NaN output", "        return scores, h, c\n", "        scores = scores * float('nan')\n", "NaN"),
-    ("CUDA-only code", FORWARD, "        word = word.cuda()\n", "your code raised"),
+    ("CUDA-only code", FORWARD, "        word = word.cuda()\n", "grading runs on a CPU"),
     ("os._exit in a test", FORWARD, "        import os; os._exit(0)\n", "grading process stopped"),
 ]
 

@@ -55,7 +55,7 @@ def expect_close(what, got, expected, rtol=1e-4, atol=1e-5, hint=""):
     if not torch.allclose(got, expected, rtol=rtol, atol=atol):
         diff = (got - expected).abs()
         index = tuple(int(i) for i in torch.nonzero(diff == diff.max())[0])
-        fail(f"{what} differs from the expected values: largest difference {diff.max().item():.3g} at index "
+        fail(f"{what}: the values differ from the expected ones: largest difference {diff.max().item():.3g} at index "
              f"{index} (got {got[index].item():.6g}, expected {expected[index].item():.6g}); "
              f"{(~torch.isclose(got, expected, rtol=rtol, atol=atol)).sum().item()} of {got.numel()} values "
              f"outside the tolerance (rtol {rtol:g}, atol {atol:g}).{' ' + hint if hint else ''}")

@@ -21,6 +21,7 @@ wrong (so that one mistake is not charged twice); `use` names the ones to take f
 
 import importlib.util
 import os
+import re
 import resource
 import time
 import traceback
@@ -118,6 +119,9 @@ def run_probe(sub, name, inputs, seconds=None, memory_gb=None):
             except BaseException:
                 text = "(its message could not be shown)"
             message = f"your code raised {type(error).__name__}: {text[:MESSAGE_LIMIT]}{_student_frame(error, sub.workdir)}"
+            if re.search(r"CUDA|cuda|NVIDIA", text):
+                message += ("; grading runs on a CPU: remove .cuda() and device='cuda' (or use the device of "
+                            "the tensors you are given, e.g. torch.zeros(..., device=x.device))")
     if len(message) > MESSAGE_LIMIT:
         message = message[:MESSAGE_LIMIT] + f" [... {len(message) - MESSAGE_LIMIT:,} more characters]"
     return "failed", message, reason

@@ -53,7 +53,10 @@ def notebook_cells(path, checks=False):
                            f"{str(error)[:200]}); open it in Jupyter and save it again") from None
     cells = []
     for cell in raw_cells:
-        marks = cell.get("metadata", {}).get("nbgrader", {})
+        if not isinstance(cell, dict):
+            continue
+        metadata = cell.get("metadata") if isinstance(cell.get("metadata"), dict) else {}
+        marks = metadata.get("nbgrader") if isinstance(metadata.get("nbgrader"), dict) else {}
         is_check = bool(marks.get("grade")) and not marks.get("solution")
         if cell.get("cell_type") != "code" or not marks or (is_check and not checks):
             continue
