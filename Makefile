@@ -12,14 +12,16 @@ ARGS     ?=
 # extra pip options, e.g. PIP_EXTRA='--extra-index-url https://download.pytorch.org/whl/cpu'
 PIP_EXTRA ?=
 JOBS     ?= 2
-ENCODER  ?= efficientnet-lite0
-LAYER    ?= head
+# the encoder and layer of Question 3's features: empty means data/features.py's defaults
+ENCODER  ?=
+LAYER    ?=
+FEATURE_FLAGS = $(if $(ENCODER),--encoder $(ENCODER)) $(if $(LAYER),--layer $(LAYER))
 # Question 3's dataset folder (dataset.json + images/); also read from the environment.
 SYDNEY_DIR ?=
 export SYDNEY_DIR
 
 # features are needed by Question 3's targets; without SYDNEY_DIR the graders report those tests as not run
-FEATURES_IF_DATA = $(if $(SYDNEY_DIR),$(PY) -m data features --encoder $(ENCODER) --layer $(LAYER),@echo "SYDNEY_DIR is not set: Question 3's data-dependent tests will not run")
+FEATURES_IF_DATA = $(if $(SYDNEY_DIR),$(PY) -m data features $(FEATURE_FLAGS),@echo "SYDNEY_DIR is not set: Question 3's data-dependent tests will not run")
 
 .DEFAULT_GOAL := help
 .PHONY: release lint-workflows gradescope grade grade-all report similarity bench-grade-all calibrate bench-grade help setup data features assignment train-q2 sweep-q2 bench-q2 train-q3 sweep-q3 bench-q3 test test-fast clean
@@ -82,7 +84,7 @@ assignment: setup  ## regenerate assignment/ from solution/ (never edit assignme
 	$(PY) -m autograder generate solution assignment
 
 features: setup  ## run the frozen encoder once over Sydney-Captions (SYDNEY_DIR=...), cache the features
-	$(PY) -m data features --encoder $(ENCODER) --layer $(LAYER)
+	$(PY) -m data features $(FEATURE_FLAGS)
 
 train-q2: data  ## train Question 2's CNN: make train-q2 [TREE=solution] [ARGS='-epochs 1']
 	$(PY) $(TREE)/h2-q2.py $(ARGS)
@@ -94,7 +96,7 @@ bench-q2: data  ## vectorized CNN forward+backward against a per-sample loop
 	$(PY) -m experiments.bench_q2
 
 train-q3: features  ## train a caption decoder: make train-q3 [TREE=solution] [ARGS='--epochs 2 --use_attention']
-	$(PY) $(TREE)/train.py --encoder $(ENCODER) --features_layer $(LAYER) $(ARGS)
+	$(PY) $(TREE)/train.py $(if $(ENCODER),--encoder $(ENCODER)) $(if $(LAYER),--features_layer $(LAYER)) $(ARGS)
 
 sweep-q3: features  ## both decoders, 3 seeds each, write results/q3_table.md
 	$(PY) -m experiments.sweep_q3 --tree $(TREE) --jobs $(JOBS)

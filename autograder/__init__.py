@@ -16,3 +16,7 @@
 
 Command line: `python -m autograder --help`.
 """
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]  # the repository: solution/, assignment/, data/, autograder/

@@ -78,6 +78,7 @@ def calibrate_timing(log=print):
     """Grade the reference and record how long each test took, and the self-check's time."""
     from autograder import selfcheck
     from autograder.grade import grade
+    from autograder.results import MANUAL, PASSED
     from autograder.submission import REFERENCE_TREE
 
     table = json.loads(CALIBRATION_FILE.read_text()) if CALIBRATION_FILE.exists() else {}
@@ -85,11 +86,11 @@ def calibrate_timing(log=print):
     CALIBRATION_FILE.write_text(json.dumps(table, indent=2) + "\n")  # no scaling while measuring
     check = selfcheck.run()
     results = grade(REFERENCE_TREE, log=lambda *_: None)
-    failed = [r.id for r in results.results if r.status not in ("passed", "graded by hand")]
+    failed = [r.id for r in results.results if r.status not in (PASSED, MANUAL)]
     if failed:
         raise CalibrationError(f"the reference did not pass {', '.join(failed)}: fix that before calibrating")
     table["timing"] = {"selfcheck_seconds": round(check.seconds, 3),
-                       "tests": {r.id: round(r.seconds, 2) for r in results.results if r.status == "passed"}}
+                       "tests": {r.id: round(r.seconds, 2) for r in results.results if r.status == PASSED}}
     CALIBRATION_FILE.write_text(json.dumps(table, indent=2) + "\n")
     log(f"timing: self-check {check.seconds:.2f} s; slowest test "
         f"{max(table['timing']['tests'].items(), key=lambda item: item[1])}")

@@ -29,7 +29,7 @@ from autograder.checks import GRADER_ERROR, INTERRUPTED, NotRun, all_checks, run
 from autograder.child.compare import IMPORT_ERROR, MISSING_FILE, REFUSED_FILE, SYNTAX_ERROR, TIMED_OUT, CheckFailure
 from autograder.isolation import StudentSubmission, capped
 from autograder.results import FAILED, MANUAL, NOT_RUN, PASSED, GradingResults, TestResult
-from autograder.submission import locate_tree, refused_files
+from autograder.submission import GRADED_FILES, locate_tree, refused_files
 
 ALLOWANCE = float(os.environ.get("HW2_TIME_ALLOWANCE", 5))  # a test's limit: 5x the reference's time ...
 FLOOR_SECONDS = float(os.environ.get("HW2_TEST_FLOOR", 20))  # ... and at least this
@@ -37,7 +37,7 @@ DEFAULT_SECONDS = int(os.environ.get("HW2_TEST_SECONDS", 150))  # when the refer
 TOTAL_SECONDS = float(os.environ.get("HW2_TOTAL_SECONDS", 480))  # one grading, well under Gradescope's 10 minutes
 # the graded file each child sees: one file's code never runs in another file's tests (the provided
 # train.py gets a placeholder for the decoder file it imports and its child lacks)
-CHILD_FILES = {name: [name] for name in ("q1.ipynb", "h2-q2.py", "decoder.py", "decoder_with_attention.py")}
+CHILD_FILES = {name: [name] for name in GRADED_FILES}
 # a failure that is the file's, not the test's: its message is given in full once (per visibility: the test
 # referred to is one whoever sees this test also sees)
 FILE_REASONS = (MISSING_FILE, SYNTAX_ERROR, IMPORT_ERROR, REFUSED_FILE)

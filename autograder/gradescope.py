@@ -12,7 +12,8 @@ container adds one container per submission around it.
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from autograder import ROOT
+
 SCRIPTS = ("setup.sh", "run_autograder")
 SOURCE_FOLDERS = ("autograder", "data", "solution", "assignment")
 SOURCE_FILES = ("requirements.txt", "requirements-instructors.txt", "Makefile")

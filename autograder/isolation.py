@@ -29,10 +29,9 @@ from pathlib import Path
 from autograder import sandbox, standins
 from autograder.child.compare import CRASHED, TIMED_OUT, CheckFailure
 from autograder.child.probes import unplain
-from autograder.child.wire import HEADER, MAX_BYTES, WireError, decode, encode
+from autograder.child.wire import HEADER, MAX_BYTES, WireError, decode, encode, frame, payload_size
 from autograder.submission import load_reference, prepare_workdir
 
-ROOT = Path(__file__).resolve().parents[1]
 GRACE_SECONDS = 15  # beyond the child's own alarm, before the grader kills it
 MEMORY_GB = float(os.environ.get("HW2_MEMORY_GB", 8))  # the child's address-space limit
 TEXT_LIMIT = 4000  # characters of one message or of what the student's code printed, in the results
@@ -126,10 +125,11 @@ class StudentProcess:
         header = self._read(HEADER.size, deadline)
         if isinstance(header, str):
             raise CheckFailure(self._stopped(failures[header]), reasons[header])
-        size = HEADER.unpack(header)[0]
-        if size > MAX_BYTES:
-            raise CheckFailure(self._stopped(f"your code returned {size:,} bytes of values (the limit is "
-                                             f"{MAX_BYTES:,}); grading process stopped (exit code {{code}})."), CRASHED)
+        try:
+            size = payload_size(header, MAX_BYTES)
+        except WireError as error:
+            raise CheckFailure(self._stopped(f"your code returned values too large to read back ({error}); grading "
+                                             f"process stopped (exit code {{code}})."), CRASHED) from None
         payload = self._read(size, deadline)
         if isinstance(payload, str):
             raise CheckFailure(self._stopped(failures[payload]), reasons[payload])
@@ -143,7 +143,7 @@ class StudentProcess:
     def _write(self, payload, deadline):
         """Send one request (length and payload) before `deadline`: True, or "timeout" when the child
         stops reading."""
-        view = memoryview(HEADER.pack(len(payload)) + payload)
+        view = memoryview(frame(payload))
         while view:
             wait = deadline - time.time()
             if wait <= 0 or not select.select([], [self.request_fd], [], wait)[1]:
@@ -182,7 +182,6 @@ class StudentSubmission:
         self.workdir = prepare_workdir(self.tree, files, reader_gid=sandbox.layer().uid)
         self.process = StudentProcess(self.workdir, self.tree)
         self.test_seconds = test_seconds
-        self._reference = {}
         self.begin_test()
 
     def begin_test(self, seconds=None):
@@ -230,10 +229,7 @@ class StudentSubmission:
             self.printed.append(capped(reply["printed"]))
         raise failure
 
-    def reference(self, filename):
-        if filename not in self._reference:
-            self._reference[filename] = load_reference(filename)
-        return self._reference[filename]
+    reference = staticmethod(load_reference)
 
     def cleanup(self):
         self.process.close()

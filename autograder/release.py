@@ -20,12 +20,13 @@ import json
 import shutil
 from pathlib import Path
 
+from autograder import ROOT
 from autograder import rubric as rubric_module
+from autograder.submission import GRADED_FILES, PROVIDED_FILES
 
-ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = ROOT / "release"
 
-HOMEWORK_FILES = ("q1.ipynb", "h2-q2.py", "decoder.py", "decoder_with_attention.py", "utils.py", "train.py")
+HOMEWORK_FILES = GRADED_FILES + PROVIDED_FILES
 DATA_FILES = ("__init__.py", "__main__.py", "fashion_mnist.py", "sydney_captions.py", "features.py", "README.md")
 CHECK_FILES = ("rubric.py", "checks/__init__.py", "checks/public_q2.py", "checks/public_q3.py")
 

@@ -7,7 +7,7 @@ import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-PASSED, FAILED, NOT_RUN = "passed", "failed", "not run"
+from autograder.child.compare import FAILED, NOT_RUN, PASSED  # noqa: F401  (the statuses, defined once)
 # the students' copies of the feedback, by what they may see when (the tests' visibility in the rubric)
 STUDENT_COPIES = {"feedback-before-due-date.md": ("visible",),
                   "feedback-after-due-date.md": ("visible", "after_due_date")}

@@ -35,7 +35,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from autograder import ROOT
+
 CHILD_PACKAGE = ROOT / "autograder" / "child"
 PACKAGE_INIT = ROOT / "autograder" / "__init__.py"
 SYSTEM = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc"]

@@ -7,19 +7,19 @@ message naming it (`SubmissionError`), and nothing is ever read through a link. 
 folder is readable by the child's unprivileged uid and writable by no one but the grader.
 """
 
+import functools
 import os
 import shutil
 import stat
 import tempfile
 from pathlib import Path
 
+from autograder import ROOT
 from autograder.child.compare import CheckFailure
-from autograder.child.submission import Submission, load_module  # noqa: F401  (load_module: for the tests)
+from autograder.child.submission import GRADED_FILES, PROVIDED_FILES, Submission, load_module  # noqa: F401
 
-ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_TREE = ROOT / "solution"
 PROVIDED_TREE = ROOT / "assignment"
-GRADED_FILES = ("q1.ipynb", "h2-q2.py", "decoder.py", "decoder_with_attention.py")
 MAX_FILE_BYTES = {".py": 512 * 1024, ".ipynb": 8 * 2**20}  # a student's file is a few KB; notebooks hold outputs
 
 
@@ -124,8 +124,9 @@ def prepare_workdir(tree, files=None, provided_tree=PROVIDED_TREE, reader_gid=No
     return workdir
 
 
+@functools.lru_cache(maxsize=None)
 def load_reference(filename):
-    """The reference's module `filename`, loaded in the grading process (never in the child)."""
+    """The reference's module `filename`, loaded once in the grading process (never in the child)."""
     return load_module(REFERENCE_TREE, filename)
 
 
@@ -136,12 +137,8 @@ class LocalSubmission(Submission):
     def __init__(self, tree):
         self.workdir_owned = prepare_workdir(tree)
         super().__init__(self.workdir_owned, shown_as=tree)
-        self._reference = {}
 
-    def reference(self, filename):
-        if filename not in self._reference:
-            self._reference[filename] = load_reference(filename)
-        return self._reference[filename]
+    reference = staticmethod(load_reference)
 
     def run_with_standins(self, probe, quiet=True, **inputs):
         from autograder import standins

@@ -15,8 +15,8 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("fashion-mnist", help="fetch, verify and cache the four official files")
     feats = sub.add_parser("features", help="cache the encoder's features of Sydney-Captions ($SYDNEY_DIR)")
-    feats.add_argument("--encoder", default="efficientnet-lite0")
-    feats.add_argument("--layer", default="head")
+    feats.add_argument("--encoder", default=None, help="default: data/features.py's DEFAULT_ENCODER")
+    feats.add_argument("--layer", default=None, help="default: data/features.py's DEFAULT_LAYER")
     args = parser.parse_args(argv)
     try:
         if args.command == "fashion-mnist":
@@ -27,7 +27,8 @@ def main(argv=None):
         elif args.command == "features":
             from data import features
 
-            path = features.extract(encoder=args.encoder, layer=args.layer)
+            path = features.extract(encoder=args.encoder or features.DEFAULT_ENCODER,
+                                    layer=args.layer or features.DEFAULT_LAYER)
             print(f"features ready: {path}")
     except DataError as error:
         sys.exit(f"error: {error}")

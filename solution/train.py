@@ -46,8 +46,8 @@ def parse_args(argv=None):
     parser.add_argument("--attention_reg", type=float, default=0.0,
                         help="weight of the doubly stochastic attention penalty of Show, Attend and Tell, "
                              "mean((1 - sum over steps of each location's weight)^2) (default 0: off)")
-    parser.add_argument("--encoder", default=None, help="feature encoder (default: efficientnet-lite0)")
-    parser.add_argument("--features_layer", default=None, help="encoder layer (default: head)")
+    parser.add_argument("--encoder", default=None, help="feature encoder (default: data/features.py's DEFAULT_ENCODER)")
+    parser.add_argument("--features_layer", default=None, help="encoder layer (default: data/features.py's DEFAULT_LAYER)")
     parser.add_argument("--train_limit", type=int, default=None,
                         help="train on the first N training images only (quick checks)")
     parser.add_argument("--output_dir", default=None, help="default outputs/q3/<attention|no-attention>")

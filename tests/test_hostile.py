@@ -618,7 +618,7 @@ def test_snooping_spoofing_secrets_and_oversized_values(grader):
     assert "NotRun" in spoofed and not spoofed.startswith("NOT RUN"), spoofed
     # 9: a forged answer of 16 million objects, 100 MB of values, a 30 MB message
     assert "unreadable" in graded.output("1.1-output-sizes"), graded.output("1.1-output-sizes")
-    assert "bytes of values" in graded.output("1.2-parameter-counts"), graded.output("1.2-parameter-counts")
+    assert "values too large to read back" in graded.output("1.2-parameter-counts"), graded.output("1.2-parameter-counts")
     message = graded.output("1.3-attention-probabilities")
     assert "ValueError" in message and "more characters" in message and len(message) < 10_000
     graded.sizes_bounded()

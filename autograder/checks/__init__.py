@@ -11,7 +11,7 @@ The checks that need neither the reference nor data live in `public_q2.py` and `
 (the students' repository ships them as its public tests); the others in `q2.py` and `q3.py`.
 """
 
-from autograder.child.compare import CheckFailure
+from autograder.child.compare import FAILED, NOT_RUN, PASSED, CheckFailure
 from autograder.child.seeds import seed_everything  # noqa: F401  (the checks' and the public tests' seeding)
 
 REGISTRY = {}
@@ -27,6 +27,11 @@ class NotRun(Exception):
     def __init__(self, message="", reason=DATA_MISSING):
         super().__init__(message)
         self.reason = reason
+
+
+def data_missing(what, error, fix):
+    """The NotRun of a check whose data is missing: what, why (the DataError), and the command that gets it."""
+    return NotRun(f"{what} is not available ({error}). {fix}, then grade again; this test is not charged.")
 
 
 def check(test_id):
@@ -59,11 +64,11 @@ def run_check(function, sub):
     as CheckFailure (the probes turn it into a message); any other exception here is the grader's own."""
     try:
         message = function(sub)
-        return "passed", message or "", ""
+        return PASSED, message or "", ""
     except NotRun as error:
-        return "not run", str(error), error.reason
+        return NOT_RUN, str(error), error.reason
     except CheckFailure as error:
-        return "failed", str(error), error.reason
+        return FAILED, str(error), error.reason
 
 
 def outcome(function, sub):

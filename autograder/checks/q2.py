@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 from autograder import calibration
-from autograder.checks import NotRun, check
+from autograder.checks import check, data_missing
 from autograder.checks.public_q2 import random_images
 from autograder.child.compare import (CheckFailure, expect_close, expect_float, expect_same_operations, expect_tensor,
                                       expect_varies, fail)
@@ -168,7 +168,7 @@ def fashion_mnist():
     try:
         return load_splits()
     except DataError as error:
-        raise NotRun(f"Fashion-MNIST is not available ({error}). Run `make data`, then grade again.") from None
+        raise data_missing("Fashion-MNIST", error, "Run `make data`") from None
 
 
 def statement_cnn_problem(sub):

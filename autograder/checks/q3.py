@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from autograder import calibration
-from autograder.checks import NotRun, check
+from autograder.checks import NotRun, check, data_missing
 from autograder.checks.public_q3 import (check_context, check_state_used, check_step, fixed_context, seeded, sizes_of,
                                          step_inputs)
 from autograder.child.compare import (CheckFailure, expect_close, expect_same_operations, expect_tensor, expect_varies,
@@ -150,8 +150,7 @@ def grading_data():
         dataset = sydney_captions.load()
         grid = features.load(layer=GRADING_LAYER, extract_if_missing=False)  # (613, 256, 320)
     except DataError as error:
-        raise NotRun(f"the captioning data is not available ({error}). Set SYDNEY_DIR and run `make features`, "
-                     f"then grade again.") from None
+        raise data_missing("the captioning data", error, "Set SYDNEY_DIR and run `make features`") from None
     side = int(grid.shape[1] ** 0.5)
     images = grid.view(len(grid), side, side, -1).permute(0, 3, 1, 2)  # (613, 320, 16, 16)
     pooled = F.avg_pool2d(images, 2)  # (613, 320, 8, 8)

@@ -9,6 +9,8 @@ import math
 import torch
 
 
+# a test's status: the one definition (results.py, the checks, the child and the public tests use these)
+PASSED, FAILED, NOT_RUN = "passed", "failed", "not run"
 # why a test failed, as a typed value (the gradebook's status comes from these, never from message text)
 WRONG, NOT_IMPLEMENTED, RAISED, TIMED_OUT, OUT_OF_MEMORY, CRASHED = (
     "wrong", "not implemented", "raised an exception", "timed out", "out of memory", "crashed")

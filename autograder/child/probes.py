@@ -31,9 +31,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from .compare import CRASHED, NOT_IMPLEMENTED, OUT_OF_MEMORY, RAISED, TIMED_OUT, CheckFailure, fail
+from .compare import CRASHED, FAILED, NOT_IMPLEMENTED, OUT_OF_MEMORY, PASSED, RAISED, TIMED_OUT, CheckFailure, fail
 
-NOTEBOOK, CNN_FILE, DECODER, ATTENTION = "q1.ipynb", "h2-q2.py", "decoder.py", "decoder_with_attention.py"
+from .submission import ATTENTION, CNN_FILE, DECODER, NOTEBOOK
 PROBES = {}
 
 
@@ -98,7 +98,7 @@ def run_probe(sub, name, inputs, seconds=None, memory_gb=None):
     too_much_memory = f"your code tried to use more memory than {limit}"
     reason = RAISED
     try:
-        return "passed", "", plain(PROBES[name](sub.student, **inputs))
+        return PASSED, "", plain(PROBES[name](sub.student, **inputs))
     except CheckFailure as error:
         message, reason = str(error), error.reason
     except NotImplementedError as error:
@@ -124,7 +124,7 @@ def run_probe(sub, name, inputs, seconds=None, memory_gb=None):
                             "the tensors you are given, e.g. torch.zeros(..., device=x.device))")
     if len(message) > MESSAGE_LIMIT:
         message = message[:MESSAGE_LIMIT] + f" [... {len(message) - MESSAGE_LIMIT:,} more characters]"
-    return "failed", message, reason
+    return FAILED, message, reason
 
 
 # ---- helpers --------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import tempfile
 
 import torch
 
+from .compare import FAILED, PASSED
 from .probes import TestTimeout, run_probe
 from .seeds import seed_everything
 from .submission import Submission
@@ -72,7 +73,7 @@ def answer(sub, request):
             status, message, value = run_probe(sub, request["probe"], request["inputs"], request["limit"], MEMORY_GB)
     finally:
         signal.alarm(0)
-    reply = {"value": value} if status == "passed" else {"status": "failed", "message": message, "reason": value}
+    reply = {"value": value} if status == PASSED else {"status": FAILED, "message": message, "reason": value}
     return dict(reply, printed=captured.getvalue())
 
 
@@ -97,7 +98,7 @@ def main(argv=None):
         try:
             payload = encode(reply)
         except Exception as error:  # a value torch cannot save
-            payload = encode({"status": "failed", "message": f"your code returned a value that cannot be read back "
+            payload = encode({"status": FAILED, "message": f"your code returned a value that cannot be read back "
                                                             f"({type(error).__name__}: {error})", "printed": ""})
         write_message(answer_fd, payload)
         reap()

@@ -14,11 +14,14 @@ import traceback
 import types
 from pathlib import Path
 
-from .compare import IMPORT_ERROR, MISSING_FILE, SYNTAX_ERROR, TIMED_OUT, CheckFailure
+from .compare import IMPORT_ERROR, MISSING_FILE, PASSED, SYNTAX_ERROR, TIMED_OUT, CheckFailure
 
 HELPERS = ("utils", "decoder", "decoder_with_attention", "train")  # the homework's own modules
 # the student files a provided file imports: when one cannot be loaded, the provided file gets a
 # placeholder instead, so that one student file's mistake never costs another file's tests
+NOTEBOOK, CNN_FILE, DECODER, ATTENTION = "q1.ipynb", "h2-q2.py", "decoder.py", "decoder_with_attention.py"
+GRADED_FILES = (NOTEBOOK, CNN_FILE, DECODER, ATTENTION)  # what a student hands in: the one list of them
+PROVIDED_FILES = ("utils.py", "train.py")  # the homework's own code beside them, never the student's copy
 PROVIDED_IMPORTS = {"train.py": ("decoder", "decoder_with_attention")}
 
 
@@ -159,6 +162,6 @@ class Submission:
 
         seed_everything()
         status, message, value = run_probe(self, probe, inputs)
-        if status == "passed":
+        if status == PASSED:
             return unplain(value)
         raise CheckFailure(message, value)  # value: the reason of the failure

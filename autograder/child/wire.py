@@ -80,15 +80,26 @@ def _tensor_bytes(value, depth=0):
     return 0
 
 
+def frame(payload):
+    """One message on a pipe: the payload's length (HEADER), then the payload. Both sides use this
+    and payload_size: the child blocking (read_message, write_message), the grader with deadlines."""
+    return HEADER.pack(len(payload)) + payload
+
+
+def payload_size(header, max_bytes=None):
+    """The length a message's HEADER announces; WireError when it is beyond `max_bytes`."""
+    size = HEADER.unpack(header)[0]
+    if max_bytes is not None and size > max_bytes:
+        raise WireError(f"a message of {size:,} bytes (the limit is {max_bytes:,})")
+    return size
+
+
 def read_message(fd, max_bytes=None):
     """The next payload on `fd` (bytes), or None at end of file (blocking: the child's side)."""
     header = _read_exactly(fd, HEADER.size)
     if header is None:
         return None
-    size = HEADER.unpack(header)[0]
-    if max_bytes is not None and size > max_bytes:
-        raise WireError(f"a request of {size:,} bytes")
-    return _read_exactly(fd, size)
+    return _read_exactly(fd, payload_size(header, max_bytes))
 
 
 def _read_exactly(fd, size):
@@ -103,6 +114,6 @@ def _read_exactly(fd, size):
 
 
 def write_message(fd, payload):
-    view = memoryview(HEADER.pack(len(payload)) + payload)
+    view = memoryview(frame(payload))
     while view:
         view = view[os.write(fd, view):]
