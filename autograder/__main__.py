@@ -55,11 +55,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     if args.command == "grade":
-        from autograder.calibration import CalibrationError
         from autograder.grade import grade
         from autograder.rubric import RubricError
         from autograder.sandbox import SandboxError
         from autograder.selfcheck import EnvironmentBroken
+        from autograder.thresholds import CalibrationError
 
         out = Path(args.out or Path("grades") / Path(args.tree).resolve().name)
         try:
@@ -76,10 +76,10 @@ def main(argv=None):
         print(f"Wrote {out / 'results.json'} and {out / 'feedback.md'}")
     elif args.command == "grade-all":
         from autograder.batch import grade_all
-        from autograder.calibration import CalibrationError
         from autograder.rubric import RubricError
         from autograder.sandbox import SandboxError
         from autograder.selfcheck import EnvironmentBroken
+        from autograder.thresholds import CalibrationError
 
         try:
             path, rows = grade_all(args.submissions, args.out, args.jobs, args.only.split(",") if args.only else None,
@@ -101,8 +101,12 @@ def main(argv=None):
         print(f"wrote {len(files)} files to {args.student}/: {', '.join(map(str, files))}")
     elif args.command == "calibrate":
         from autograder.calibration import calibrate
+        from autograder.thresholds import CalibrationError
 
-        calibrate(args.only.split(",") if args.only else None)
+        try:
+            calibrate(args.only.split(",") if args.only else None)
+        except CalibrationError as error:
+            sys.exit(f"error: {error}")
     elif args.command == "release":
         from autograder.release import build
 

@@ -1,77 +1,28 @@
-"""Thresholds of the training tests, calibrated from the reference under the same budget.
+"""Measure the thresholds of the training tests from the reference, under the same budget, and the
+reference's time for every test.
 
     python -m autograder calibrate            (or: make calibrate)
     python -m autograder calibrate --only timing
     HW2_BUDGET=test python -m autograder calibrate   (the reduced budgets of the repository's own tests)
 
-For each training test, the reference is trained with the test's budget under several seeds;
-the threshold is the lowest result minus a margin, so that a correct implementation whose
-random numbers are drawn in a different order still passes, and a wrong one does not.
-What was measured is kept in `calibration.json` next to the threshold (instructors only:
-never released to students). It also keeps how long the reference takes on each test and how
-long the grader's self-check takes (`timing`): per-test time limits are derived from them.
+For each training test, the reference is trained with the test's budget (rubric.toml's
+[tests.training], or [tests.training_reduced] with HW2_BUDGET=test) under several seeds;
+the threshold is the lowest result minus the rubric's margin, so that a correct implementation
+whose random numbers are drawn in a different order still passes, and a wrong one does not. What
+was measured is kept in `calibration.json` next to the threshold (instructors only: never released
+to students; autograder/thresholds.py reads it). It also keeps how long the reference takes on
+each test and how long the grader's self-check takes (`timing`): per-test time limits are derived
+from them.
 """
 
 import json
-import os
 import statistics
 import time
-from pathlib import Path
 
-CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
+from autograder import rubric as rubric_module
+from autograder.thresholds import CALIBRATION_FILE, CalibrationError, budget_in_use, training
 
-BUDGETS = {
-    # margin 0.06: correct CNNs whose layers are created in another order (another initialisation) reached
-    # 0.6986-0.755 in a review, against the reference's 0.728-0.761 over three seeds
-    "2.2-accuracy": {"budget": {"train_size": 10_000, "epochs": 1, "batch_size": 8, "learning_rate": 0.05, "seed": 42},
-                     "margin": 0.06},
-    "3.1a-bleu": {"budget": {"train_images": 250, "epochs": 2, "seed": 42}, "margin": 0.05},
-    "3.1b-bleu": {"budget": {"train_images": 250, "epochs": 2, "seed": 42}, "margin": 0.05},
-}
-# reduced budgets, reserved for the repository's own tests (HW2_BUDGET=test), calibrated the same way
-TEST_BUDGETS = {
-    "2.2-accuracy": {"budget": {"train_size": 2_000, "epochs": 1, "batch_size": 8, "learning_rate": 0.05, "seed": 42},
-                     "margin": 0.05},
-    "3.1a-bleu": {"budget": {"train_images": 60, "epochs": 1, "seed": 42}, "margin": 0.05},
-    "3.1b-bleu": {"budget": {"train_images": 60, "epochs": 1, "seed": 42}, "margin": 0.05},
-}
 SEEDS = (42, 43, 44)
-
-
-def active_budgets():
-    """(budgets, key suffix) of the budget in use: the grading's, or the tests' with HW2_BUDGET=test."""
-    budget = os.environ.get("HW2_BUDGET", "grading")
-    if budget not in ("grading", "test"):
-        raise CalibrationError(f"HW2_BUDGET={budget!r}: choose grading (the default) or test")
-    return (TEST_BUDGETS, "@test") if budget == "test" else (BUDGETS, "")
-
-
-class CalibrationError(RuntimeError):
-    """The thresholds file is missing or was measured for another budget: the grader cannot run."""
-
-
-def get(test_id):
-    """{"budget": {...}, "threshold": x} of a training test, for the budget in use."""
-    budgets, suffix = active_budgets()
-    try:
-        table = json.loads(CALIBRATION_FILE.read_text())
-    except FileNotFoundError:
-        raise CalibrationError(f"{CALIBRATION_FILE} is missing: run `make calibrate`") from None
-    if test_id + suffix not in table:
-        raise CalibrationError(f"{CALIBRATION_FILE} has no threshold for {test_id + suffix}: run `make calibrate`")
-    entry = table[test_id + suffix]
-    if entry["budget"] != budgets[test_id]["budget"]:
-        raise CalibrationError(f"{CALIBRATION_FILE} was calibrated for another budget of {test_id}: run `make calibrate`")
-    return entry
-
-
-def timing():
-    """{"selfcheck_seconds": s, "tests": {test id: seconds}}: the reference's time for each test and
-    the self-check's, measured by `make calibrate` on the machine it ran on ({} when not measured)."""
-    try:
-        return json.loads(CALIBRATION_FILE.read_text()).get("timing", {})
-    except (OSError, ValueError):
-        return {}
 
 
 def calibrate_timing(log=print):
@@ -103,7 +54,8 @@ def measure(test_id, seed):
     from autograder.checks import q2, q3
     from autograder.submission import REFERENCE_TREE, LocalSubmission
 
-    budget = dict(active_budgets()[0][test_id]["budget"], seed=seed)
+    test = {t.id: t for t in rubric_module.load().tests}[test_id]
+    budget = dict(training(test)[0], seed=seed)
     sub = LocalSubmission(REFERENCE_TREE)
     try:
         if test_id == "2.2-accuracy":
@@ -116,15 +68,18 @@ def measure(test_id, seed):
 def calibrate(test_ids=None, log=print):
     """Thresholds of the training tests (`test_ids`, default all), then the timing of every test."""
     table = json.loads(CALIBRATION_FILE.read_text()) if CALIBRATION_FILE.exists() else {}
-    budgets, suffix = active_budgets()
-    for test_id in [t for t in (test_ids or budgets) if t != "timing"]:
+    suffix = budget_in_use()[1]
+    tests = {t.id: t for t in rubric_module.load().training_tests()}
+    for test_id in [t for t in (test_ids or tests) if t != "timing"]:
+        if test_id not in tests:
+            raise CalibrationError(f"{test_id} is not a training test of rubric.toml ({', '.join(tests)}, or timing)")
+        budget, margin = training(tests[test_id])
         start = time.time()
         results = {seed: measure(test_id, seed) for seed in SEEDS}
         seconds = (time.time() - start) / len(SEEDS)
-        margin = budgets[test_id]["margin"]
         key = test_id + suffix
         table[key] = {
-            "budget": budgets[test_id]["budget"],
+            "budget": budget,
             "threshold": round(min(results.values()) - margin, 4),
             "reference_by_seed": {str(s): round(v, 4) for s, v in results.items()},
             "reference_mean": round(statistics.mean(results.values()), 4),

@@ -6,9 +6,9 @@ sandboxed child process, see autograder/isolation.py), score them by the rubric,
 
 Order and time: the self-check first (autograder/selfcheck.py: no student is graded by a broken
 grader); then every test but the training ones, one child per student file; the training tests
-last. Each test's time limit is ALLOWANCE times the reference's time for it (`make calibrate`),
-scaled by this machine's speed, and at least FLOOR_SECONDS; the whole grading has a budget of
-TOTAL_SECONDS. After a test of a file times out, the file's remaining tests fail at once with
+last. Each test's time limit is its time allowance (rubric.toml: the test's `time_allowance`, else
+[grading]'s) times the reference's time for it (`make calibrate`), scaled by this machine's speed,
+and at least [grading]'s floor_seconds; the whole grading has total_seconds. After a test of a file times out, the file's remaining tests fail at once with
 that reason instead of waiting again. The results files list every selected test from the start
 (those not reached as "not run"), so an interruption (Ctrl-C, SIGTERM) leaves valid files marked
 incomplete and interrupted.
@@ -22,19 +22,18 @@ from pathlib import Path
 
 import torch
 
-from autograder import calibration
 from autograder import rubric as rubric_module
-from autograder import sandbox, selfcheck
+from autograder import sandbox, selfcheck, thresholds
 from autograder.checks import GRADER_ERROR, INTERRUPTED, NotRun, all_checks, run_check, seed_everything
 from autograder.child.compare import IMPORT_ERROR, MISSING_FILE, REFUSED_FILE, SYNTAX_ERROR, TIMED_OUT, CheckFailure
 from autograder.isolation import StudentSubmission, capped
 from autograder.results import FAILED, MANUAL, NOT_RUN, PASSED, GradingResults, TestResult
 from autograder.submission import GRADED_FILES, locate_tree, refused_files
 
-ALLOWANCE = float(os.environ.get("HW2_TIME_ALLOWANCE", 5))  # a test's limit: 5x the reference's time ...
-FLOOR_SECONDS = float(os.environ.get("HW2_TEST_FLOOR", 20))  # ... and at least this
-DEFAULT_SECONDS = int(os.environ.get("HW2_TEST_SECONDS", 150))  # when the reference's time was not measured
-TOTAL_SECONDS = float(os.environ.get("HW2_TOTAL_SECONDS", 480))  # one grading, well under Gradescope's 10 minutes
+DEFAULT_SECONDS = 150  # a test's limit when the reference's time for it was not measured (HW2_TEST_SECONDS: all)
+# the rubric's [grading] time settings, each overridden by its environment variable when set
+OVERRIDES = {"time_allowance": "HW2_TIME_ALLOWANCE", "floor_seconds": "HW2_TEST_FLOOR",
+             "total_seconds": "HW2_TOTAL_SECONDS"}
 # the graded file each child sees: one file's code never runs in another file's tests (the provided
 # train.py gets a placeholder for the decoder file it imports and its child lacks)
 CHILD_FILES = {name: [name] for name in GRADED_FILES}
@@ -45,15 +44,20 @@ VISIBILITY_RANK = {"visible": 0, "after_due_date": 1, "after_published": 2, "hid
 NOT_REACHED = "grading stopped before this test (interrupted); grade again"
 
 
-def test_limits(tests, speed):
-    """{test id: seconds}: the reference's time for each test (calibration) x ALLOWANCE x this machine's
-    speed, at least FLOOR_SECONDS; DEFAULT_SECONDS where the reference's time is unknown. A
+def time_settings(rubric):
+    """The rubric's [grading] time settings, with the environment's overrides."""
+    return {key: float(os.environ.get(variable, rubric.grading[key])) for key, variable in OVERRIDES.items()}
+
+
+def test_limits(tests, speed, settings):
+    """{test id: seconds}: the reference's time for each test (calibration) x its time allowance x this
+    machine's speed, at least the floor; DEFAULT_SECONDS where the reference's time is unknown. A
     HW2_TEST_SECONDS set in the environment overrides them all."""
     if "HW2_TEST_SECONDS" in os.environ:
-        return {t.id: DEFAULT_SECONDS for t in tests}
-    measured = calibration.timing().get("tests", {})
-    return {t.id: max(FLOOR_SECONDS, ALLOWANCE * measured[t.id] * speed) if t.id in measured else DEFAULT_SECONDS
-            for t in tests}
+        return {t.id: float(os.environ["HW2_TEST_SECONDS"]) for t in tests}
+    measured = thresholds.timing().get("tests", {})
+    return {t.id: max(settings["floor_seconds"], (t.time_allowance or settings["time_allowance"]) * measured[t.id]
+                      * speed) if t.id in measured else DEFAULT_SECONDS for t in tests}
 
 
 def found_instead(tree, filename):
@@ -101,11 +105,11 @@ class _Clock:
         return self.end - time.time()
 
 
-def _run_file(tree, file, tests, limits, clock, hung, on_result):
+def _run_file(tree, file, tests, limits, floor, clock, hung, on_result):
     """Run the checks of `tests` (of one student file) here, their probes in one sandboxed child.
     `hung`: {file: (test id, message)} of a timeout of a file's code, whose other tests would wait again."""
     checks = all_checks()
-    sub = StudentSubmission(tree, FLOOR_SECONDS, files=CHILD_FILES.get(file))
+    sub = StudentSubmission(tree, floor, files=CHILD_FILES.get(file))
     try:
         for test in tests:
             if file in hung:
@@ -163,13 +167,15 @@ def grade(tree, out=None, only=None, log=print, allow_unsandboxed=False, check=N
         log(f"The graded files are in {found}: grading that folder")
         tree = found
     rubric = rubric_module.load()
+    rubric.require_checks(all_checks())  # RubricError naming a test without a check, or a check without a test
     tests = rubric.select(only)
     torch.set_num_threads(int(os.environ.get("HW2_THREADS", 1)))  # the reference is timed as the child is
     for test in tests:  # a grader without its thresholds cannot grade: say so before starting
-        if test.id in calibration.BUDGETS:
-            calibration.get(test.id)
+        if test.training is not None:
+            thresholds.get(test.id, rubric)
     check = check or selfcheck.run(allow_unsandboxed)  # EnvironmentBroken / SandboxError: grading does not start
-    limits = test_limits(tests, check.speed)
+    settings = time_settings(rubric)
+    limits = test_limits(tests, check.speed, settings)
     log(f"Grading {tree} ({len(tests)} tests); student code runs in: {check.layer}; this machine's speed "
         f"against calibration: {check.speed:.2f}x")
     selection = tuple(t.id for t in tests)
@@ -185,7 +191,7 @@ def grade(tree, out=None, only=None, log=print, allow_unsandboxed=False, check=N
     index = {r.id: i for i, r in enumerate(results.results)}
     by_id = {t.id: t for t in tests}
     start = time.time()
-    clock = _Clock(TOTAL_SECONDS)
+    clock = _Clock(settings["total_seconds"])
 
     said = {}  # (reason, message) of a file that cannot run -> [(visibility rank, test id)] that gave it in full
 
@@ -211,7 +217,7 @@ def grade(tree, out=None, only=None, log=print, allow_unsandboxed=False, check=N
         Path(out).mkdir(parents=True, exist_ok=True)
         os.chmod(out, 0o700)
     refused = refused_files(tree)
-    training = [t for t in tests if t.id in calibration.BUDGETS]
+    training = [t for t in tests if t.training is not None]
     hung = {}
     previous = _stop_on_sigterm()
     try:
@@ -226,7 +232,7 @@ def grade(tree, out=None, only=None, log=print, allow_unsandboxed=False, check=N
                     for test in file_tests:
                         on_result(test.id, FAILED, f"{refused[file]} (the grader did not read it)", 0.0, REFUSED_FILE)
                 elif file_tests:
-                    _run_file(tree, file, file_tests, limits, clock, hung, on_result)
+                    _run_file(tree, file, file_tests, limits, settings["floor_seconds"], clock, hung, on_result)
     except KeyboardInterrupt:
         results.interrupted = True
         results.seconds = time.time() - start

@@ -1,10 +1,15 @@
-"""The rubric (`rubric.toml`): questions, tests, points and visibility, read and validated once."""
+"""The rubric (`rubric.toml`): everything an instructor decides about each test (points, visibility,
+time allowance, a training test's budget and margin), read and validated once. What is measured
+(thresholds, the reference's times) is in calibration.json (autograder/thresholds.py)."""
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 RUBRIC_FILE = Path(__file__).with_name("rubric.toml")
+GRADING_DEFAULTS = {"time_allowance": 5.0, "floor_seconds": 20.0, "total_seconds": 480.0}
+TEST_KEYS = {"id", "question", "name", "points", "visibility", "public", "manual", "time_allowance", "training",
+             "training_reduced"}
 VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")
 
 
@@ -28,12 +33,17 @@ class Test:
     visibility: str
     public: bool = False  # shipped to students as a public test
     manual: bool = False  # graded by hand (a written proof): listed in the results, not scored by the autograder
+    time_allowance: float = None  # multiple of the reference's time for this test's limit (None: [grading]'s)
+    # a training test's budget and margin, for grading and for the repository's own tests (None otherwise)
+    training: dict = field(default=None, hash=False)
+    training_reduced: dict = field(default=None, hash=False)
 
 
 @dataclass(frozen=True)
 class Rubric:
     questions: dict  # number -> Question, in the order of the file
     tests: list  # Test, in the order of the file
+    grading: dict = field(default_factory=lambda: dict(GRADING_DEFAULTS))  # time limits of the whole grading
 
     def select(self, only=None):
         """The tests of the questions or test ids listed in `only` (e.g. ["2.2", "3.1b-bleu"]), all when None."""
@@ -55,6 +65,20 @@ class Rubric:
 
     def manual_points(self):
         return sum(t.points for t in self.tests if t.manual)
+
+    def training_tests(self):
+        return [test for test in self.tests if test.training is not None]
+
+    def require_checks(self, checks):
+        """RubricError naming the first rubric test without a check in `checks` (test id -> check), or
+        the first check without a rubric test; tests graded by hand have none."""
+        ids = {t.id for t in self.tests if not t.manual}
+        for test_id in sorted(ids - set(checks)):
+            raise RubricError(f"rubric test {test_id} has no check: add a function decorated @check({test_id!r}) in "
+                              f"autograder/checks/, or remove the test from rubric.toml")
+        for test_id in sorted(set(checks) - ids):
+            raise RubricError(f"the check {test_id} (autograder/checks/) has no test in rubric.toml: add one "
+                              f"(id, question, name, points, visibility), or remove the check")
 
 
 def load(path=RUBRIC_FILE):
@@ -87,10 +111,39 @@ def load(path=RUBRIC_FILE):
                 raise RubricError(f"{where}: {flag} must be true or false")
         if entry.get("public") and entry.get("manual"):
             raise RubricError(f"{where}: a test graded by hand cannot be a public test")
-        unknown = set(entry) - {"id", "question", "name", "points", "visibility", "public", "manual"}
+        unknown = set(entry) - TEST_KEYS
         if unknown:
             raise RubricError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+        allowance = entry.get("time_allowance")
+        if allowance is not None and (not _is_number(allowance) or allowance <= 0):
+            raise RubricError(f"{where}: time_allowance must be a positive number")
+        training, reduced = _training(where, entry, "training"), _training(where, entry, "training_reduced")
+        if (training is None) != (reduced is None):
+            raise RubricError(f"{where}: a training test needs both [tests.training] and [tests.training_reduced]")
         seen.add(entry["id"])
         tests.append(Test(entry["id"], entry["question"], entry["name"], float(entry["points"]), entry["visibility"],
-                          entry.get("public", False), entry.get("manual", False)))
-    return Rubric(questions, tests)
+                          entry.get("public", False), entry.get("manual", False),
+                          None if allowance is None else float(allowance), training, reduced))
+    grading = dict(GRADING_DEFAULTS)
+    for key, value in raw.get("grading", {}).items():
+        if key not in GRADING_DEFAULTS or not _is_number(value) or value <= 0:
+            raise RubricError(f"{path}: [grading] {key} = {value!r}: the keys are {', '.join(GRADING_DEFAULTS)}, "
+                              f"each a positive number")
+        grading[key] = float(value)
+    return Rubric(questions, tests, grading)
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _training(where, entry, key):
+    """A training table: numbers only, `margin` among them (non-negative); None when absent."""
+    table = entry.get(key)
+    if table is None:
+        return None
+    if not isinstance(table, dict) or not all(_is_number(v) for v in table.values()):
+        raise RubricError(f"{where}: [tests.{key}] must hold numbers only")
+    if not _is_number(table.get("margin")) or table["margin"] < 0:
+        raise RubricError(f"{where}: [tests.{key}] needs margin, a non-negative number")
+    return dict(table)

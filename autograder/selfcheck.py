@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from autograder import calibration, sandbox
+from autograder import sandbox, thresholds
 from autograder.child.compare import CheckFailure
 
 STEPS = 40  # batches of 8 the stand-in CNN trains on (about half a second on one core)
@@ -60,6 +60,6 @@ def run(allow_unsandboxed=False):
             sub.cleanup()
     if not isinstance(found, dict) or not isinstance(found.get("seconds"), float):
         raise EnvironmentBroken("the self-check's child answered with something unexpected; grade again")
-    calibrated = calibration.timing().get("selfcheck_seconds")
+    calibrated = thresholds.timing().get("selfcheck_seconds")
     speed = max(0.5, found["seconds"] / calibrated) if calibrated else 1.0
     return SelfCheck(layer.description, found["seconds"], speed, found["peak_mb"])

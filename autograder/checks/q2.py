@@ -9,7 +9,7 @@ import functools
 import torch
 import torch.nn as nn
 
-from autograder import calibration
+from autograder import thresholds
 from autograder.checks import check, data_missing
 from autograder.checks.public_q2 import random_images
 from autograder.child.compare import (CheckFailure, expect_close, expect_float, expect_same_operations, expect_tensor,
@@ -227,7 +227,7 @@ def accuracy(sub):
     """Judges that the student's CNN and train_batch learn together. A part that is wrong but works is
     replaced by a correct one (its mistake is charged in its own test) and the rest is judged; a part
     that does no work fails this test too."""
-    spec = calibration.get("2.2-accuracy")
+    spec = thresholds.get("2.2-accuracy")
     budget, threshold = spec["budget"], spec["threshold"]
     fashion_mnist()  # the data first: without it the test is not run
     (cnn_problem, cnn_works), (step_problem, step_works) = _cnn_state(sub), _train_batch_state(sub)

@@ -8,7 +8,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from autograder import calibration
+from autograder import thresholds
 from autograder.checks import NotRun, check, data_missing
 from autograder.checks.public_q3 import (check_context, check_state_used, check_step, fixed_context, seeded, sizes_of,
                                          step_inputs)
@@ -192,7 +192,7 @@ def trained_bleu(sub, use_attention, budget, use=()):
 def _bleu(sub, use_attention, test_id):
     """Judges that the student's decoder learns with the provided training loop (a wrong Attention is
     replaced by a correct one); a decoder step that does not run does no work and fails it."""
-    spec = calibration.get(test_id)
+    spec = thresholds.get(test_id)
     budget, threshold = spec["budget"], spec["threshold"]
     grading_data()  # the data first: without it the test is not run
     note, use = "", ()
