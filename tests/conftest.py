@@ -1,7 +1,12 @@
-"""Shared fixtures: the repository's trees and a seeded torch."""
+"""Shared fixtures and helpers: the repository's trees, a seeded torch, copies of the reference
+with a mistake, and a grading through the real command line."""
 
+import json
 import os
 import random
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +29,10 @@ if not os.environ.get("SYDNEY_DIR") and DEFAULT_SYDNEY_DIR.is_dir():
 
 @pytest.fixture(autouse=True)
 def seeded():
-    """Every test starts from the same random state."""
-    random.seed(0)
-    np.random.seed(0)
-    torch.manual_seed(0)
+    """Every test starts from the same random state, seeded as the grader seeds its checks."""
+    from autograder.child.seeds import seed_everything
+
+    seed_everything(0)
 
 
 @pytest.fixture(scope="session")
@@ -83,3 +88,43 @@ def q3_attention():
     from autograder.submission import load_module
 
     return load_module(SOLUTION, "decoder_with_attention.py")
+
+
+def grade_cli(tree, out, *extra, env=None):
+    """`python -m autograder grade <tree> --out <out> <extra>`: (results.json as a dict, its stdout)."""
+    result = subprocess.run([sys.executable, "-m", "autograder", "grade", str(tree), "--out", str(out), *extra],
+                            cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads((out / "results.json").read_text()), result.stdout
+
+
+def make_tree(tmp_path, changes=(), file=None, name="student"):
+    """A copy of the reference's graded files in tmp_path/name, with `changes` ((old, new) pairs,
+    each old text occurring once) made to `file`."""
+    from autograder.submission import GRADED_FILES
+
+    tree = tmp_path / name
+    tree.mkdir()
+    for filename in GRADED_FILES:
+        shutil.copy(SOLUTION / filename, tree / filename)
+    if file:
+        text = (tree / file).read_text()
+        for old, new in changes:
+            assert text.count(old) == 1, f"{old!r} must occur once in solution/{file}; update tests/wrong_submissions.py"
+            text = text.replace(old, new)
+        (tree / file).write_text(text)
+    return tree
+
+
+def autograder_outcome(tree, test_id):
+    """(status, message) of one rubric test on `tree`, as the grader computes it, with the probes run
+    in this process (the same values as in the grading child: the same seeds)."""
+    from autograder.checks import all_checks, outcome, seed_everything
+    from autograder.submission import LocalSubmission
+
+    sub = LocalSubmission(tree)
+    try:
+        seed_everything()
+        return outcome(all_checks()[test_id], sub)
+    finally:
+        sub.cleanup()

@@ -113,7 +113,6 @@ def test_tampering_earns_nothing(tmp_path, name, prelude):
     results, _ = _grade(tree, tmp_path / "out", seconds=30)
     by_id = {t["extra_data"]["id"]: t for t in results["tests"]}
     assert by_id["3.1a-equivalence"]["score"] == 0, by_id["3.1a-equivalence"]["output"]
-    assert results["score"] == sum(t["score"] for t in results["tests"])
     # failed, not "not run": tampering cannot make a test look like the grader's fault
     assert not any(t["extra_data"]["not_run"] for t in results["tests"] if "bleu" not in t["extra_data"]["id"])
     assert by_id["3.1b-attention-equivalence"]["status"] == "passed"  # the other question is untouched

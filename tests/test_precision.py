@@ -13,8 +13,7 @@ import sys
 import pytest
 
 from autograder import rubric as rubric_module
-from tests.conftest import ROOT
-from tests.test_autograder import make_tree
+from tests.conftest import ROOT, make_tree
 from tests.wrong_submissions import PRECISION
 
 pytestmark = pytest.mark.slow  # grades the whole corpus
@@ -45,6 +44,5 @@ def test_each_mistake_loses_exactly_its_tests(tmp_path):
                 outputs = {t["extra_data"]["id"]: t["output"][:300] for t in results["tests"]}
                 wrong[name] = {"lost but should keep": sorted(lost - loses), "kept but should lose": sorted(loses - lost),
                                "messages": {t: outputs[t] for t in sorted(lost ^ loses)}}
-    assert graded == len(PRECISION)
     print(f"precision: {graded - len(wrong)} / {graded} mistakes lose exactly their tests")
     assert not wrong, json.dumps(wrong, indent=1)

@@ -13,8 +13,7 @@ import pytest
 from autograder import release
 from autograder import rubric as rubric_module
 from autograder.submission import GRADED_FILES
-from tests.conftest import ROOT, SOLUTION
-from tests.test_autograder import autograder_outcome, make_tree
+from tests.conftest import ROOT, SOLUTION, autograder_outcome, make_tree
 from tests.wrong_submissions import WRONG_SUBMISSIONS
 
 SHIPPED_VERBATIM = [f"autograder/{name}" for name in release.autograder_files()]
