@@ -3,15 +3,12 @@ with a mistake, and a grading through the real command line."""
 
 import json
 import os
-import random
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTION = ROOT / "solution"
