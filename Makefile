@@ -40,7 +40,7 @@ report: setup  ## class report of a grade-all output: make report GRADES=grades/
 similarity: setup  ## similar pairs of students: make similarity SUBMISSIONS=<dir> [OUT=grades/similarity]
 	$(PY) -m autograder similarity $(SUBMISSIONS) --out $(if $(filter grades/$(notdir $(abspath $(STUDENT))),$(OUT)),grades/similarity,$(OUT))
 
-bench-grade-all: data features  ## batch grading throughput with JOBS=1 against JOBS=2: make bench-grade-all [N=4] [ONLY=3.1a]
+bench-grade-all: data features  ## batch grading throughput: JOBS=1, JOBS=2, a local Dask scheduler with 1 and 2 workers: make bench-grade-all [N=4] [ONLY=3.1a]
 	$(PY) -m experiments.bench_grade_all -n $(or $(N),4) $(if $(ONLY),--only $(ONLY))
 
 calibrate: data features  ## re-measure the thresholds of the training tests (autograder/calibration.json)
@@ -68,9 +68,10 @@ help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 # requirements.txt is the students' environment; requirements-instructors.txt adds the instructor-only tools
+# (INSTRUCTOR=0 leaves them out: the Gradescope image grades one submission at a time)
 $(VENV)/.installed: requirements.txt requirements-instructors.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet $(PIP_EXTRA) -r requirements.txt -r requirements-instructors.txt
+	$(PY) -m pip install --quiet $(PIP_EXTRA) -r requirements.txt $(if $(filter 0,$(INSTRUCTOR)),,-r requirements-instructors.txt)
 	# put the repository root on the venv's path, so `data` and `autograder` import from anywhere
 	$(PY) -c "import site, pathlib; pathlib.Path(site.getsitepackages()[0], 'homework2.pth').write_text('$(CURDIR)\n')"
 	touch $@

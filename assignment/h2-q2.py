@@ -99,8 +99,9 @@ def plot_kernels(model, output_dir):
     import matplotlib.pyplot as plt
     from torchvision.utils import make_grid
 
-    for name, nrow in (("conv1", 8), ("conv2", 16)):
-        weight = getattr(model, name).weight.detach().cpu()  # (out, in, 3, 3)
+    convolutions = [module for module in model.modules() if isinstance(module, nn.Conv2d)]  # whatever their names
+    for (name, nrow), convolution in zip((("conv1", 8), ("conv2", 16)), convolutions):
+        weight = convolution.weight.detach().cpu()  # (out, in, 3, 3)
         kernels = weight.reshape(-1, 1, *weight.shape[2:])  # one grey image per kernel
         grid = make_grid(kernels, nrow=nrow, normalize=True, scale_each=True, padding=1)
         fig, ax = plt.subplots(figsize=(nrow / 2, grid.shape[1] / grid.shape[2] * nrow / 2 + 0.4))

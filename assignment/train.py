@@ -226,6 +226,8 @@ def main(argv=None):
     criterion = nn.CrossEntropyLoss()
     if opt.attention_reg > 0 and not opt.use_attention:
         raise SystemExit("--attention_reg needs --use_attention")
+    if opt.use_attention and greedy_decode(model, features[:2], vocab, 1)[1] is None:  # before training, not after
+        raise SystemExit(f"error: {SOFTMAX_NOT_CALLED}")
     generator = torch.Generator().manual_seed(opt.seed)
     steps_per_epoch = (len(pairs) + opt.batch_size - 1) // opt.batch_size
 
@@ -272,8 +274,6 @@ def main(argv=None):
                      "train_seconds": seconds}, output_dir / "metrics.json")
     print(f"Outputs in {output_dir}/; test corpus BLEU-4 {test_corpus:.4f}")
     print(f"Test BLEU-4: {test_bleu:.4f}")
-    if opt.use_attention and alphas is None:
-        raise SystemExit(f"no attention figures: {SOFTMAX_NOT_CALLED}")
 
 
 if __name__ == "__main__":

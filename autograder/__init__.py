@@ -9,10 +9,14 @@
     standins     correct definitions (from the solution) for a training test's wrong parts
     checks/      one check per rubric test (q1.py, q2.py, q3.py): inputs, reference,
                  comparison (child/compare.py's got/expected messages), in the grading process
-    rubric       rubric.toml: points and visibility, validated
-    calibration  thresholds of the training tests, measured from the reference
+    rubric       rubric.toml: each test's points, visibility, time allowance, training budget and margin
+    calibration  measures the thresholds of the training tests and the reference's times
+    thresholds   reads what calibration measured (calibration.json)
+    selfcheck    the grader checks itself before it grades anyone
     results      the aggregator: results.json (Gradescope), feedback.md, summary table
     grade        the whole grading of one tree
+    batch        a class: a grading process per student, the gradebook (cluster: on a Dask cluster)
+    report       the class report; similarity: similar pairs of students
 
 Command line: `python -m autograder --help`.
 """

@@ -9,8 +9,8 @@ here or on a Dask worker (autograder/cluster.py), which returns the student's fi
 this process alone writes them to `<out>/<student>/` (results.json, feedback.md, status.txt; the
 name made safe for a folder, and unique: `alice/` and `alice.zip` become `alice` and `alice-2`),
 replacing the folder whole. `<out>/gradebook.csv` has one row per student: points per question,
-total, status (one of STATUSES), and where the code ran (`sandbox`: bubblewrap, user, or
-UNSANDBOXED). Zips are checked before extraction (members, sizes, names, no links). Whatever goes
+total, status (one of STATUSES), where the code ran (`sandbox`: bubblewrap, user, or
+UNSANDBOXED) and the submission's own name (`<out>/<student>/submission.txt` too). Zips are checked before extraction (members, sizes, names, no links). Whatever goes
 wrong with one submission becomes its row's status (`grader error` with the reason in
 `<out>/<student>/error.txt`) and the batch goes on; a grader that cannot isolate student code
 stops before grading anyone. A run that is interrupted resumes: students graded to the end by the
@@ -20,10 +20,10 @@ the whole batch (`make grade-all` prepares them first).
 import csv
 import hashlib
 import json
-import signal
 import os
 import re
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -36,16 +36,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from autograder import rubric as rubric_module
-from autograder import sandbox, selfcheck
-from autograder.grade import grade
+from autograder import sandbox, selfcheck, thresholds
+from autograder.checks import GRADER_ERROR, all_checks
+from autograder.child.compare import CRASHED, IMPORT_ERROR, MISSING_FILE, REFUSED_FILE, SYNTAX_ERROR, TIMED_OUT
+from autograder.grade import grade, interrupt_on_sigterm
 from autograder.submission import GRADED_FILES, locate_tree
 
 STATUSES = ("graded", "missing files", "refused file", "syntax error", "import error", "timed out", "crashed",
             "incomplete", "unreadable zip", "grader error")
 # a student's status: the first of these reasons found among their tests (results.json's typed reasons)
-STATUS_OF_REASON = {"missing file": "missing files", "refused file": "refused file", "syntax error": "syntax error",
-                    "import error": "import error", "timed out": "timed out", "crashed": "crashed",
-                    "grader error": "grader error"}
+STATUS_OF_REASON = {MISSING_FILE: "missing files", REFUSED_FILE: "refused file", SYNTAX_ERROR: "syntax error",
+                    IMPORT_ERROR: "import error", TIMED_OUT: "timed out", CRASHED: "crashed",
+                    GRADER_ERROR: "grader error"}
 RESERVED = {"gradebook.csv", "report.html", "report-tests.csv", "report", "similarity"}  # names of the batch's own outputs
 SUBMISSION_FILE = "submission.txt"  # in <out>/<student>/: the name of the folder or zip graded there
 MAX_MEMBERS, MAX_MEMBER_BYTES, MAX_TOTAL_BYTES = 2000, 50 * 2**20, 200 * 2**20  # a student's zip
@@ -363,7 +365,7 @@ def _previous(out, student, path, questions, selected):
         results = json.loads((folder / "results.json").read_text())
         extra = results.get("extra_data", {})
         if (extra.get("interrupted") or extra.get("incomplete") or extra.get("selected_tests") != list(selected)
-                or extra.get("budget", "grading") != os.environ.get("HW2_BUDGET", "grading")):
+                or extra.get("budget", "grading") != thresholds.budget_in_use()[0]):
             return None
         return _row(results, status, questions, path.name)
     except (OSError, ValueError, TypeError, AttributeError):
@@ -400,17 +402,6 @@ def check_submissions_private(layer, submissions):
                                    f"`chmod -R go-rwx {submissions}`")
 
 
-def _interrupt_on_sigterm():
-    """SIGTERM stops grade-all as Ctrl-C does (KeyboardInterrupt); returns the previous handler."""
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    try:
-        return signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread: leave signals alone
-        return None
-
-
 def grade_all(submissions, out, jobs=2, only=None, regrade=False, log=print, allow_unsandboxed=False, scheduler=None):
     """Grade every submission under `submissions` into `out`: on this machine, JOBS at a time, or on the
     Dask cluster whose scheduler is `scheduler` (an address, or a scheduler file; autograder/cluster.py).
@@ -419,6 +410,10 @@ def grade_all(submissions, out, jobs=2, only=None, regrade=False, log=print, all
 
     out = Path(out)
     rubric = rubric_module.load()
+    rubric.require_checks(all_checks())  # RubricError before anyone is graded ...
+    for test in rubric.select(only):  # ... and CalibrationError
+        if test.training is not None:
+            thresholds.get(test.id, rubric)
     selected = [t.id for t in rubric.select(only)]
     questions = list(dict.fromkeys(t.question for t in rubric.select(only)))
     found = find_submissions(submissions, log)
@@ -446,7 +441,7 @@ def grade_all(submissions, out, jobs=2, only=None, regrade=False, log=print, all
         for student in todo:
             shutil.rmtree(out / student, ignore_errors=True)
     log(f"{len(found)} submissions: {len(rows)} already graded (--regrade to redo), {len(todo)} to grade, {where}")
-    previous_handler = _interrupt_on_sigterm()
+    previous_handler = interrupt_on_sigterm()
     try:
         with tqdm(total=len(todo), unit="student") as bar:
             for student, graded in gradings:

@@ -9,7 +9,8 @@ the workers need no shared output folder and a task run twice (its worker died m
 the scheduler gave it to another) is written once.
 
 Before a worker takes any work, a worker plugin (GraderCheck) checks it: the same grader as this
-client's (a fingerprint of autograder/, solution/ and data/'s code), the submissions and SYDNEY_DIR
+client's (a fingerprint of autograder/, solution/, assignment/ and data/'s code and of the versions
+of the packages that compute a grade), the submissions and SYDNEY_DIR
 at the paths this client gave, and the grader's self-check (sandbox, memory, speed) in a grading
 process of its own. A worker that passes gets the resource `hw2-grading` (one per thread), which
 every task requires: a worker that fails takes no work, and the client names it and the reason.
@@ -28,8 +29,7 @@ from pathlib import Path
 
 from distributed import Client, KilledWorker, Reschedule, WorkerPlugin, as_completed, get_worker
 
-from autograder import batch, selfcheck
-from autograder.submission import ROOT
+from autograder import ROOT, batch, selfcheck
 
 RESOURCE = "hw2-grading"
 PLUGIN = "hw2-grader-check"
@@ -164,7 +164,7 @@ def _gradings(client, todo, only, allow_unsandboxed, environment):
     futures = {}
     try:
         for student, path in todo.items():
-            future = client.submit(grade_task, student, str(Path(path).resolve()), only, allow_unsandboxed,
+            future = client.submit(grade_task, student, os.path.abspath(path), only, allow_unsandboxed,
                                    environment, key=f"hw2-grade-{student}-{os.urandom(4).hex()}",
                                    resources={RESOURCE: 1}, pure=False)
             futures[future] = student

@@ -84,9 +84,8 @@ def strip_solutions(source, filename="<source>"):
     return "".join(out)
 
 
-NBGRADER_CONFIG = '''c = get_config()
-c.ClearSolutions.code_stub = {"python": '# YOUR CODE HERE\\nraise NotImplementedError("not implemented yet")'}  # NOTEBOOK_STUB
-'''
+NOTEBOOK_STUB = 'raise NotImplementedError("not implemented yet")'  # nbgrader's stub, the same for every cell
+NBGRADER_CONFIG = f"c = get_config()\nc.ClearSolutions.code_stub = {{'python': {'# YOUR CODE HERE' + chr(10) + NOTEBOOK_STUB!r}}}\n"
 
 
 def strip_notebook(path):
@@ -103,9 +102,6 @@ def strip_notebook(path):
         if result.returncode != 0 or not generated.is_file():
             raise MarkerError(f"{path}: nbgrader generate_assignment failed: {result.stderr.strip()[-1500:]}")
         return _name_the_stubs(generated.read_text())
-
-
-NOTEBOOK_STUB = 'raise NotImplementedError("not implemented yet")'  # nbgrader's stub, one for every cell
 
 
 def _name_the_stubs(notebook_text):

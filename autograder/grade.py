@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from autograder import rubric as rubric_module
+from autograder.rubric import RubricError
 from autograder import sandbox, selfcheck, thresholds
 from autograder.checks import GRADER_ERROR, INTERRUPTED, NotRun, all_checks, run_check, seed_everything
 from autograder.child.compare import IMPORT_ERROR, MISSING_FILE, REFUSED_FILE, SYNTAX_ERROR, TIMED_OUT, CheckFailure
@@ -45,8 +46,19 @@ NOT_REACHED = "grading stopped before this test (interrupted); grade again"
 
 
 def time_settings(rubric):
-    """The rubric's [grading] time settings, with the environment's overrides."""
-    return {key: float(os.environ.get(variable, rubric.grading[key])) for key, variable in OVERRIDES.items()}
+    """The rubric's [grading] time settings, with the environment's overrides (RubricError when one is not a
+    positive number); "overridden" lists the settings the environment set."""
+    settings = dict(rubric.grading, overridden=[])
+    for key, variable in OVERRIDES.items():
+        if variable in os.environ:
+            try:
+                settings[key] = float(os.environ[variable])
+                assert settings[key] > 0
+            except (ValueError, AssertionError):
+                raise RubricError(f"{variable}={os.environ[variable]!r}: give a positive number of seconds (or a "
+                                  f"multiple, for HW2_TIME_ALLOWANCE), or unset it") from None
+            settings["overridden"].append(key)
+    return settings
 
 
 def test_limits(tests, speed, settings):
@@ -56,8 +68,12 @@ def test_limits(tests, speed, settings):
     if "HW2_TEST_SECONDS" in os.environ:
         return {t.id: float(os.environ["HW2_TEST_SECONDS"]) for t in tests}
     measured = thresholds.timing().get("tests", {})
-    return {t.id: max(settings["floor_seconds"], (t.time_allowance or settings["time_allowance"]) * measured[t.id]
-                      * speed) if t.id in measured else DEFAULT_SECONDS for t in tests}
+    def allowance(test):  # HW2_TIME_ALLOWANCE, else the test's own, else [grading]'s
+        overridden = "time_allowance" in settings.get("overridden", ())
+        return settings["time_allowance"] if overridden else test.time_allowance or settings["time_allowance"]
+
+    return {t.id: max(settings["floor_seconds"], allowance(t) * measured[t.id] * speed) if t.id in measured
+            else DEFAULT_SECONDS for t in tests}
 
 
 def found_instead(tree, filename):
@@ -141,7 +157,7 @@ def _run_file(tree, file, tests, limits, floor, clock, hung, on_result):
         sub.cleanup()
 
 
-def _stop_on_sigterm():
+def interrupt_on_sigterm():
     """SIGTERM interrupts grading as Ctrl-C does (KeyboardInterrupt); returns the previous handler."""
     def interrupt(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
@@ -160,8 +176,7 @@ def grade(tree, out=None, only=None, log=print, allow_unsandboxed=False, check=N
     writing what was done."""
     tree = Path(tree)
     if not tree.is_dir():
-        raise FileNotFoundError(f"{tree} is not a folder; give the folder holding h2-q2.py, decoder.py and "
-                                f"decoder_with_attention.py")
+        raise FileNotFoundError(f"{tree} is not a folder; give the folder holding {', '.join(GRADED_FILES)}")
     found = locate_tree(tree)
     if found != tree:
         log(f"The graded files are in {found}: grading that folder")
@@ -180,7 +195,7 @@ def grade(tree, out=None, only=None, log=print, allow_unsandboxed=False, check=N
         f"against calibration: {check.speed:.2f}x")
     selection = tuple(t.id for t in tests)
     results = GradingResults(str(tree), {n: q.title for n, q in rubric.questions.items()}, sandbox=check.layer,
-                             selection=selection, budget=os.environ.get("HW2_BUDGET", "grading"))
+                             selection=selection, budget=thresholds.budget_in_use()[0])
     for test in tests:  # every selected test is listed from the start: max_score never shrinks
         if test.manual:
             results.results.append(TestResult(test.id, test.question, test.name, 0.0, test.visibility, MANUAL, 0.0,
@@ -219,7 +234,7 @@ def grade(tree, out=None, only=None, log=print, allow_unsandboxed=False, check=N
     refused = refused_files(tree)
     training = [t for t in tests if t.training is not None]
     hung = {}
-    previous = _stop_on_sigterm()
+    previous = interrupt_on_sigterm()
     try:
         if out is not None:
             results.write(out)

@@ -112,7 +112,7 @@ class StudentProcess:
         crashed = ("the grading process stopped during this test (exit code {code}); your code may have called exit "
                    "or crashed the interpreter.")
         deadline = time.time() + seconds + GRACE_SECONDS
-        failures = {"eof": crashed, "timeout": f"timed out after {limit} s (an infinite loop, or far too slow?); the "
+        failures = {"eof": crashed, "timeout": f"timed out after {limit:g} s (an infinite loop, or far too slow?); the "
                                                f"grading process did not stop by itself and was killed (exit code {{code}})."}
         try:
             sent = self._write(encode({"probe": probe, "inputs": inputs, "seconds": seconds, "limit": limit}), deadline)

@@ -66,6 +66,7 @@ from copydetect import CodeFingerprint, compare_files
 from copydetect.utils import highlight_overlap
 
 from autograder.batch import UnsafeZip, _unpack, find_submissions
+from autograder.child.submission import NOTEBOOK
 from autograder.submission import (GRADED_FILES, PROVIDED_TREE, REFERENCE_TREE, SubmissionError, locate_tree,
                                    read_graded_file)
 
@@ -91,7 +92,6 @@ FLAG_Z = 4.0
 MIN_SPREAD = 0.05
 TOP_PAIRS = 20  # pairs listed and shown side by side (and every flagged pair beyond them)
 CONTEXT_LINES = 3  # lines of unhighlighted code kept around each overlap in the side-by-side view
-NOTEBOOK = "q1.ipynb"
 REFERENCE = "(reference solution)"  # no student's name: batch.safe_name keeps no parentheses or spaces
 MAX_CODE_CHARS = 200_000  # of one file: the answers are a few hundred lines; beyond, fingerprinting takes minutes
 

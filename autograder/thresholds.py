@@ -36,7 +36,7 @@ def get(test_id, rubric=None):
     """{"budget": {...}, "threshold": x, ...} of a training test, measured for the rubric's budget in use;
     CalibrationError saying to run `make calibrate` when it is missing or was measured for another."""
     test = {t.id: t for t in (rubric or rubric_module.load()).tests}[test_id]
-    budget, _ = training(test)
+    budget, margin = training(test)
     key = test_id + budget_in_use()[1]
     try:
         table = json.loads(CALIBRATION_FILE.read_text())
@@ -44,9 +44,9 @@ def get(test_id, rubric=None):
         raise CalibrationError(f"{CALIBRATION_FILE} is missing: run `make calibrate`") from None
     if key not in table:
         raise CalibrationError(f"{CALIBRATION_FILE} has no threshold for {key}: run `make calibrate`")
-    if table[key]["budget"] != budget:
-        raise CalibrationError(f"{CALIBRATION_FILE} was measured for another budget of {test_id} than rubric.toml's: "
-                               f"run `make calibrate`")
+    if table[key]["budget"] != budget or table[key].get("margin") != margin:
+        raise CalibrationError(f"{CALIBRATION_FILE} was measured for another budget or margin of {test_id} than "
+                               f"rubric.toml's: run `make calibrate`")
     return table[key]
 
 

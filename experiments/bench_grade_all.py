@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from autograder.batch import grade_all
+from autograder.submission import PROVIDED_FILES
 
 
 def _timed(submissions, out, **kwargs):
@@ -36,7 +37,7 @@ def main(argv=None):
         submissions = Path(tmp) / "submissions"
         for i in range(args.n):
             shutil.copytree("solution", submissions / f"student{i:02d}",
-                            ignore=shutil.ignore_patterns("__pycache__", "utils.py", "train.py"))
+                            ignore=shutil.ignore_patterns("__pycache__", *PROVIDED_FILES))
 
         def report(name):
             print(f"{name}: {args.n} submissions in {seconds[name]:.0f} s, "

@@ -4,13 +4,16 @@
 
 The loop is the same network with the same weights, applied one example at a time (the way
 the reported solution wrote its forward). Both are measured in the same run, interleaved, on
-random batches; the result is samples per second and the speedup. Last line:
-`speedup at batch 8: N.Nx`.
+random batches; the result is samples per second and the speedup. A second comparison, forward
+only, adds the per-sample loop that writes each sample's output into a float64 numpy buffer (such
+a buffer cuts the autograd graph, so it cannot train: only its forward is comparable). Last line:
+`speedup at batch 8: N.Nx` (forward + backward, against the float32 loop).
 """
 
 import argparse
 import time
 
+import numpy as np
 import torch
 
 from autograder.submission import load_module
@@ -24,6 +27,25 @@ def make_looped(q2):
             return torch.cat([super(LoopedCNN, self).forward(x[i:i + 1]) for i in range(len(x))])
 
     return LoopedCNN
+
+
+def numpy_buffer_forward(model, x):
+    """The per-sample loop into a float64 numpy buffer: one sample at a time, each output copied out."""
+    out = np.zeros((len(x), 10), dtype=np.float64)
+    for i in range(len(x)):
+        out[i] = model(x[i:i + 1]).detach().numpy()[0]
+    return out
+
+
+def forward_samples_per_second(forward, batch, repeats):
+    x = torch.rand(batch, 1, 28, 28)
+    with torch.no_grad():
+        for _ in range(3):  # warm-up
+            forward(x)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            forward(x)
+    return batch * repeats / (time.perf_counter() - start)
 
 
 def samples_per_second(model, batch, repeats):
@@ -63,6 +85,25 @@ def main(argv=None):
         speedups[batch] = median["vectorized"] / median["loop"]
         print(f"batch {batch:3d}: vectorized {median['vectorized']:8.0f} samples/s, "
               f"per-sample loop {median['loop']:8.0f} samples/s")
+    print("forward only, evaluation mode:")
+    vectorized.eval()
+    looped.eval()
+    forward_speedups = {}
+    for batch in (8, 64):
+        repeats = max(10, 960 // batch)
+        rates = {"vectorized": [], "loop": [], "numpy": []}
+        for _ in range(args.rounds):
+            rates["vectorized"].append(forward_samples_per_second(vectorized, batch, repeats))
+            rates["loop"].append(forward_samples_per_second(looped, batch, repeats))
+            rates["numpy"].append(forward_samples_per_second(lambda x: numpy_buffer_forward(vectorized, x), batch,
+                                                             repeats))
+        median = {name: sorted(r)[len(r) // 2] for name, r in rates.items()}
+        forward_speedups[batch] = (median["vectorized"] / median["loop"], median["vectorized"] / median["numpy"])
+        print(f"batch {batch:3d}: vectorized {median['vectorized']:8.0f} samples/s, per-sample loop "
+              f"{median['loop']:8.0f}, per-sample loop into a float64 numpy buffer {median['numpy']:8.0f}")
+    for batch in (64, 8):
+        print(f"forward speedup at batch {batch}: {forward_speedups[batch][0]:.1f}x against the float32 loop, "
+              f"{forward_speedups[batch][1]:.1f}x against the float64 numpy-buffer loop")
     for batch in (64, 8):
         print(f"speedup at batch {batch}: {speedups[batch]:.1f}x")
 

@@ -14,7 +14,7 @@ PYTHON=$(command -v python3.11 || command -v python3)
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
     || { echo "setup.sh: Python 3.11 or newer is needed; choose the Ubuntu 24.04 base image" >&2; exit 1; }
 
-make setup PYTHON="$PYTHON" PIP_EXTRA='--extra-index-url https://download.pytorch.org/whl/cpu'
+make setup PYTHON="$PYTHON" PIP_EXTRA='--extra-index-url https://download.pytorch.org/whl/cpu' INSTRUCTOR=0
 make data
 make features SYDNEY_DIR="$PWD/sydney-captions"
 

@@ -76,6 +76,10 @@ def test_the_grading_time_settings_are_the_rubrics_unless_overridden(tmp_path, m
     rubric = _load(tmp_path, "[grading]\ntime_allowance = 3\n" + TEST + TRAINING)
     monkeypatch.delenv("HW2_TIME_ALLOWANCE", raising=False)
     monkeypatch.setenv("HW2_TOTAL_SECONDS", "60")
-    assert time_settings(rubric) == {"time_allowance": 3.0, "floor_seconds": 20.0, "total_seconds": 60.0}
+    assert time_settings(rubric) == {"time_allowance": 3.0, "floor_seconds": 20.0, "total_seconds": 60.0,
+                                     "overridden": ["total_seconds"]}
+    monkeypatch.setenv("HW2_TEST_FLOOR", "soon")
+    with pytest.raises(RubricError, match="HW2_TEST_FLOOR='soon'"):
+        time_settings(rubric)
     with pytest.raises(RubricError, match=r"\[grading\] minutes"):
         _load(tmp_path, "[grading]\nminutes = 3\n" + TEST)

@@ -105,7 +105,7 @@ def run_probe(sub, name, inputs, seconds=None, memory_gb=None):
         text = str(error) or "a function raised NotImplementedError"
         message, reason = (text if "not implemented yet" in text else f"not implemented yet: {text}"), NOT_IMPLEMENTED
     except TestTimeout:
-        message, reason = f"timed out after {seconds} s (an infinite loop, or far too slow?)", TIMED_OUT
+        message, reason = f"timed out after {seconds:g} s (an infinite loop, or far too slow?)", TIMED_OUT
     except RecursionError:
         message, reason = "your code recursed without end (RecursionError)", CRASHED
     except MemoryError:
@@ -361,9 +361,14 @@ def train_batch_probe(student, weights, images, targets, stale=10.0, learning_ra
     for parameter in model.parameters():  # stale gradients a correct step must clear
         parameter.grad = torch.full_like(parameter, stale)
     optimizer = torch.optim.SGD(model.parameters(), lr=learning_rate)
+    backward = []  # a gradient was computed for a parameter: loss.backward() ran
+    hooks = [p.register_hook(lambda grad: backward.append(True)) for p in model.parameters()]
     returned = step(images, targets, model, optimizer, nn.NLLLoss())
+    for hook in hooks:
+        hook.remove()
     after = [p.detach().clone() for p in model.parameters()]
-    cleared = all(p.grad is None or not p.grad.any() for p in model.parameters())  # gradients zero after the call
+    # backward ran, and the gradients were zero or gone after the call: cleared between backward and step
+    cleared = bool(backward) and all(p.grad is None or not p.grad.any() for p in model.parameters())
     model = small_classifier()
     model.load_state_dict(adam_weights)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)

@@ -16,12 +16,13 @@ from pathlib import Path
 
 from .compare import IMPORT_ERROR, MISSING_FILE, PASSED, SYNTAX_ERROR, TIMED_OUT, CheckFailure
 
-HELPERS = ("utils", "decoder", "decoder_with_attention", "train")  # the homework's own modules
-# the student files a provided file imports: when one cannot be loaded, the provided file gets a
-# placeholder instead, so that one student file's mistake never costs another file's tests
 NOTEBOOK, CNN_FILE, DECODER, ATTENTION = "q1.ipynb", "h2-q2.py", "decoder.py", "decoder_with_attention.py"
 GRADED_FILES = (NOTEBOOK, CNN_FILE, DECODER, ATTENTION)  # what a student hands in: the one list of them
 PROVIDED_FILES = ("utils.py", "train.py")  # the homework's own code beside them, never the student's copy
+# the homework's own modules, importable by each other (dropped from sys.modules before each load)
+HELPERS = tuple(Path(name).stem for name in GRADED_FILES + PROVIDED_FILES if name.endswith(".py"))
+# the student files a provided file imports: when one cannot be loaded, the provided file gets a
+# placeholder instead, so that one student file's mistake never costs another file's tests
 PROVIDED_IMPORTS = {"train.py": ("decoder", "decoder_with_attention")}
 
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from autograder.checks import all_checks, outcome, seed_everything
+from autograder.child.compare import PASSED
 from autograder.child.submission import Submission
 from autograder.rubric import load
 
@@ -30,6 +31,6 @@ def test_public(test, submission, record_property):
     torch.set_num_threads(1)
     status, message = outcome(all_checks()[test.id], submission)
     record_property("possible", test.points)
-    record_property("earned", test.points if status == "passed" else 0)
-    if status != "passed":
+    record_property("earned", test.points if status == PASSED else 0)
+    if status != PASSED:
         pytest.fail(f"{test.id} ({test.points:g} points) {test.name}\n    {message}", pytrace=False)
