@@ -99,7 +99,7 @@ def _grade_all_command(submissions, out, scheduler, only=ONLY):
 
 
 @pytest.mark.slow
-def test_a_class_graded_on_a_dask_cluster_gets_the_gradebook_of_this_machine(dask_cluster, tmp_path):
+def test_a_class_graded_on_a_dask_cluster_gets_the_gradebook_of_this_machine(dask_cluster, tmp_path, sydney_dir):
     submissions = _class(tmp_path / "submissions")
     done = subprocess.run(_grade_all_command(submissions, tmp_path / "cluster", dask_cluster.file),
                           capture_output=True, text=True, timeout=240, cwd=ROOT)
