@@ -346,11 +346,19 @@ def write_gradebook(out, rows, questions):
     return path
 
 
+NOT_FINAL = ("grader error", "incomplete")  # no total in the gradebook: importing one would charge the student
+
+
 def _row(results, status, questions, submission):
+    """A gradebook row: points per question, total, status, sandbox, submission. A grading that is not
+    final (the grader failed, or tests did not run: NOT_FINAL) has a blank total, and a grader error
+    blank points too, so that a grading platform importing the gradebook records no grade for them."""
     points = (results or {}).get("extra_data", {}).get("points_by_question", {})  # as the grading computed them
     per_question = {q: float(points.get(q, 0.0)) for q in questions}
     where = (results or {}).get("extra_data", {}).get("sandbox", "")
-    return [*(f"{per_question[q]:g}" for q in questions), f"{sum(per_question.values()):g}", status,
+    shown = ["" if status == "grader error" else f"{per_question[q]:g}" for q in questions]
+    total = "" if status in NOT_FINAL else f"{sum(per_question.values()):g}"
+    return [*shown, total, status,
             "UNSANDBOXED" if where.startswith("NONE") else where.split(" (")[0], submission]
 
 

@@ -62,7 +62,7 @@ class Outcome:
 class Student:
     name: str
     points: dict  # question -> points, from gradebook.csv
-    total: float  # from gradebook.csv
+    total: float  # from gradebook.csv; None when blank (a grading that is not final)
     status: str  # from gradebook.csv (status.txt when the gradebook has none)
     sandbox: str
     outcomes: list = field(default_factory=list)  # empty when results.json is missing or unreadable
@@ -121,10 +121,11 @@ def _has_grading_files(path):
 
 
 def _number(text):
+    """A gradebook cell as a number; None when blank (a grading that is not final has no total)."""
     try:
         return float(text)
     except (TypeError, ValueError):
-        return 0.0
+        return None
 
 
 def _student(folder, row, questions):
@@ -317,7 +318,7 @@ def _point_bins(possible):
 
 
 def totals_figure(grades):
-    totals = [s.total for s in grades.students]
+    totals = [s.total for s in grades.students if s.total is not None]
     figure = _figure(7, 3)
     axes = figure.subplots()
     axes.hist(totals, bins=[grades.max_total * i / 20 for i in range(21)] if grades.max_total else 20,
@@ -338,7 +339,8 @@ def questions_figure(grades):
     grid = figure.subplots(rows, columns, squeeze=False).ravel()
     for axes, question in zip(grid, grades.questions):
         possible = grades.max_points.get(question, 0.0)
-        axes.hist([s.points[question] for s in grades.students], bins=_point_bins(possible), color=BAR_COLOUR,
+        axes.hist([s.points[question] for s in grades.students if s.points[question] is not None],
+                  bins=_point_bins(possible), color=BAR_COLOUR,
                   edgecolor="white")
         axes.set_title(f"Question {question} (out of {possible:g})", fontsize=10)
         axes.set_xlabel("points", fontsize=8)
@@ -431,16 +433,19 @@ def _status_id(status):
 
 
 def summary_section(grades):
-    totals = [s.total for s in grades.students]
-    graded = [s.total for s in grades.students if s.status == "graded"]
+    totals = [s.total for s in grades.students if s.total is not None]
+    graded = [s.total for s in grades.students if s.status == "graded" and s.total is not None]
     statuses = Counter(s.status for s in grades.students)
     ordered = [status for status in STATUSES if statuses[status]] + sorted(set(statuses) - set(STATUSES))
-    rows = [("students in gradebook.csv", (str(len(totals)), ' class="n" id="students"'))]
+    rows = [("students in gradebook.csv", (str(len(grades.students)), ' class="n" id="students"'))]
+    if len(totals) < len(grades.students):
+        rows.append(("without a total (not final: see below)",
+                     (str(len(grades.students) - len(totals)), ' class="n" id="without-total"')))
     rows += [(f"status: {_escape(status)}", (str(statuses[status]), f' class="n" id="{_status_id(status)}"'))
              for status in ordered]
     if totals:
-        rows += [("mean total (all students)", _number_cell(statistics.mean(totals), "mean-total")),
-                 ("median total (all students)", _number_cell(statistics.median(totals), "median-total")),
+        rows += [("mean total (students with a total)", _number_cell(statistics.mean(totals), "mean-total")),
+                 ("median total (students with a total)", _number_cell(statistics.median(totals), "median-total")),
                  ("lowest / highest total", f"{min(totals):g} / {max(totals):g}"),
                  ("maximum possible", (f"{grades.max_total:g}", ' class="n" id="max-total"'))]
         if graded:
@@ -452,7 +457,7 @@ def summary_section(grades):
 def question_table(grades):
     rows = []
     for q in grades.questions:
-        points = [s.points[q] for s in grades.students]
+        points = [s.points[q] for s in grades.students if s.points[q] is not None]
         possible = grades.max_points.get(q, 0.0)
         rows.append((_escape(q), _escape(grades.titles.get(q, "")), (f"{possible:g}", ' class="n"'),
                      _number_cell(statistics.mean(points), f"mean-q-{q}") if points else "",

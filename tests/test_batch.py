@@ -111,3 +111,15 @@ def test_a_zip_made_on_windows_unpacks_into_its_folders(tmp_path):
     (tmp_path / "into").mkdir()
     tree = _unpack(archive, tmp_path / "into")
     assert tree == tmp_path / "into" / "hw2" and (tree / "q1.ipynb").is_file()
+
+
+def test_a_grading_that_is_not_final_has_no_total_in_the_gradebook():
+    """A grading platform importing the gradebook must record no grade for a grader error or an
+    incomplete grading, rather than the points the grader could not give."""
+    from autograder.batch import _row
+
+    results = {"extra_data": {"points_by_question": {"1.1": 4.0, "3.1a": 17.0}, "sandbox": "bubblewrap (x)"}}
+    assert _row(results, "graded", ["1.1", "3.1a"], "ada") == ["4", "17", "21", "graded", "bubblewrap", "ada"]
+    assert _row(results, "incomplete", ["1.1", "3.1a"], "ada")[:3] == ["4", "17", ""]
+    assert _row(None, "grader error", ["1.1", "3.1a"], "ada")[:3] == ["", "", ""]
+    assert _row(results, "import error", ["1.1", "3.1a"], "ada")[2] == "21"  # the student's own mistake: a total
