@@ -17,6 +17,7 @@ stops before grading anyone. A run that is interrupted resumes: students graded 
 same tests and budget are kept unless --regrade. Data and features are cached on disk once for
 the whole batch (`make grade-all` prepares them first).
 """
+import contextlib
 import csv
 import hashlib
 import json
@@ -157,28 +158,44 @@ class Graded:
         return cls(student, status, {"error.txt": text + "\n", "status.txt": status + "\n"})
 
 
+class UnreadableSubmission(ValueError):
+    """A submission the grader cannot open: `status` is its gradebook status, the message says why."""
+
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
+
+
+@contextlib.contextmanager
+def opened(path):
+    """The tree of a submission: a folder as it is, or a zip unpacked (checked, see _unpack) into a private
+    temporary folder removed afterwards; UnreadableSubmission for a link or a zip that cannot be unpacked.
+    grade-all and the similarity report open submissions with this alone."""
+    path = Path(path)
+    if path.is_symlink():
+        raise UnreadableSubmission("grader error", f"{path.name} is a symbolic link; the grader does not follow links")
+    if path.suffix.lower() != ".zip" or path.is_dir():
+        yield locate_tree(path)
+        return
+    with tempfile.TemporaryDirectory(prefix="hw2-submission-") as tmp:
+        try:
+            tree = _unpack(path, tmp)
+        except (zipfile.BadZipFile, UnsafeZip, OSError, EOFError, ValueError, NotImplementedError) as error:
+            raise UnreadableSubmission("unreadable zip", f"{path.name} could not be unpacked: {error}") from None
+        yield tree
+
+
 def _grade_one(path, target, only, allow_unsandboxed, check):
     """Grade one submission into the folder `target`: its files, and its status (returned)."""
     target.mkdir(parents=True, exist_ok=True)
-
-    def failed(status, text):
-        (target / "error.txt").write_text(text + "\n", errors="replace")
-        return status
-
-    with tempfile.TemporaryDirectory(prefix="hw2-submission-") as tmp:
-        if path.is_symlink():
-            return failed("grader error", f"{path.name} is a symbolic link; the grader does not follow links")
-        tree = path
-        if path.suffix.lower() == ".zip" and not path.is_dir():
-            try:
-                tree = _unpack(path, tmp)
-            except (zipfile.BadZipFile, UnsafeZip, OSError, EOFError, ValueError, NotImplementedError) as error:
-                return failed("unreadable zip", f"{path.name} could not be unpacked: {error}")
-        else:
-            tree = locate_tree(tree)
-        results = grade(tree, target, only, log=lambda *_: None, allow_unsandboxed=allow_unsandboxed,
-                        check=check).to_gradescope()
-        return status_of(results, tree)
+    try:
+        with opened(path) as tree:
+            results = grade(tree, target, only, log=lambda *_: None, allow_unsandboxed=allow_unsandboxed,
+                            check=check).to_gradescope()
+            return status_of(results, tree)
+    except UnreadableSubmission as error:
+        (target / "error.txt").write_text(f"{error}\n", errors="replace")
+        return error.status
 
 
 def _collect(student, folder):

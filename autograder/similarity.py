@@ -17,7 +17,7 @@ under OUT (default `grades/similarity`, beside `grades/class`; inside the reposi
 What is compared: the code each student wrote, i.e. the graded .py files whole and, of q1.ipynb,
 the source of every code cell (the skeleton's cells are boilerplate; nbgrader marks decide nothing), each preceded by
 a comment naming the cell. Files are read with `read_graded_file` (no links, no special files,
-size limits); zips are unpacked by `batch._unpack` (limits, no links, no path escapes). Anything
+size limits); submissions are opened by `batch.opened`, as grade-all opens them (zips checked: limits, no links, no path escapes). Anything
 that cannot be read becomes a "could not be compared" line and the report goes on.
 
 How: copydetect's winnowing fingerprints (as in MOSS): the code is tokenized and filtered
@@ -54,10 +54,8 @@ import html
 import io
 import json
 import statistics
-import tempfile
 import time
 import warnings
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,10 +63,9 @@ import numpy as np
 from copydetect import CodeFingerprint, compare_files
 from copydetect.utils import highlight_overlap
 
-from autograder.batch import UnsafeZip, _unpack, find_submissions
+from autograder.batch import UnreadableSubmission, find_submissions, opened
 from autograder.child.submission import NOTEBOOK
-from autograder.submission import (GRADED_FILES, PROVIDED_TREE, REFERENCE_TREE, SubmissionError, locate_tree,
-                                   read_graded_file)
+from autograder.submission import GRADED_FILES, PROVIDED_TREE, REFERENCE_TREE, SubmissionError, read_graded_file
 
 DEFAULT_OUT = Path("grades/similarity")
 # k: filtered characters per fingerprinted k-gram (copydetect's noise threshold; `V=V.V(V)` is one
@@ -211,14 +208,9 @@ def read_class(submissions, log=print):
     for student, path in find_submissions(submissions).items():
         author = Author(student)
         try:
-            if path.is_symlink():
-                raise UnsafeZip(f"{path.name} is a symbolic link; the grader does not follow links")
-            if path.suffix.lower() == ".zip" and not path.is_dir():
-                with tempfile.TemporaryDirectory(prefix="hw2-similarity-") as tmp:
-                    author.texts = extract(_unpack(path, tmp), author.notes)
-            else:
-                author.texts = extract(locate_tree(path), author.notes)
-        except (zipfile.BadZipFile, UnsafeZip, OSError, EOFError, ValueError, NotImplementedError) as error:
+            with opened(path) as tree:
+                author.texts = extract(tree, author.notes)
+        except (UnreadableSubmission, OSError, ValueError) as error:
             problems.append(f"{student}: could not be compared: {path.name}: {error}")
             continue
         except Exception as error:  # anything else specific to this submission: a line, and the report goes on
