@@ -226,17 +226,21 @@ RUNNING = set()  # the grading processes started by this process (stopped on Ctr
 _running_lock = threading.Lock()
 
 
+def _is_grading_setting(name):
+    return name.startswith("HW2_") or name == "SYDNEY_DIR"
+
+
 def grading_environment():
     """The settings of this grading (the budget, time limits, memory, sandbox, the data folder): sent with
     every request, so that a grading process on another machine grades as this one would."""
-    return {k: v for k, v in os.environ.items() if k.startswith("HW2_") or k == "SYDNEY_DIR"}
+    return {k: v for k, v in os.environ.items() if _is_grading_setting(k)}
 
 
 def run_grading_process(request, environment=None):
     """Run `python -m autograder.batch` on `request` (a dict); returns (folder's files as a Graded or the
-    self-check's dict). EnvironmentBroken when the grader cannot grade there; KeyboardInterrupt when it
-    was interrupted."""
-    env = {k: v for k, v in os.environ.items() if not (k.startswith("HW2_") or k == "SYDNEY_DIR")}
+    self-check's dict). EnvironmentBroken when the grader cannot grade there; GradingInterrupted when it
+    was stopped from outside. The grading settings are `environment`'s (default: this process's)."""
+    env = {k: v for k, v in os.environ.items() if not _is_grading_setting(k)}
     env.update(environment if environment is not None else grading_environment())
     with tempfile.TemporaryDirectory(prefix="hw2-grading-") as folder:
         process = subprocess.Popen([sys.executable, "-m", "autograder.batch", folder], stdin=subprocess.PIPE,
