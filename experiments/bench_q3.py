@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from autograder.probes import median_seconds
+from autograder.child.probes import median_seconds
 from autograder.submission import load_module
 
 TREE = "solution"

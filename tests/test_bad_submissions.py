@@ -96,9 +96,9 @@ for fd in range(3, 64):  # a well-formed answer on every descriptor, claiming a 
 
 
 MISSHAPE = '''
-import autograder.probes
-for name in list(autograder.probes.PROBES):  # every later probe answers with values of the wrong form
-    autograder.probes.PROBES[name] = lambda *args, **kwargs: {{"bogus": 1}}
+import autograder.child.probes
+for name in list(autograder.child.probes.PROBES):  # every later probe answers with values of the wrong form
+    autograder.child.probes.PROBES[name] = lambda *args, **kwargs: {{"bogus": 1}}
 '''
 
 
