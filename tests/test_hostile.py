@@ -47,6 +47,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 import uuid
 import zipfile
@@ -925,6 +926,199 @@ def test_training_tests_measure_the_returned_weights():
         leaked = [line.strip() for line in shown.splitlines() if len(line.strip()) >= 24 and line.strip() in reference]
         assert not leaked, (f"the grader's stand-in reached the student's feedback, zlib-compressed and "
                             f"base64-encoded: {len(leaked)} lines of the reference h2-q2.py, e.g. {leaked[-6:]}")
+
+
+# ---- 14, 15: channels out of the child, and what it leaves for the next one (the notebook) --------
+CHANNELS = r'''
+import ctypes as _ctypes, errno as _errno, json as _json, os as _os, socket as _socket, time as _time
+
+_libc = _ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = _ctypes.c_long
+TOKEN, KEY = HOSTILE["token"], HOSTILE["key"]
+MESSAGE = ("hw2-leak " + TOKEN).encode()
+
+
+def _outcome(action):
+    """"ok", or the name of the error (an OSError's, or a C call's errno)."""
+    try:
+        result = action()
+    except OSError as error:
+        return _errno.errorcode.get(error.errno, str(error.errno))
+    if isinstance(result, int) and result == -1:
+        return _errno.errorcode.get(_ctypes.get_errno(), "?")
+    return "ok"
+
+
+def _send(family, address):
+    with _socket.socket(family, _socket.SOCK_STREAM) as s:
+        s.settimeout(3)
+        s.connect(address)
+        s.sendall(MESSAGE)
+
+
+def _left(path):
+    with open(path, "w") as f:
+        f.write(TOKEN)
+
+
+def _shared_memory():
+    ident = _libc.shmget(KEY, 4096, 0o1666)
+    if ident == -1:
+        return -1
+    _libc.shmat.restype = _ctypes.c_void_p
+    address = _libc.shmat(ident, None, 0)
+    _ctypes.memmove(address, MESSAGE, len(MESSAGE))
+    return 0
+
+
+def _another_process(call):  # ptrace / process_vm_readv of a process of its own uid (its own child)
+    pid = _os.fork()
+    if pid == 0:
+        _time.sleep(30)
+        _os._exit(0)
+    try:
+        return call(pid)
+    finally:
+        _os.kill(pid, 9)
+        _os.waitpid(pid, 0)
+
+
+def conv_output_size(*args, **kwargs):  # 1.1-output-sizes: every channel out, and leftovers
+    done = {
+        "tcp": _outcome(lambda: _send(_socket.AF_INET, ("127.0.0.1", HOSTILE["port"]))),
+        "unix": _outcome(lambda: _send(_socket.AF_UNIX, HOSTILE["unix"])),
+        "abstract unix": _outcome(lambda: _send(_socket.AF_UNIX, "\0" + HOSTILE["abstract"])),
+        "socketpair": _outcome(_socket.socketpair),
+        "shm": _outcome(_shared_memory),
+        "sem": _outcome(lambda: _libc.semget(KEY, 1, 0o1666)),
+        "msg": _outcome(lambda: _libc.msgget(KEY, 0o1666)),
+        "mq": _outcome(lambda: _libc.mq_open(("/hw2-left-" + TOKEN).encode(), _os.O_CREAT | _os.O_RDWR, 0o666, None)),
+        "ptrace": _outcome(lambda: _another_process(lambda pid: _libc.ptrace(16, pid, None, None))),
+        "process_vm_readv": _outcome(lambda: _another_process(lambda pid: _libc.syscall(310, pid, None, 0, None, 0, 0))),
+    }
+    files = {path: _outcome(lambda path=path: _left(path)) for path in HOSTILE["leftovers"]}
+    raise RuntimeError("<<<CHANNELS " + _json.dumps({"done": done, "files": files}) + ">>>")
+'''
+
+FINDER = r'''
+import glob as _glob, json as _json, os as _os
+
+
+def conv_output_size(*args, **kwargs):  # 1.1-output-sizes: what an earlier child left, anywhere it could
+    found = []
+    for pattern in HOSTILE["patterns"]:
+        for path in _glob.glob(pattern):
+            try:
+                with open(path, "rb") as f:
+                    found.append(path + ": " + f.read(200).decode(errors="replace"))
+            except OSError as error:
+                found.append(path + " (" + type(error).__name__ + ")")
+    for kind in ("shm", "sem", "msg"):
+        try:
+            with open("/proc/sysvipc/" + kind) as f:
+                found += [kind + " " + line.split()[0] for line in f if line.split()[0] == str(HOSTILE["key"])]
+        except OSError:
+            pass
+    raise RuntimeError("<<<FOUND " + _json.dumps(found) + ">>>")
+'''
+
+
+class _Listeners:
+    """A TCP listener on 127.0.0.1, a unix socket anyone may connect to, and an abstract one: what
+    they receive."""
+
+    def __init__(self, folder, token):
+        self.received = []
+        self.tcp = socket.create_server(("127.0.0.1", 0))
+        self.port = self.tcp.getsockname()[1]
+        self.path = str(folder / "listener.sock")
+        self.unix = socket.socket(socket.AF_UNIX)
+        self.unix.bind(self.path)
+        os.chmod(self.path, 0o777)
+        self.abstract_name = f"hw2-listener-{token}"
+        self.abstract = socket.socket(socket.AF_UNIX)
+        self.abstract.bind("\0" + self.abstract_name)
+        self.servers = [self.tcp, self.unix, self.abstract]
+        for server in self.servers:
+            server.listen()
+            server.setblocking(False)
+        self.stop = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        import select
+
+        while not self.stop:
+            for server in select.select(self.servers, [], [], 0.2)[0]:
+                try:
+                    connection, _ = server.accept()
+                except OSError:
+                    continue
+                connection.settimeout(2)
+                try:
+                    self.received.append(connection.recv(1000) or b"(connected)")
+                except OSError:
+                    self.received.append(b"(connected)")
+                connection.close()
+
+    def close(self):
+        self.stop = True
+        self.thread.join()
+        for server in self.servers:
+            server.close()
+
+
+def _left_on_the_machine(token, key):
+    """What carries `token` or `key` on the machine after a grading: files in the shared folders and
+    System V IPC objects."""
+    found = [p for folder in ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/dev/mqueue")
+             for p in glob.glob(f"{folder}/hw2-left-{token}*")]
+    for kind in ("shm", "sem", "msg"):
+        try:
+            found += [f"{kind} {line.split()[1]}" for line in Path(f"/proc/sysvipc/{kind}").read_text().splitlines()[1:]
+                      if line.split()[0] == str(key)]
+        except OSError:
+            pass
+    return found
+
+
+def test_no_channel_out_of_the_child_and_nothing_left_for_the_next(grader):
+    """Classes 14, 15: a child that connects to a TCP listener, a unix socket and an abstract one,
+    makes a socketpair, System V shared memory, semaphores, message queues and a POSIX queue,
+    traces and reads another process of its uid, and leaves files in /run/lock, /dev/shm, /var/tmp
+    and /tmp: every channel is refused, nothing is received, the test fails with the report and the
+    grading completes; nothing of it remains on the machine, and a second student graded after
+    (whose child runs as the same uid in the user layer) finds nothing."""
+    space = grader.workspace()
+    token = uuid.uuid4().hex[:12]
+    key = int(token[:7], 16)
+    leftovers = [f"{folder}/hw2-left-{token}" for folder in ("/run/lock", "/dev/shm", "/var/tmp", "/tmp")]
+    listeners = _Listeners(space, token)
+    try:
+        config = {"token": token, "key": key, "port": listeners.port, "unix": listeners.path,
+                  "abstract": listeners.abstract_name, "leftovers": leftovers}
+        tree = _tree(space / "leaver", **{"q1.ipynb": _notebook(config, CHANNELS)})
+        graded, seconds, _ = grader.grade(tree, space / "out-leaver", "1.1", seconds=30)
+        left = _left_on_the_machine(token, key)
+        finder = _tree(space / "finder", **{"q1.ipynb": _notebook(
+            {"key": key, "patterns": [f"{p[:-len(token)]}*" for p in leftovers] + ["/dev/mqueue/hw2-left-*"]},
+            FINDER)})
+        found_graded, _, _ = grader.grade(finder, space / "out-finder", "1.1", seconds=30)
+    finally:
+        listeners.close()
+        for path in _left_on_the_machine(token, key):
+            if "/" in path:
+                os.unlink(path)
+    report = _report(graded.output("1.1-output-sizes"), "CHANNELS")
+    assert graded.tests["1.1-output-sizes"]["status"] == "failed" and not graded.results["extra_data"]["incomplete"]
+    assert seconds < 90
+    assert listeners.received == [], f"the child sent {listeners.received} out of the sandbox"
+    assert {name: outcome for name, outcome in report["done"].items() if outcome == "ok"} == {}, report
+    if "no namespaces" in graded.results["extra_data"]["sandbox"]:  # bubblewrap's /tmp is the child's own
+        assert {p: outcome for p, outcome in report["files"].items() if outcome == "ok"} == {}, report
+    assert left == [], f"left on the machine after the grading: {left}"
+    assert _report(found_graded.output("1.1-output-sizes"), "FOUND") == [], found_graded.output("1.1-output-sizes")
 
 
 # ---- the container layer refuses to grade where its child could read private files ----------------
