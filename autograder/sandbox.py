@@ -141,12 +141,11 @@ class Child:
 
 class Bubblewrap:
     name = "bubblewrap"
+    confines = True  # its child runs nothing unconfined; the stand-ins' child must say it is
 
     def __init__(self, uid=None):
         self.uid = uid  # the uid the child switches to (root only); None: a user namespace
         self.confinement = None  # what its child reported at the check (confine.status)
-
-    confines = True  # the child refuses to run unconfined; stand-ins only where it said it is
 
     @property
     def description(self):
@@ -406,7 +405,8 @@ def writable_places(uid):
     """The folders where `uid` (its group: the same number, no other) can create files: every
     folder of a local filesystem that it can reach and write, such as /tmp, /var/tmp, /dev/shm,
     /run/lock, /dev/mqueue. Found once per grading process by walking the mounts: folders only,
-    never following links, never below a folder the uid cannot enter, at most WALK_LIMIT folders."""
+    never following links, never below a folder the uid cannot enter (by the mode bits; ACLs are
+    not read), at most WALK_LIMIT folders."""
     skipped = set()
     with open("/proc/self/mountinfo") as f:
         for line in f:

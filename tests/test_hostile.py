@@ -318,7 +318,7 @@ def _visible(paths, marker=None):
 
 # ---- 1, 2, 11, 12: the notebook: writes and remounts, /proc/sys and the hostname, /tmp, processes
 NOTEBOOK = r'''
-import ctypes, json, os, socket, subprocess, sys, time
+import ctypes, json, os, socket, subprocess, sys, tempfile, time
 
 TOKEN, NEW_FILES, EXISTING = HOSTILE["token"], HOSTILE["new_files"], HOSTILE["existing"]
 _DONE, _CREATED, _REFUSED = {}, [], {}  # _CREATED: in the child's view; the host is checked by the test
@@ -387,8 +387,8 @@ _try("hostname", lambda: _run("hostname", "hw2-pwned"))
 _try("/proc/sys/vm/drop_caches", lambda: _write("/proc/sys/vm/drop_caches", "1"))
 _try("/proc/sys/kernel/core_pattern",
      lambda: _write("/proc/sys/kernel/core_pattern", open("/proc/sys/kernel/core_pattern").read()))
-with open("/tmp/hw2-hostile-" + TOKEN, "w") as f:  # allowed: the child's own /tmp
-    f.write(TOKEN)
+with open(os.path.join(tempfile.gettempdir(), "hw2-hostile-" + TOKEN), "w") as f:  # allowed: the child's own
+    f.write(TOKEN)  # temporary folder (bubblewrap: its /tmp; the user layer: its home)
 
 
 def _identity():
@@ -403,11 +403,11 @@ def mlp_counts():  # 1.2: fails, with the report
                                                   "refused": _REFUSED}) + ">>>")
 
 
-def attention_probabilities(X, W_Q, W_K):  # 1.3-attention-probabilities: 2 GB into /tmp
+def attention_probabilities(X, W_Q, W_K):  # 1.3-attention-probabilities: 2 GB into its temporary folder
     written, error, chunk = 0, None, b"\0" * (32 << 20)
     try:
         for index in range(16):
-            with open(f"/tmp/hw2-fill-{TOKEN}-{index}", "wb") as f:
+            with open(os.path.join(tempfile.gettempdir(), f"hw2-fill-{TOKEN}-{index}"), "wb") as f:
                 for _ in range(4):
                     f.write(chunk)
                     written += len(chunk)
@@ -497,7 +497,8 @@ def test_writes_remounts_hostname_tmp_and_processes_are_contained(grader):
     assert _digest(stable) == before[0], "files outside the child changed"
     assert {p: (os.stat(p).st_mode, os.stat(p).st_uid) for p in unstable if os.path.exists(p)} == before[1]
     assert not [p for p in unstable if os.path.exists(p) and token.encode() in Path(p).read_bytes()]
-    assert not glob.glob(f"/tmp/hw2-fill-{token}-*"), "the submission's /tmp files are on the machine's /tmp"
+    assert not glob.glob(f"/tmp/hw2-fill-{token}-*") + glob.glob(f"/tmp/hw2-child-*/home/hw2-fill-{token}-*"), (
+        "the submission's temporary files are on the machine's /tmp")
 
     report = _report(graded.feedback, "REPORT")  # printed from a failing function: in the feedback
     assert report["done"] == {}, f"attacks that succeeded: {report['done']}"
