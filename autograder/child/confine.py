@@ -207,8 +207,8 @@ def status():
         else:
             refused.append(False)
     return {"seccomp": modes == {"2"}, "threads": len(os.listdir("/proc/self/task")), "no_new_privs": nnp == {"1"},
-            "sockets_refused": all(refused), "landlock": _applied["landlock"], "landlock_note": _applied["landlock_note"],
-            "error": _applied["error"], "uid": os.getuid()}
+            "sockets_refused": all(refused), "landlock": _applied["landlock"],
+            "landlock_note": _applied["landlock_note"], "error": _applied["error"], "uid": os.getuid()}
 
 
 def missing(found):
