@@ -288,6 +288,9 @@ def test_a_layer_whose_child_cannot_confine_itself_is_refused_with_the_fix(monke
     layer = sandbox.Unsandboxed()
     assert sandbox.check_confinement(layer) is None and layer.confinement["seccomp"]
     assert "Landlock" in sandbox.confinement_note(layer.confinement)
+    absent = dict(layer.confinement, landlock=0, landlock_note="the kernel offers no Landlock (Function not implemented)")
+    assert sandbox.confinement_note(absent) == (", seccomp filter, no Landlock (the kernel offers no Landlock "
+                                                "(Function not implemented))")
     missing = ("import sys; sys.modules['pyseccomp'] = None; from autograder.child.confine import confine; "
                "confine(required=True)")
     monkeypatch.setattr(sandbox, "CONFINEMENT_PROBE", [sys.executable, "-c", missing])

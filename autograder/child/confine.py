@@ -219,6 +219,8 @@ def missing(found):
         return str(found["error"])
     if not found.get("seccomp"):
         return "the seccomp filter is not active on every thread"
+    if not found.get("no_new_privs"):
+        return "no_new_privs is not set on every thread"
     if not found.get("sockets_refused"):
         return "the child can still open sockets"
     return None
