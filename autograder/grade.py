@@ -98,7 +98,7 @@ def _grader_errors_not_run(check):
     def run(sub):
         try:
             return check(sub)
-        except (CheckFailure, NotRun):
+        except (CheckFailure, NotRun, sandbox.SandboxError):  # SandboxError: grading stops
             raise
         except Exception as error:
             if sub.answered:

@@ -12,7 +12,10 @@ exits or crashes is killed with everything it started, the test fails with a mes
 and the next request starts a fresh child. A test that needs a stand-in for a wrong student
 function gets a child of its own with the grader's stand-in module (autograder/standins.py)
 bound in; no other child sees it, and nothing that child's code prints or raises reaches the
-student's feedback (the student's code could read the stand-in there).
+student's feedback (the student's code could read the stand-in there). Before that child runs
+any student code, it must say that it has no channel out of its process (its seccomp filter is
+active: autograder/child/confine.py); otherwise grading stops (sandbox.SandboxError), rather
+than run the reference beside code that could send it away.
 """
 
 import io
@@ -27,12 +30,14 @@ import time
 from pathlib import Path
 
 from autograder import sandbox, standins
+from autograder.child import confine
 from autograder.child.compare import CRASHED, TIMED_OUT, CheckFailure
 from autograder.child.probes import unplain
 from autograder.child.wire import HEADER, MAX_BYTES, WireError, decode, encode, frame, payload_size
 from autograder.submission import load_reference, prepare_workdir
 
 GRACE_SECONDS = 15  # beyond the child's own alarm, before the grader kills it
+CONFIRM_SECONDS = 60  # for a new child to say how it is confined
 MEMORY_GB = float(os.environ.get("HW2_MEMORY_GB", 8))  # the child's address-space limit
 TEXT_LIMIT = 4000  # characters of one message or of what the student's code printed, in the results
 
@@ -107,6 +112,8 @@ class StudentProcess:
         """The child's answer (a dict) to running `probe` on `inputs` within `seconds`."""
         if self.child is None:
             self._start()
+            if self.standins is not None:
+                self._confirm_confined()
         if self.standins is not None:
             inputs = dict(inputs, standins=self.standins_path)
         crashed = ("the grading process stopped during this test (exit code {code}); your code may have called exit "
@@ -139,6 +146,22 @@ class StudentProcess:
             raise CheckFailure(self._stopped(f"the grading process answered with something unreadable ({error}); "
                                              f"did your code write to a file descriptor it did not open, or return "
                                              f"millions of objects? (exit code {{code}})"), CRASHED) from None
+
+    def _confirm_confined(self):
+        """The new child's own word (no student code has run in it yet) that it has no channel out of
+        its process, where the layer requires it; else SandboxError, and the child is stopped."""
+        layer = sandbox.layer()
+        if not layer.confines:
+            return
+        try:
+            why = confine.missing(self.request("confinement", {}, CONFIRM_SECONDS, CONFIRM_SECONDS).get("value"))
+        except CheckFailure as error:
+            why = f"it stopped before saying so ({error})"
+        if why:
+            self.close()
+            raise sandbox.SandboxError(f"the child that runs the grader's stand-ins ({layer.description}) is not "
+                                       f"confined: {why}. Grading stopped, so that the reference never runs beside "
+                                       f"student code that could send it away. Fix the sandbox, then grade again.")
 
     def _write(self, payload, deadline):
         """Send one request (length and payload) before `deadline`: True, or "timeout" when the child

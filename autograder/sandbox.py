@@ -15,15 +15,25 @@ Two layers, the first that works here is used (`HW2_SANDBOX=bubblewrap|user` for
   child runs as an unprivileged numeric uid (no account needed) with the same environment and
   limits, in a working folder it owns; grading refuses to start while anything private is
   readable by that uid (see `private_paths`); after every child, every process of that uid is
-  killed and its files in the shared temporary folders removed.
+  killed, its files in every folder it could write (`writable_places`) removed, and its System V
+  IPC objects too.
+
+In both, the child confines itself before it imports the student's code (autograder/child/confine.py:
+a seccomp filter denying sockets, IPC and the other channels out of its process; Landlock, where
+the kernel has it, keeping its writes in its own home), and refuses to run if it cannot; the
+layer's check runs such a child first (`check_confinement`), so a layer whose children cannot be
+confined is never used, and the grader's stand-ins run only in a child that has said it is
+(autograder/isolation.py).
 
 When neither works, grading stops with a message saying how to fix it, unless the instructor
 passes `--unsandboxed` (`HW2_UNSANDBOXED=1`): then the results say so in `results.json`, the
-summary and the gradebook.
+summary and the gradebook; its child confines itself as far as the machine allows, silently.
 """
 
+import ctypes
 import fcntl
 import functools
+import json
 import os
 import pwd
 import shutil
@@ -36,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autograder import ROOT
+from autograder.child import confine
 
 CHILD_PACKAGE = ROOT / "autograder" / "child"
 PACKAGE_INIT = ROOT / "autograder" / "__init__.py"
@@ -46,6 +57,12 @@ TMP_MB = 512
 PROCESSES = 64
 FIRST_UID = int(os.environ.get("HW2_SANDBOX_UID", 64000))  # the child's uids: FIRST_UID, FIRST_UID + 1, ...
 UID_SLOTS = 64
+CONFINEMENT_PROBE = [sys.executable, "-m", "autograder.child.confine"]  # confines itself, prints how (JSON)
+# filesystems never walked for writable folders: the kernel's own, and the network's
+NOT_WALKED = {"proc", "sysfs", "cgroup", "cgroup2", "devpts", "debugfs", "tracefs", "securityfs", "pstore", "bpf",
+              "configfs", "fusectl", "binfmt_misc", "autofs", "nsfs", "efivarfs", "rpc_pipefs", "selinuxfs",
+              "hugetlbfs", "nfs", "nfs4", "cifs", "smb3", "ceph", "afs", "fuse.sshfs"}
+WALK_LIMIT = 500_000  # folders visited at most when looking for writable ones
 NAMESPACES = ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--hostname", "hw2-sandbox",
               "--unshare-cgroup-try", "--die-with-parent", "--new-session"]
 
@@ -54,10 +71,10 @@ class SandboxError(RuntimeError):
     """Student code cannot be isolated here; the message says why and how to fix it."""
 
 
-def child_environment(memory_gb, home="/tmp", reap=True):
+def child_environment(memory_gb, home="/tmp", reap=True, confined=True):
     """The only variables the child gets. `reap`: the child kills its uid's other processes after
-    each request (its uid is its own)."""
-    return {**({"HW2_REAP": "1"} if reap else {}), "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": home, "TMPDIR": home, "LANG": "C.UTF-8",
+    each request (its uid is its own). `confined`: a child that cannot confine itself runs nothing."""
+    return {**({"HW2_REAP": "1"} if reap else {}), "HW2_CONFINE": "required" if confined else "try", "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": home, "TMPDIR": home, "LANG": "C.UTF-8",
             "MPLCONFIGDIR": f"{home}/matplotlib", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1",
             "OMP_NUM_THREADS": "1", "HW2_THREADS": os.environ.get("HW2_THREADS", "1"),
             "HW2_MEMORY_GB": f"{memory_gb:g}", "HW2_PROCESSES": str(PROCESSES),
@@ -124,14 +141,16 @@ class Child:
 
 class Bubblewrap:
     name = "bubblewrap"
+    confines = True  # its child runs nothing unconfined; the stand-ins' child must say it is
 
     def __init__(self, uid=None):
         self.uid = uid  # the uid the child switches to (root only); None: a user namespace
+        self.confinement = None  # what its child reported at the check (confine.status)
 
     @property
     def description(self):
         who = f"uid {self.uid}" if self.uid is not None else "uid 65534 in a user namespace"
-        return f"bubblewrap (namespaces, {who}, no capabilities)"
+        return f"bubblewrap (namespaces, {who}, no capabilities{confinement_note(self.confinement)})"
 
     def _wrap(self, argv, env, binds=()):
         user = [] if self.uid is not None else ["--unshare-user", "--uid", "65534", "--gid", "65534",
@@ -160,7 +179,7 @@ class Bubblewrap:
                                capture_output=True, text=True)
         if probe.returncode != 0:
             return f"bubblewrap cannot create its namespaces here ({probe.stderr.strip()[:200] or 'exit code ' + str(probe.returncode)})"
-        return None
+        return check_confinement(self)
 
     def after_child(self):
         """Nothing to do: the child's PID namespace and /tmp die with it."""
@@ -172,14 +191,16 @@ class Bubblewrap:
 
 class UnprivilegedUser:
     name = "user"
+    confines = True
 
     def __init__(self, uid):
         self.uid = uid
         self.home = None
+        self.confinement = None
 
     @property
     def description(self):
-        return f"unprivileged uid {self.uid} (no namespaces)"
+        return f"unprivileged uid {self.uid} (no namespaces{confinement_note(self.confinement)})"
 
     def child(self, argv, workdir, memory_gb, standins=None):
         self.after_child()
@@ -211,23 +232,25 @@ class UnprivilegedUser:
             return ("these private files are readable by the unprivileged uid the child runs as: "
                     + ", ".join(readable) + f". Fix: `chmod -R go-rwx {' '.join(readable)}` (they stay readable by "
                     f"root, which grades)")
-        return None
+        return check_confinement(self)
 
     def over_limit(self):
-        """Whether the child's files (in its folder and the shared temporary folders) take more than
+        """Whether the child's files (in its folder and every folder it could write) take more than
         TMP_MB (this layer has no /tmp of its own to bound them)."""
         used = 0
-        for folder in filter(None, [self.home, "/tmp", "/var/tmp", "/dev/shm"]):
+        for folder in filter(None, [self.home, *writable_places(self.uid)]):
             used += disk_usage_of(self.uid, folder)  # self.home is root's: its contents are not counted twice
             if used > TMP_MB * 2**20:
                 return True
         return False
 
     def after_child(self):
-        """Kill every process of the child's uid and remove the files it left in shared folders."""
+        """Kill every process of the child's uid, then remove what it left: its files in every folder
+        it could write, its System V IPC objects, its folder."""
         kill_processes_of(self.uid)
-        for folder in ("/tmp", "/var/tmp", "/dev/shm"):
+        for folder in writable_places(self.uid):
             remove_files_of(self.uid, folder)
+        remove_ipc_of(self.uid)
         if self.home is not None:
             shutil.rmtree(self.home, ignore_errors=True)
             self.home = None
@@ -236,11 +259,12 @@ class UnprivilegedUser:
 class Unsandboxed:
     name = "none"
     uid = None
+    confines = False  # the child confines itself as far as it can; nothing is required of it
     description = "NONE: student code ran with the grader's privileges (--unsandboxed)"
 
     def child(self, argv, workdir, memory_gb, standins=None):
-        return Child(list(argv), child_environment(memory_gb, tempfile.gettempdir(), reap=False), str(ROOT)), (
-            str(standins) if standins else None)
+        env = child_environment(memory_gb, tempfile.gettempdir(), reap=False, confined=False)
+        return Child(list(argv), env, str(ROOT)), (str(standins) if standins else None)
 
     def check(self):
         return None
@@ -250,6 +274,39 @@ class Unsandboxed:
 
     def over_limit(self):
         return False
+
+
+def check_confinement(layer):
+    """None when a child started by `layer` confines itself (autograder/child/confine.py: it is run
+    as the child is, and reports), else why not, with the fix. What it reported is kept in
+    `layer.confinement`."""
+    with tempfile.TemporaryDirectory(prefix="hw2-confinement-") as empty:
+        child, _ = layer.child(CONFINEMENT_PROBE, empty, 1)
+        try:
+            done = subprocess.run(child.argv, env=child.env, cwd=child.cwd, capture_output=True, text=True,
+                                  timeout=120)
+        except subprocess.TimeoutExpired:
+            return "its child did not say within 120 s whether it could confine itself"
+        finally:
+            layer.after_child()
+    try:
+        found = json.loads(done.stdout.strip().splitlines()[-1])
+        why = confine.missing(found)
+    except (ValueError, IndexError):
+        why = done.stderr.strip()[-800:] or f"it exited with code {done.returncode} without a word"
+    if why:
+        return f"its child cannot be confined, so it would have channels out of its process: {why}"
+    layer.confinement = found
+    return None
+
+
+def confinement_note(found):
+    """How a child is confined, for a layer's description."""
+    if not found:
+        return ""
+    landlock = (f"Landlock ABI {found['landlock']}" if found["landlock"] else
+                f"no Landlock ({found.get('landlock_note') or 'the kernel has none'})")
+    return f", seccomp filter, {landlock}"
 
 
 def private_paths(extra=()):
@@ -341,6 +398,80 @@ def remove_files_of(uid, folder):
                 os.unlink(entry.path)
         except OSError:
             pass
+
+
+@functools.lru_cache(maxsize=None)
+def writable_places(uid):
+    """The folders where `uid` (its group: the same number, no other) can create files: every
+    folder of a local filesystem that it can reach and write, such as /tmp, /var/tmp, /dev/shm,
+    /run/lock, /dev/mqueue. Found once per grading process by walking the mounts: folders only,
+    never following links, never below a folder the uid cannot enter (by the mode bits; ACLs are
+    not read), at most WALK_LIMIT folders."""
+    skipped = set()
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            where, kind = fields[4], fields[fields.index("-") + 1]
+            if kind in NOT_WALKED:
+                skipped.add(where.replace("\\040", " "))
+
+    def allows(info, bits):  # bits: 0o7 masks (x: 1, w|x: 3), for the owner, the group, the others
+        if info.st_uid == uid:
+            return info.st_mode >> 6 & bits == bits
+        if info.st_gid == uid:
+            return info.st_mode >> 3 & bits == bits
+        return info.st_mode & bits == bits
+
+    found, stack, visited = [], ["/"], 0
+    while stack and visited < WALK_LIMIT:
+        folder = stack.pop()
+        visited += 1
+        try:
+            info = os.lstat(folder)
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        if allows(info, 0o3):
+            found.append(folder)
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False) and entry.path not in skipped and allows(
+                        entry.stat(follow_symlinks=False), 0o1):
+                    stack.append(entry.path)
+            except OSError:
+                pass
+    return tuple(sorted(found))
+
+
+IPC_KINDS = {"shm": "shmid", "sem": "semid", "msg": "msqid"}  # /proc/sysvipc/<kind>: its id column
+
+
+def ipc_objects_of(uid):
+    """[(kind, id)] of the System V IPC objects that `uid` owns or created."""
+    found = []
+    for kind, column in IPC_KINDS.items():
+        try:
+            with open(f"/proc/sysvipc/{kind}") as f:
+                header, *rows = [line.split() for line in f]
+        except (OSError, ValueError):
+            continue
+        at = {name: index for index, name in enumerate(header)}
+        for row in rows:
+            if str(uid) in (row[at["uid"]], row[at["cuid"]]):
+                found.append((kind, int(row[at[column]])))
+    return found
+
+
+def remove_ipc_of(uid):
+    """Remove the System V shared memory segments, semaphore sets and message queues of `uid`."""
+    objects = ipc_objects_of(uid)
+    if not objects:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    remove = {"shm": lambda i: libc.shmctl(i, 0, None), "sem": lambda i: libc.semctl(i, 0, 0),
+              "msg": lambda i: libc.msgctl(i, 0, None)}  # 0: IPC_RMID
+    for kind, ident in objects:
+        remove[kind](ident)
 
 
 _held_slots = []

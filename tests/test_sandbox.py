@@ -1,10 +1,13 @@
 """Student code runs sandboxed: no writes outside its /tmp, no network, no process left behind."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 import time
+import uuid
+from pathlib import Path
 
 import pytest
 
@@ -163,3 +166,178 @@ def test_the_user_layer_counts_the_history_and_earlier_grades_as_private():
     for name in ("solution", "autograder/checks", "autograder/calibration.json", "tests", ".git"):
         if (ROOT / name).exists():
             assert str(ROOT / name) in private, name
+
+
+# ---- the child's confinement (autograder/child/confine.py) and what the user layer cleans ----------
+CONFINED = r'''
+import ctypes, errno, json, os, socket, sys, threading, time
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+
+
+def called(result):  # a C call's result: "ok" or the errno's name
+    return "ok" if result != -1 else errno.errorcode.get(ctypes.get_errno(), "?")
+
+
+def attempt(action):
+    try:
+        action()
+        return "ok"
+    except OSError as error:
+        return errno.errorcode.get(error.errno, str(error.errno))
+
+
+def write(path):
+    with open(path, "w") as f:
+        f.write("hw2")
+
+
+pid = os.fork()
+if pid == 0:  # a process started before the confinement, to trace, read and signal
+    os.close(1)
+    os.close(2)
+    time.sleep(10)
+    os._exit(0)
+{before}
+from autograder.child.confine import confine, status
+confine()
+{after}
+ran = []
+thread = threading.Thread(target=lambda: ran.append(1))
+thread.start()
+thread.join()
+report = {
+    "tcp": attempt(socket.socket), "unix": attempt(lambda: socket.socket(socket.AF_UNIX)),
+    "socketpair": attempt(socket.socketpair), "udp": attempt(lambda: socket.socket(type=socket.SOCK_DGRAM)),
+    "shmget": called(libc.shmget(0, 4096, 0o1666)), "semget": called(libc.semget(0, 1, 0o1666)),
+    "msgget": called(libc.msgget(0, 0o1666)),
+    "mq_open": called(libc.mq_open(b"/hw2-confine", os.O_CREAT | os.O_RDWR, 0o600, None)),
+    "ptrace": called(libc.ptrace(16, pid, None, None)),  # PTRACE_ATTACH
+    "process_vm_readv": called(libc.syscall(310, pid, None, 0, None, 0, 0)),
+    "pidfd_getfd": called(libc.syscall(438, 0, 0, 0)), "unshare": called(libc.unshare(0x10000000)),
+    "io_uring_setup": called(libc.syscall(425, 1, None)), "keyctl": called(libc.syscall(250, 0, -4, 0)),
+    "write home": attempt(lambda: write(os.path.join(os.environ["TMPDIR"], "mine"))),
+    "write elsewhere": attempt(lambda: write(sys.argv[1])), "write /dev/null": attempt(lambda: write("/dev/null")),
+    "thread": "ok" if ran else "no", "pipe": attempt(lambda: os.write(os.pipe()[1], b"x")),
+    "signal": attempt(lambda: os.kill(pid, 9)), "status": status(),
+}
+print(json.dumps(report))
+'''
+
+
+def _confined_child(tmp_path, before="", after=""):
+    """The report of a process that confines itself as the grading child does (CONFINED)."""
+    home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
+    home.mkdir()
+    elsewhere.mkdir()
+    env = {"PATH": "/usr/bin:/bin", "TMPDIR": str(home), "HOME": str(home), "HW2_CONFINE": "required",
+           "PYTHONPATH": str(ROOT), "MPLCONFIGDIR": str(home / "matplotlib")}
+    done = subprocess.run([sys.executable, "-c", CONFINED.replace("{before}", before).replace("{after}", after),
+                           str(elsewhere / "theirs")], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_the_confined_child_has_no_channel_out_and_writes_only_in_its_home(tmp_path):
+    """socket() of every family, System V IPC, message queues, tracing and reading another process,
+    io_uring, keyrings and new namespaces are refused (EPERM); threads, pipes and writes in the
+    child's home work; where the kernel has Landlock, writes elsewhere are refused."""
+    report = _confined_child(tmp_path)
+    status = report.pop("status")
+    assert status["seccomp"] and status["no_new_privs"] and status["sockets_refused"] and not status["error"], status
+    allowed = {"write home", "write /dev/null", "thread", "pipe"}
+    assert {k: v for k, v in report.items() if k in allowed} == dict.fromkeys(allowed, "ok"), report
+    refused = {k: v for k, v in report.items() if k not in allowed | {"write elsewhere", "signal"}}
+    assert refused == dict.fromkeys(refused, "EPERM"), refused
+    if status["landlock"]:  # writes outside the home; signals to processes outside the child's (ABI 6)
+        assert report["write elsewhere"] == "EACCES" and not (tmp_path / "elsewhere" / "theirs").exists(), report
+        assert report["signal"] == ("EPERM" if status["landlock"] >= 6 else "ok"), report
+
+
+def test_torch_and_the_homework_libraries_work_in_the_confined_child(tmp_path):
+    """torch imported first (as by the runner), then confined: torch's threads start and are under
+    the filter; a DataLoader, tqdm, matplotlib (Agg) and nltk's BLEU work."""
+    before = "import torch, numpy"
+    after = r'''
+from torch.utils.data import DataLoader, TensorDataset
+from tqdm import tqdm
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from nltk.translate.bleu_score import corpus_bleu
+torch.set_num_threads(2)
+product = torch.randn(600, 600) @ torch.randn(600, 600)
+threads = len(os.listdir("/proc/self/task"))
+batches = [x.shape[0] for x, y in tqdm(DataLoader(TensorDataset(torch.randn(20, 3), torch.arange(20)), batch_size=8))]
+plt.plot(numpy.arange(3))
+plt.savefig(os.path.join(os.environ["TMPDIR"], "figure.png"))
+bleu = corpus_bleu([[["a", "b", "c", "d"]]], [["a", "b", "c", "d"]])
+assert batches == [8, 8, 4] and bleu == 1.0 and threads > 1, (batches, bleu, threads)
+'''
+    report = _confined_child(tmp_path, before, after)
+    assert report["status"]["seccomp"] and report["status"]["threads"] > 1, report["status"]
+    assert report["tcp"] == "EPERM" and (tmp_path / "home" / "figure.png").stat().st_size > 0
+
+
+def test_a_layer_whose_child_cannot_confine_itself_is_refused_with_the_fix(monkeypatch):
+    """check_confinement runs the layer's child as `python -m autograder.child.confine`; a child that
+    cannot install the filter (here: pyseccomp missing, or a filter that is not on) makes the layer
+    refuse, naming the fix; a working one is described with its Landlock ABI."""
+    from autograder import sandbox
+
+    layer = sandbox.Unsandboxed()
+    assert sandbox.check_confinement(layer) is None and layer.confinement["seccomp"]
+    assert "Landlock" in sandbox.confinement_note(layer.confinement)
+    absent = dict(layer.confinement, landlock=0, landlock_note="the kernel offers no Landlock (Function not implemented)")
+    assert sandbox.confinement_note(absent) == (", seccomp filter, no Landlock (the kernel offers no Landlock "
+                                                "(Function not implemented))")
+    missing = ("import sys; sys.modules['pyseccomp'] = None; from autograder.child.confine import confine; "
+               "confine(required=True)")
+    monkeypatch.setattr(sandbox, "CONFINEMENT_PROBE", [sys.executable, "-c", missing])
+    why = sandbox.check_confinement(layer)
+    assert "pyseccomp is not installed" in why and "Fix:" in why, why
+    off = ("import json; from autograder.child.confine import status; print(json.dumps(status()))")
+    monkeypatch.setattr(sandbox, "CONFINEMENT_PROBE", [sys.executable, "-c", off])
+    assert "not active" in sandbox.check_confinement(layer)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to the child's uid (setpriv) needs root")
+def test_the_user_layer_removes_what_its_uid_left_in_every_writable_folder_and_its_ipc():
+    """Files a child's uid left in /tmp (also in a world-writable folder inside it), /var/tmp,
+    /dev/shm and /run/lock, and its System V shared memory, semaphores and message queues, are gone
+    after `after_child`; other users' files stay."""
+    from autograder import sandbox
+
+    uid = sandbox._free_uid()
+    token = uuid.uuid4().hex[:12]
+    shared = Path(f"/tmp/hw2-shared-{token}")  # someone else's world-writable folder, inside /tmp
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    theirs = shared / "theirs"
+    theirs.write_text("stays")
+    places = [f"/tmp/hw2-left-{token}", f"/var/tmp/hw2-left-{token}", f"/dev/shm/hw2-left-{token}",
+              f"/run/lock/hw2-left-{token}", str(shared / f"hw2-left-{token}")]
+    places = [p for p in places if os.access(os.path.dirname(p), os.W_OK)]
+    leave = (f"import ctypes, os\nlibc = ctypes.CDLL(None)\n"
+             f"for path in {places!r}:\n    open(path, 'w').write('left')\n"
+             f"os.makedirs('/tmp/hw2-left-dir-{token}/deep')\n"
+             f"open('/tmp/hw2-left-dir-{token}/deep/f', 'w').write('x')\n"
+             f"assert libc.shmget(0x{token[:7]}, 4096, 0o1600) >= 0 and libc.semget(0x{token[:7]}, 1, 0o1600) >= 0\n"
+             f"assert libc.msgget(0x{token[:7]}, 0o1600) >= 0\n")
+    try:
+        sandbox.writable_places.cache_clear()  # the folder above is new
+        done = subprocess.run([*sandbox._setpriv(uid), sys.executable, "-S", "-c", leave], capture_output=True,
+                              text=True, env={"PATH": "/usr/bin:/bin"})
+        assert done.returncode == 0, done.stderr
+        assert all(os.path.exists(p) for p in places) and len(sandbox.ipc_objects_of(uid)) == 3
+        assert {"/tmp", "/var/tmp", "/dev/shm", str(shared)} <= set(sandbox.writable_places(uid))
+        sandbox.UnprivilegedUser(uid).after_child()
+        left = [p for p in [*places, f"/tmp/hw2-left-dir-{token}"] if os.path.lexists(p)]
+        assert not left and sandbox.ipc_objects_of(uid) == [], (left, sandbox.ipc_objects_of(uid))
+        assert theirs.read_text() == "stays"
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+        for path in [*places, f"/tmp/hw2-left-dir-{token}"]:
+            shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else Path(path).unlink(missing_ok=True)
+        sandbox.remove_ipc_of(uid)
+        sandbox.writable_places.cache_clear()

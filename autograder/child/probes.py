@@ -588,6 +588,14 @@ def decoder_train(student, use_attention, sizes, pairs, features, pad, epochs, s
 
 
 # ---- the grader's self-check: no student code ----------------------------------------------
+@probe("confinement")
+def confinement(student, standins=None):
+    """How this child is confined (confine.status), asked before any student code runs in it."""
+    from .confine import status
+
+    return status()
+
+
 @probe("selfcheck")
 def selfcheck(student, images, labels, steps, standins=None, use=()):
     """The stand-ins (correct code of the grader's, no student code) trained for `steps` batches of

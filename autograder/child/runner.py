@@ -24,6 +24,7 @@ import tempfile
 import torch
 
 from .compare import FAILED, PASSED
+from .confine import confine
 from .probes import TestTimeout, run_probe
 from .seeds import seed_everything
 from .submission import Submission
@@ -80,6 +81,7 @@ def answer(sub, request):
 def main(argv=None):
     workdir, shown_as, request_fd, answer_fd = (argv if argv is not None else sys.argv[1:])
     request_fd, answer_fd = int(request_fd), int(answer_fd)
+    confine()  # no channel out of this process from here on, before any student code (confine.py)
     # one thread: faster than two for these small models, and safe when submissions are graded in parallel
     torch.set_num_threads(int(os.environ.get("HW2_THREADS", 1)))
     resource.setrlimit(resource.RLIMIT_AS, (int(MEMORY_GB * 2**30),) * 2)
