@@ -2,7 +2,7 @@
 
     grade <tree> [--out DIR] [--only 2.2,3.1b]   grade a tree, write results.json and feedback.md
     grade-all <dir> [--out DIR] [--jobs N]       grade a class, write gradebook.csv
-              [--scheduler ADDRESS]              ... on a Dask cluster
+              [--scheduler ADDRESS --tls DIR]    ... on a Dask cluster, over mutual TLS
     report <grades> [--out DIR]                  class report of a grade-all output: report.html, report-tests.csv
     similarity <dir> [--out DIR]                 similar pairs of students, and students close to the reference
     generate <solution> <assignment>             generate the student tree from the reference
@@ -34,8 +34,13 @@ def main(argv=None):
     batch.add_argument("--only", help="comma-separated questions")
     batch.add_argument("--regrade", action="store_true", help="grade again students already graded")
     batch.add_argument("--unsandboxed", action="store_true", help="as for grade")
-    batch.add_argument("--scheduler", help="grade on this Dask cluster: the scheduler's address (tcp://host:8786) "
+    batch.add_argument("--scheduler", help="grade on this Dask cluster: the scheduler's address (tls://host:8786) "
                                            "or its scheduler file; --jobs is then ignored")
+    batch.add_argument("--tls", metavar="DIR", help="the folder of this client's certificates for the cluster: ca.pem, "
+                                                    "cert.pem, key.pem (sh tools/cluster-certs.sh makes them)")
+    batch.add_argument("--insecure-scheduler", action="store_true",
+                       help="accept a plain tcp:// scheduler (no authentication: whoever reaches it runs code on the "
+                            "workers); the gradebook and the report say so")
     gen = sub.add_parser("generate", help="generate the student tree from the reference tree")
     gen.add_argument("reference", help="reference tree, e.g. solution")
     gen.add_argument("student", help="student tree to (re)write, e.g. assignment")
@@ -83,7 +88,8 @@ def main(argv=None):
 
         try:
             path, rows = grade_all(args.submissions, args.out, args.jobs, args.only.split(",") if args.only else None,
-                                   args.regrade, allow_unsandboxed=args.unsandboxed, scheduler=args.scheduler)
+                                   args.regrade, allow_unsandboxed=args.unsandboxed, scheduler=args.scheduler,
+                                   tls=args.tls, insecure_scheduler=args.insecure_scheduler)
         except (FileNotFoundError, RubricError, CalibrationError, SandboxError, EnvironmentBroken) as error:
             sys.exit(f"error: {error}")
         except KeyboardInterrupt:
