@@ -476,6 +476,11 @@ def run_grading_process(request, environment=None):
     env = {k: v for k, v in os.environ.items() if not _is_grading_setting(k)}
     env.update(environment)
     with tempfile.TemporaryDirectory(prefix="hw2-grading-") as folder:
+        # its temporary files (the children's working folders, the stand-ins) in a folder removed with this one,
+        # even when it is killed; traversable, not listable, by the children's uid
+        os.chmod(folder, 0o711)
+        os.mkdir(Path(folder) / "tmp", 0o711)
+        env["TMPDIR"] = str(Path(folder) / "tmp")
         process = subprocess.Popen([sys.executable, "-m", "autograder.batch", folder], stdin=subprocess.PIPE,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True,
                                    errors="replace", start_new_session=True)  # a process group of its own
