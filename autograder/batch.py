@@ -1,16 +1,21 @@
 """Grade a whole class: every tree under a folder, JOBS at a time or on a Dask cluster, with a gradebook.
 
-    make grade-all SUBMISSIONS=<dir> [JOBS=2 | SCHEDULER=<address>] [OUT=<dir>] [ONLY=2.2] [REGRADE=1]
-    python -m autograder grade-all <dir> --out <dir> --jobs 2 [--scheduler ADDRESS] [--only ...] [--regrade]
+    make grade-all SUBMISSIONS=<dir> [JOBS=2 | SCHEDULER=tls://<host>:8786 TLS=<certs>] [OUT=<dir>] [ONLY=2.2]
+    python -m autograder grade-all <dir> --out <dir> --jobs 2 [--scheduler ADDRESS --tls DIR] [--only ...] [--regrade]
 
 `<dir>` holds one folder per student (laid out like assignment/) or one `<student>.zip`.
 Each student is graded by a fresh grading process (`python -m autograder.batch`, grade_student),
 here or on a Dask worker (autograder/cluster.py), which returns the student's files as a Graded;
-this process alone writes them to `<out>/<student>/` (results.json, feedback.md, status.txt; the
-name made safe for a folder, and unique: `alice/` and `alice.zip` become `alice` and `alice-2`),
-replacing the folder whole. `<out>/gradebook.csv` has one row per student: points per question,
-total, status (one of STATUSES), where the code ran (`sandbox`: bubblewrap, user, or
-UNSANDBOXED) and the submission's own name (`<out>/<student>/submission.txt` too). Zips are checked before extraction (members, sizes, names, no links). Whatever goes
+this process alone checks them (`checked`: the tests asked for, points within the rubric's, known
+files) and writes them to `<out>/<student>/` (results.json, feedback.md, status.txt) under its own
+name for the student (made safe for a folder, and unique: `alice/` and `alice.zip` become `alice`
+and `alice-2`), replacing the folder whole. A grading process is killed, with its process group,
+past the grading's total time plus DEADLINE_MARGIN_SECONDS or past HW2_GRADER_MEMORY_GB of resident
+memory, and that student's row says why. `<out>/gradebook.csv` has one row per student: points per
+question, total, status (one of STATUSES), where the code ran (`sandbox`: bubblewrap, user, or
+UNSANDBOXED; INSECURE CLUSTER when graded through a plain tcp:// scheduler) and the submission's own
+name (`<out>/<student>/submission.txt` too); no text cell can be read as a formula. Zips are
+checked before extraction (members, sizes, names, no links). Whatever goes
 wrong with one submission becomes its row's status (`grader error` with the reason in
 `<out>/<student>/error.txt`) and the batch goes on; a grader that cannot isolate student code
 stops before grading anyone. A run that is interrupted resumes: students graded to the end by the

@@ -1,18 +1,25 @@
-"""Grade a class on a Dask cluster: `make grade-all SUBMISSIONS=<dir> SCHEDULER=<address>`.
+"""Grade a class on a Dask cluster: `make grade-all SUBMISSIONS=<dir> SCHEDULER=tls://<host>:8786 TLS=<certs>`.
 
-    python -m autograder grade-all <dir> --scheduler tcp://host:8786     (or a scheduler file's path)
+    python -m autograder grade-all <dir> --scheduler tls://host:8786 --tls DIR     (or a scheduler file's path)
+
+The cluster is reached over mutual TLS only, with the course's certificates (DIR holds the client's
+ca.pem, cert.pem, key.pem; tools/cluster-certs.sh makes them): a Dask scheduler runs any client's code
+on its workers, so a plain tcp:// one is refused unless --insecure-scheduler, which the gradebook
+(INSECURE CLUSTER), the run's log and the report then say.
 
 One task per student. On its worker, the task runs the same grading as on this machine, in a fresh
 grading process (`python -m autograder.batch`, see batch.grade_student), and returns the student's
-files as a value (batch.Graded); this client alone writes `<out>/<student>/` and gradebook.csv, so
+files as a value (batch.Graded); this client alone checks it (batch.checked) and writes
+`<out>/<student>/` and gradebook.csv, under its own name for the student, so
 the workers need no shared output folder and a task run twice (its worker died mid-student and
 the scheduler gave it to another) is written once.
 
 Before a worker takes any work, a worker plugin (GraderCheck) checks it: the same grader as this
 client's (a fingerprint of autograder/, solution/, assignment/ and data/'s code and of the versions
-of the packages that compute a grade), the submissions and SYDNEY_DIR
-at the paths this client gave, and the grader's self-check (sandbox, memory, speed) in a grading
-process of its own. A worker that passes gets the resource `hw2-grading` (one per thread), which
+of the packages that compute a grade), the submissions and SYDNEY_DIR at the paths this client
+gave, its TLS key (readable by its owner only, and private to student code in the user layer), and
+the grader's self-check (sandbox, memory, speed) in a grading process of its own, whose layer must be
+one of GRADING_LAYERS. A worker that passes gets the resource `hw2-grading` (one per thread), which
 every task requires: a worker that fails takes no work, and the client names it and the reason.
 Workers started later are checked the same way when they join.
 
@@ -183,7 +190,8 @@ def grade_task(student, path, only, allow_unsandboxed, environment):
     """One student, on a worker that passed GraderCheck: its batch.Graded."""
     plugin = get_worker().plugins[PLUGIN]
     try:
-        return batch.grade_student(student, path, only, allow_unsandboxed, plugin.check, {**environment, **plugin.local})
+        return batch.grade_student(student, path, only, allow_unsandboxed, plugin.check,
+                                   {**environment, **plugin.local})
     except (KeyboardInterrupt, batch.GradingInterrupted):  # the worker is stopping: another one grades them
         raise Reschedule() from None
 

@@ -203,7 +203,8 @@ def test_a_grading_returns_only_its_own_files_and_the_client_writes_under_its_ow
     sneaky = forged("mallory")
     sneaky.files["../../authorized_keys"] = "ssh-ed25519 AAAA mallory"
     refused = checked("mallory", sneaky, tests)
-    assert refused.status == "grader error" and "unexpected file(s) '../../authorized_keys'" in refused.files["error.txt"]
+    assert refused.status == "grader error"
+    assert "unexpected file(s) '../../authorized_keys'" in refused.files["error.txt"]
     huge = forged("mallory")
     huge.files["feedback.md"] = "x" * (9 * 2**20)
     assert "feedback.md has" in checked("mallory", huge, tests).files["error.txt"]
