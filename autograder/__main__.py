@@ -68,6 +68,7 @@ def main(argv=None):
 
         out = Path(args.out or Path("grades") / Path(args.tree).resolve().name)
         try:
+            _stop_past_memory_limit()
             results = grade(args.tree, out, args.only.split(",") if args.only else None,
                             allow_unsandboxed=args.unsandboxed)
         except (FileNotFoundError, RubricError, CalibrationError, SandboxError, EnvironmentBroken) as error:
@@ -148,6 +149,31 @@ def main(argv=None):
             similarity(args.submissions, args.out)
         except FileNotFoundError as error:
             sys.exit(f"error: {error}")
+
+
+def _stop_past_memory_limit():
+    """`grade`'s own memory bound (grade-all's grading processes are watched from outside:
+    batch.run_grading_process): past HW2_GRADER_MEMORY_GB of resident memory, grading is interrupted as by
+    SIGTERM (the results written so far stay valid, marked interrupted), and ended 10 s later if it has not
+    stopped. RubricError for a setting that is not a positive number."""
+    import signal
+    import threading
+    import time
+
+    from autograder.batch import POLL_SECONDS, _resident_bytes, grading_limits
+
+    _, limit = grading_limits()
+
+    def watch():
+        while (used := _resident_bytes(os.getpid())) <= limit:
+            time.sleep(POLL_SECONDS)
+        print(f"\nerror: the grading process used {used / 2**30:.1f} GB of memory, more than its limit of "
+              f"{limit / 2**30:g} GB (HW2_GRADER_MEMORY_GB); grading stopped", file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 if __name__ == "__main__":

@@ -314,3 +314,19 @@ def test_a_grading_process_that_hangs_is_killed_and_the_batch_goes_on(tmp_path, 
     assert book["zoe"]["status"] == "graded" and book["zoe"]["total"] == "4"
     formula = book["'=HYPERLINK(\"evil.example\",\"open\")"]
     assert formula["status"] == "graded" and formula["total"] == "4"
+
+
+@pytest.mark.slow
+def test_a_single_grading_stops_past_its_memory_limit(tmp_path):
+    """`python -m autograder grade` watches its own memory: past HW2_GRADER_MEMORY_GB it stops, naming the limit."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    done = subprocess.run([sys.executable, "-m", "autograder", "grade", str(SOLUTION), "--only", "1.1", "--out",
+                           str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HW2_GRADER_MEMORY_GB": "0.2"})
+    assert done.returncode != 0
+    assert "more than its limit of 0.2 GB (HW2_GRADER_MEMORY_GB); grading stopped" in done.stderr
