@@ -260,7 +260,7 @@ def grade_on_cluster(scheduler, todo, only, allow_unsandboxed, submissions, log=
     except BaseException:
         client.close()
         raise
-    how = "in clear (--insecure-scheduler)" if insecure else "over mutual TLS"
+    how = "in clear: --insecure-scheduler" if insecure else "over mutual TLS"
     where = (f"on the Dask cluster at {scheduler} ({how}): {len(able)} of {len(problems)} workers passed the "
              f"grader's check")
     note = insecure_note(scheduler_address(scheduler)) if insecure else None
