@@ -542,14 +542,15 @@ def check_machine(allow_unsandboxed=False, environment=None, submissions=None):
                                 "submissions": submissions and str(submissions)}, environment)
 
 
-def _watch_parent():
+def _watch_parent(folder):
     """Exit when the process that started this one is gone (a Dask worker killed mid-student): the
-    grading would be written nowhere."""
+    grading would be written nowhere; its folder (`folder`, left by the parent) is removed."""
     parent = os.getppid()
 
     def watch():
         while os.getppid() == parent:
             time.sleep(1)
+        shutil.rmtree(folder, ignore_errors=True)
         os._exit(INTERRUPTED_EXIT)
 
     threading.Thread(target=watch, daemon=True).start()
@@ -559,7 +560,7 @@ def _grading_process(folder):
     """The body of `python -m autograder.batch <folder>`."""
     folder = Path(folder)
     request = json.loads(sys.stdin.read())
-    _watch_parent()
+    _watch_parent(folder)
     try:
         layer = sandbox.layer(request["allow_unsandboxed"])  # the first call decides, with --unsandboxed or not
         if layer.name == "user":  # killed at its bounds, the parent reclaims this uid (run_grading_process)
@@ -763,4 +764,8 @@ def grade_all(submissions, out, jobs=2, only=None, regrade=False, log=print, all
 
 
 if __name__ == "__main__":
-    sys.exit(_grading_process(sys.argv[1]))
+    started_by = os.getppid()
+    code = _grading_process(sys.argv[1])
+    if os.getppid() != started_by:  # the parent died meanwhile: nobody will read or remove the folder
+        shutil.rmtree(sys.argv[1], ignore_errors=True)
+    sys.exit(code)
