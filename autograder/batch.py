@@ -193,8 +193,9 @@ def checked(student, graded, tests, allow_unsandboxed=False):
     rubric's tests of the selection."""
     try:
         return _checked(student, graded, tests, allow_unsandboxed)
-    except RefusedResult as error:
-        return Graded.error(student, "grader error", f"the grading's result was refused: {error}. Grade this "
+    except Exception as error:  # RefusedResult, or anything of a form no grading writes
+        why = str(error) if isinstance(error, RefusedResult) else f"it could not be read ({type(error).__name__})"
+        return Graded.error(student, "grader error", f"the grading's result was refused: {why[:2000]}. Grade this "
                             f"student again; if it repeats, the machine that graded it does not run this grader")
 
 
@@ -272,7 +273,7 @@ def _check_results(results, tests, allow_unsandboxed):
         if entry.get("number") != test.question:
             raise RefusedResult(f"test {test_id} is counted in question {str(entry.get('number'))[:20]!r}, not "
                                 f"{test.question}")
-        if test_extra.get("reason", "") not in KNOWN_REASONS:
+        if not isinstance(test_extra.get("reason", ""), str) or test_extra.get("reason", "") not in KNOWN_REASONS:
             raise RefusedResult(f"test {test_id} has the unknown reason {str(test_extra.get('reason'))[:100]!r}")
         earned[test.question] = earned.get(test.question, 0.0) + score
     missing = [t.id for t in tests if t.id not in seen]

@@ -174,6 +174,8 @@ def _unsandboxed(data):
     (lambda: forged("mallory", tamper=_over_max), "has 100 of 2 points"),
     (lambda: forged("mallory", tamper=_points_not_of_tests), "question 1.1 has 9 points, its tests 4"),
     (lambda: forged("mallory", tamper=_unknown_reason), "unknown reason 'bribed'"),
+    (lambda: forged("mallory", tamper=lambda d: d["tests"][0]["extra_data"].update(reason=[])), "unknown reason '[]'"),
+    (lambda: forged("mallory", tamper=lambda d: d["tests"].append(["not", "a", "test"])), "has no extra_data"),
     (lambda: forged("mallory", tamper=_unsandboxed), "ran unsandboxed"),
     (lambda: forged("../x/authorized_keys"), "it is named '../x/authorized_keys', not 'mallory'"),
     (lambda: forged("mallory", status="brilliant"), "unknown status 'brilliant'"),
