@@ -24,15 +24,18 @@ export SYDNEY_DIR
 FEATURES_IF_DATA = $(if $(SYDNEY_DIR),$(PY) -m data features $(FEATURE_FLAGS),@echo "SYDNEY_DIR is not set: Question 3's data-dependent tests will not run")
 
 .DEFAULT_GOAL := help
-.PHONY: release lint-workflows gradescope grade grade-all report similarity bench-grade-all calibrate bench-grade help setup data features assignment train-q2 sweep-q2 bench-q2 train-q3 sweep-q3 bench-q3 test test-fast clean
+.PHONY: release lint-workflows gradescope grade grade-all cluster-certs report similarity bench-grade-all calibrate bench-grade help setup data features assignment train-q2 sweep-q2 bench-q2 train-q3 sweep-q3 bench-q3 test test-fast clean
 
 grade: data  ## grade a tree: make grade [STUDENT=solution] [OUT=grades/<name>] [ONLY=2.2,3.1b] [UNSANDBOXED=1]
 	$(FEATURES_IF_DATA)
 	$(PY) -m autograder grade $(STUDENT) --out $(OUT) $(if $(ONLY),--only $(ONLY)) $(if $(UNSANDBOXED),--unsandboxed)
 
-grade-all: data  ## grade a class: make grade-all SUBMISSIONS=<dir> [JOBS=2 | SCHEDULER=<address>] [OUT=grades/class] [ONLY=..] [REGRADE=1]
+grade-all: data  ## grade a class: make grade-all SUBMISSIONS=<dir> [JOBS=2 | SCHEDULER=tls://<host>:8786 TLS=<certs>] [OUT=grades/class] [ONLY=..] [REGRADE=1]
 	$(FEATURES_IF_DATA)
-	$(PY) -m autograder grade-all $(SUBMISSIONS) --out $(if $(filter grades/$(notdir $(abspath $(STUDENT))),$(OUT)),grades/class,$(OUT)) --jobs $(JOBS) $(if $(ONLY),--only $(ONLY)) $(if $(REGRADE),--regrade) $(if $(UNSANDBOXED),--unsandboxed) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
+	$(PY) -m autograder grade-all $(SUBMISSIONS) --out $(if $(filter grades/$(notdir $(abspath $(STUDENT))),$(OUT)),grades/class,$(OUT)) --jobs $(JOBS) $(if $(ONLY),--only $(ONLY)) $(if $(REGRADE),--regrade) $(if $(UNSANDBOXED),--unsandboxed) $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(TLS),--tls $(TLS)) $(if $(INSECURE_SCHEDULER),--insecure-scheduler)
+
+cluster-certs:  ## the certificates of a grading cluster (mutual TLS): make cluster-certs [CERTS=tls]
+	sh tools/cluster-certs.sh $(or $(CERTS),tls)
 
 report: setup  ## class report of a grade-all output: make report GRADES=grades/class
 	$(PY) -m autograder report $(or $(GRADES),grades/class)

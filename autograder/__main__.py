@@ -2,7 +2,7 @@
 
     grade <tree> [--out DIR] [--only 2.2,3.1b]   grade a tree, write results.json and feedback.md
     grade-all <dir> [--out DIR] [--jobs N]       grade a class, write gradebook.csv
-              [--scheduler ADDRESS]              ... on a Dask cluster
+              [--scheduler ADDRESS --tls DIR]    ... on a Dask cluster, over mutual TLS
     report <grades> [--out DIR]                  class report of a grade-all output: report.html, report-tests.csv
     similarity <dir> [--out DIR]                 similar pairs of students, and students close to the reference
     generate <solution> <assignment>             generate the student tree from the reference
@@ -34,8 +34,13 @@ def main(argv=None):
     batch.add_argument("--only", help="comma-separated questions")
     batch.add_argument("--regrade", action="store_true", help="grade again students already graded")
     batch.add_argument("--unsandboxed", action="store_true", help="as for grade")
-    batch.add_argument("--scheduler", help="grade on this Dask cluster: the scheduler's address (tcp://host:8786) "
+    batch.add_argument("--scheduler", help="grade on this Dask cluster: the scheduler's address (tls://host:8786) "
                                            "or its scheduler file; --jobs is then ignored")
+    batch.add_argument("--tls", metavar="DIR", help="the folder of this client's certificates for the cluster: ca.pem, "
+                                                    "cert.pem, key.pem (sh tools/cluster-certs.sh makes them)")
+    batch.add_argument("--insecure-scheduler", action="store_true",
+                       help="accept a plain tcp:// scheduler (no authentication: whoever reaches it runs code on the "
+                            "workers); the gradebook and the report say so")
     gen = sub.add_parser("generate", help="generate the student tree from the reference tree")
     gen.add_argument("reference", help="reference tree, e.g. solution")
     gen.add_argument("student", help="student tree to (re)write, e.g. assignment")
@@ -63,6 +68,7 @@ def main(argv=None):
 
         out = Path(args.out or Path("grades") / Path(args.tree).resolve().name)
         try:
+            _stop_past_memory_limit()
             results = grade(args.tree, out, args.only.split(",") if args.only else None,
                             allow_unsandboxed=args.unsandboxed)
         except (FileNotFoundError, RubricError, CalibrationError, SandboxError, EnvironmentBroken) as error:
@@ -83,7 +89,8 @@ def main(argv=None):
 
         try:
             path, rows = grade_all(args.submissions, args.out, args.jobs, args.only.split(",") if args.only else None,
-                                   args.regrade, allow_unsandboxed=args.unsandboxed, scheduler=args.scheduler)
+                                   args.regrade, allow_unsandboxed=args.unsandboxed, scheduler=args.scheduler,
+                                   tls=args.tls, insecure_scheduler=args.insecure_scheduler)
         except (FileNotFoundError, RubricError, CalibrationError, SandboxError, EnvironmentBroken) as error:
             sys.exit(f"error: {error}")
         except KeyboardInterrupt:
@@ -142,6 +149,31 @@ def main(argv=None):
             similarity(args.submissions, args.out)
         except FileNotFoundError as error:
             sys.exit(f"error: {error}")
+
+
+def _stop_past_memory_limit():
+    """`grade`'s own memory bound (grade-all's grading processes are watched from outside:
+    batch.run_grading_process): past HW2_GRADER_MEMORY_GB of resident memory, grading is interrupted as by
+    SIGTERM (the results written so far stay valid, marked interrupted), and ended 10 s later if it has not
+    stopped. RubricError for a setting that is not a positive number."""
+    import signal
+    import threading
+    import time
+
+    from autograder.batch import POLL_SECONDS, _resident_bytes, grading_limits
+
+    _, limit = grading_limits()
+
+    def watch():
+        while (used := _resident_bytes(os.getpid())) <= limit:
+            time.sleep(POLL_SECONDS)
+        print(f"\nerror: the grading process used {used / 2**30:.1f} GB of memory, more than its limit of "
+              f"{limit / 2**30:g} GB (HW2_GRADER_MEMORY_GB); grading stopped", file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 if __name__ == "__main__":

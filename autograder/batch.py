@@ -1,16 +1,21 @@
 """Grade a whole class: every tree under a folder, JOBS at a time or on a Dask cluster, with a gradebook.
 
-    make grade-all SUBMISSIONS=<dir> [JOBS=2 | SCHEDULER=<address>] [OUT=<dir>] [ONLY=2.2] [REGRADE=1]
-    python -m autograder grade-all <dir> --out <dir> --jobs 2 [--scheduler ADDRESS] [--only ...] [--regrade]
+    make grade-all SUBMISSIONS=<dir> [JOBS=2 | SCHEDULER=tls://<host>:8786 TLS=<certs>] [OUT=<dir>] [ONLY=2.2]
+    python -m autograder grade-all <dir> --out <dir> --jobs 2 [--scheduler ADDRESS --tls DIR] [--only ...] [--regrade]
 
 `<dir>` holds one folder per student (laid out like assignment/) or one `<student>.zip`.
 Each student is graded by a fresh grading process (`python -m autograder.batch`, grade_student),
 here or on a Dask worker (autograder/cluster.py), which returns the student's files as a Graded;
-this process alone writes them to `<out>/<student>/` (results.json, feedback.md, status.txt; the
-name made safe for a folder, and unique: `alice/` and `alice.zip` become `alice` and `alice-2`),
-replacing the folder whole. `<out>/gradebook.csv` has one row per student: points per question,
-total, status (one of STATUSES), where the code ran (`sandbox`: bubblewrap, user, or
-UNSANDBOXED) and the submission's own name (`<out>/<student>/submission.txt` too). Zips are checked before extraction (members, sizes, names, no links). Whatever goes
+this process alone checks them (`checked`: the tests asked for, points within the rubric's, known
+files) and writes them to `<out>/<student>/` (results.json, feedback.md, status.txt) under its own
+name for the student (made safe for a folder, and unique: `alice/` and `alice.zip` become `alice`
+and `alice-2`), replacing the folder whole. A grading process is killed, with its process group,
+past the grading's total time plus DEADLINE_MARGIN_SECONDS or past HW2_GRADER_MEMORY_GB of resident
+memory, and that student's row says why. `<out>/gradebook.csv` has one row per student: points per
+question, total, status (one of STATUSES), where the code ran (`sandbox`: bubblewrap, user, or
+UNSANDBOXED; INSECURE CLUSTER when graded through a plain tcp:// scheduler) and the submission's own
+name (`<out>/<student>/submission.txt` too); no text cell can be read as a formula. Zips are
+checked before extraction (members, sizes, names, no links). Whatever goes
 wrong with one submission becomes its row's status (`grader error` with the reason in
 `<out>/<student>/error.txt`) and the batch goes on; a grader that cannot isolate student code
 stops before grading anyone. A run that is interrupted resumes: students graded to the end by the
@@ -38,9 +43,11 @@ from pathlib import Path
 
 from autograder import rubric as rubric_module
 from autograder import sandbox, selfcheck, thresholds
-from autograder.checks import GRADER_ERROR, all_checks
-from autograder.child.compare import CRASHED, IMPORT_ERROR, MISSING_FILE, REFUSED_FILE, SYNTAX_ERROR, TIMED_OUT
-from autograder.grade import grade, interrupt_on_sigterm
+from autograder.checks import DATA_MISSING, GRADER_ERROR, INTERRUPTED, all_checks
+from autograder.child.compare import (CRASHED, FAILED, IMPORT_ERROR, MISSING_FILE, PASSED, REASONS, REFUSED_FILE,
+                                      SYNTAX_ERROR, TIMED_OUT)
+from autograder.grade import grade, interrupt_on_sigterm, time_settings
+from autograder.results import STUDENT_COPIES
 from autograder.submission import GRADED_FILES, locate_tree
 
 STATUSES = ("graded", "missing files", "refused file", "syntax error", "import error", "timed out", "crashed",
@@ -51,7 +58,22 @@ STATUS_OF_REASON = {MISSING_FILE: "missing files", REFUSED_FILE: "refused file",
                     GRADER_ERROR: "grader error"}
 RESERVED = {"gradebook.csv", "report.html", "report-tests.csv", "report", "similarity"}  # names of the batch's own outputs
 SUBMISSION_FILE = "submission.txt"  # in <out>/<student>/: the name of the folder or zip graded there
+INSECURE_FILE = "insecure-cluster.txt"  # in <out>/<student>/: graded through a plain tcp:// scheduler
+INSECURE_MARK = "INSECURE CLUSTER"  # in the gradebook's sandbox column of such a student
 MAX_MEMBERS, MAX_MEMBER_BYTES, MAX_TOTAL_BYTES = 2000, 50 * 2**20, 200 * 2**20  # a student's zip
+# the files a grading may return (grading process, worker), and their sizes: anything else is refused
+RESULT_FILES = ("results.json", "feedback.md", *STUDENT_COPIES, "status.txt", "error.txt")
+MAX_FILE_CHARS, MAX_RESULT_CHARS = 8 * 2**20, 24 * 2**20
+KNOWN_REASONS = {"", *REASONS, DATA_MISSING, GRADER_ERROR, INTERRUPTED}  # a test's typed reason in results.json
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet reads a cell starting so as a formula
+
+
+def spreadsheet_text(text):
+    """A text cell of a CSV the instructor opens in a spreadsheet: one starting like a formula gets a
+    leading ' (OWASP's advice against CSV injection), so `=HYPERLINK(...)` shows as text. Every text
+    column of gradebook.csv, report-tests.csv, similarity.csv and reference.csv goes through this."""
+    text = str(text)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 class UnsafeZip(ValueError):
@@ -158,6 +180,122 @@ class Graded:
         return cls(student, status, {"error.txt": text + "\n", "status.txt": status + "\n"})
 
 
+class RefusedResult(ValueError):
+    """A grading's result this client does not store; the message says why."""
+
+
+def checked(student, graded, tests, allow_unsandboxed=False):
+    """`graded` as this client stores it for `student` (its own key), after checking everything a grading
+    process or a worker returned against what was asked: the files (known names, bounded sizes), the status,
+    and results.json (parsed here: the selected tests once each, scores between 0 and the rubric's points and
+    consistent with their status, points_by_question the sum of the tests, known statuses and reasons, a sandbox
+    unless --unsandboxed). A result that fails is that student's `grader error` row naming why. `tests`: the
+    rubric's tests of the selection."""
+    try:
+        return _checked(student, graded, tests, allow_unsandboxed)
+    except Exception as error:  # RefusedResult, or anything of a form no grading writes
+        why = str(error) if isinstance(error, RefusedResult) else f"it could not be read ({type(error).__name__})"
+        return Graded.error(student, "grader error", f"the grading's result was refused: {why[:2000]}. Grade this "
+                            f"student again; if it repeats, the machine that graded it does not run this grader")
+
+
+def _checked(student, graded, tests, allow_unsandboxed):
+    if not isinstance(graded, Graded):
+        raise RefusedResult(f"a {type(graded).__name__} instead of a grading")
+    if graded.student != student:
+        raise RefusedResult(f"it is named {str(graded.student)[:100]!r}, not {student!r}")
+    if graded.status not in STATUSES:
+        raise RefusedResult(f"unknown status {str(graded.status)[:100]!r}")
+    files = graded.files
+    if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+        raise RefusedResult("its files are not texts by name")
+    unknown = sorted(set(files) - set(RESULT_FILES))
+    if unknown:
+        raise RefusedResult(f"unexpected file(s) {', '.join(repr(n[:100]) for n in unknown[:5])} (a grading returns "
+                            f"only {', '.join(RESULT_FILES)})")
+    for name, text in files.items():
+        if len(text) > MAX_FILE_CHARS:
+            raise RefusedResult(f"{name} has {len(text):,} characters (at most {MAX_FILE_CHARS:,})")
+    if sum(map(len, files.values())) > MAX_RESULT_CHARS:
+        raise RefusedResult(f"its files have more than {MAX_RESULT_CHARS:,} characters")
+    if files.get("status.txt", "").strip() != graded.status:
+        raise RefusedResult(f"status.txt does not say its status ({graded.status})")
+    if "results.json" not in files:
+        if graded.status not in ("grader error", "unreadable zip", "timed out"):
+            raise RefusedResult(f"status {graded.status} without results.json")
+        return Graded(student, graded.status, dict(files), None)
+    try:
+        results = json.loads(files["results.json"])
+    except ValueError as error:
+        raise RefusedResult(f"results.json is not JSON ({error})") from None
+    _check_results(results, tests, allow_unsandboxed)
+    return Graded(student, graded.status, dict(files), results)
+
+
+def _number(value, what):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or abs(value) == float("inf"):
+        raise RefusedResult(f"{what} is not a number")
+    return float(value)
+
+
+def _check_results(results, tests, allow_unsandboxed):
+    """RefusedResult naming the first thing in `results` (results.json, parsed) that no grading of `tests`
+    by this grader writes."""
+    if not isinstance(results, dict) or not isinstance(results.get("tests"), list):
+        raise RefusedResult("results.json has no list of tests")
+    extra = results.get("extra_data")
+    if not isinstance(extra, dict):
+        raise RefusedResult("results.json has no extra_data")
+    by_id, seen, earned = {t.id: t for t in tests}, set(), {}
+    for entry in results["tests"]:
+        test_extra = entry.get("extra_data") if isinstance(entry, dict) else None
+        if not isinstance(test_extra, dict):
+            raise RefusedResult("a test of results.json has no extra_data")
+        test_id = test_extra.get("id")
+        if not isinstance(test_id, str) or test_id not in by_id:
+            raise RefusedResult(f"test {str(test_id)[:100]!r} is not one of the tests graded")
+        if test_id in seen:
+            raise RefusedResult(f"test {test_id} appears twice")
+        seen.add(test_id)
+        test = by_id[test_id]
+        score = _number(entry.get("score"), f"the score of {test_id}")
+        maximum = _number(entry.get("max_score"), f"the max_score of {test_id}")
+        if maximum != (0.0 if test.manual else test.points):
+            raise RefusedResult(f"test {test_id} is worth {maximum:g} points there, {test.points:g} in the rubric")
+        status = entry.get("status")
+        if test.manual:
+            if status is not None or score != 0:
+                raise RefusedResult(f"test {test_id} is graded by hand, yet scored")
+        elif status not in (PASSED, FAILED):
+            raise RefusedResult(f"test {test_id} has the unknown status {str(status)[:100]!r}")
+        elif score != (maximum if status == PASSED and not test_extra.get("not_run") else 0.0):
+            raise RefusedResult(f"test {test_id} has {score:g} of {maximum:g} points with status {status}")
+        if entry.get("number") != test.question:
+            raise RefusedResult(f"test {test_id} is counted in question {str(entry.get('number'))[:20]!r}, not "
+                                f"{test.question}")
+        if not isinstance(test_extra.get("reason", ""), str) or test_extra.get("reason", "") not in KNOWN_REASONS:
+            raise RefusedResult(f"test {test_id} has the unknown reason {str(test_extra.get('reason'))[:100]!r}")
+        earned[test.question] = earned.get(test.question, 0.0) + score
+    missing = [t.id for t in tests if t.id not in seen]
+    if missing:
+        raise RefusedResult(f"test(s) {', '.join(missing[:5])} missing from results.json")
+    if extra.get("selected_tests") != [t.id for t in tests]:
+        raise RefusedResult("its selection of tests is not the one asked for")
+    points = extra.get("points_by_question")
+    if not isinstance(points, dict) or set(points) != set(earned):
+        raise RefusedResult("points_by_question does not list the questions graded")
+    for question, value in points.items():
+        if abs(_number(value, f"the points of question {question}") - earned[question]) > 1e-6:
+            raise RefusedResult(f"question {question} has {value:g} points, its tests {earned[question]:g}")
+    if abs(_number(results.get("score"), "the score") - sum(earned.values())) > 1e-6:
+        raise RefusedResult("its score is not the sum of its tests'")
+    where = extra.get("sandbox")
+    if not isinstance(where, str) or not where:
+        raise RefusedResult("it does not say where the student's code ran")
+    if where.startswith("NONE") and not allow_unsandboxed:
+        raise RefusedResult("the student's code ran unsandboxed, which this grading did not allow (--unsandboxed)")
+
+
 class UnreadableSubmission(ValueError):
     """A submission the grader cannot open: `status` is its gradebook status, the message says why."""
 
@@ -216,6 +354,7 @@ def _collect(student, folder):
 # the folder given as argument, and the exit code says how it ended.
 ENVIRONMENT_BROKEN = 3  # exit code: the grader cannot grade on this machine (the message in environment.txt)
 INTERRUPTED_EXIT = 130
+UID_FILE = "uid"  # in the folder: the uid a grading process's children run as in the user layer
 
 
 class GradingInterrupted(Exception):
@@ -236,23 +375,133 @@ def grading_environment():
     return {k: v for k, v in os.environ.items() if _is_grading_setting(k)}
 
 
+# A grading process has bounds of its own, whatever it is fed: it is killed (with its process group)
+# when it outlives the grading's total time plus DEADLINE_MARGIN_SECONDS, or when its resident memory
+# passes HW2_GRADER_MEMORY_GB. Measured for solution/ (every test, this repository's 2-core machine):
+# 1.32 GB resident at most (4.2 GB of address space, 1.5 GB of data segment); 6 s before the first
+# test, and up to 48 s past the total time while the last test's child is stopped and cleaned up.
+DEADLINE_MARGIN_SECONDS = 120  # beyond the total time: start-up, self-check, data, the last test's end
+GRADER_MEMORY_GB = 3.0  # the grading process's own resident memory (its children have their own limits)
+POLL_SECONDS = 0.2  # how often a grading process's time and memory are looked at
+
+
+def grading_limits(environment=None):
+    """(seconds, bytes): how long a grading process may run (the grading's total time, rubric.toml's
+    [grading] total_seconds or HW2_TOTAL_SECONDS, plus DEADLINE_MARGIN_SECONDS) and how much resident
+    memory it may use (HW2_GRADER_MEMORY_GB, else GRADER_MEMORY_GB), under the grading settings
+    `environment` (default: this process's). RubricError naming a setting that is not a positive number."""
+    environment = grading_environment() if environment is None else environment
+    total = time_settings(rubric_module.load(), environment)["total_seconds"]
+    text = environment.get("HW2_GRADER_MEMORY_GB", f"{GRADER_MEMORY_GB:g}")
+    try:
+        memory_gb = float(text)
+        assert memory_gb > 0
+    except (ValueError, AssertionError):
+        raise rubric_module.RubricError(f"HW2_GRADER_MEMORY_GB={text!r}: give the grading process's memory limit "
+                                        f"in GB (default {GRADER_MEMORY_GB:g}), or unset it") from None
+    return total + DEADLINE_MARGIN_SECONDS, int(memory_gb * 2**30)
+
+
+def _resident_bytes(pid):
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _bounded(process, text, seconds, memory):
+    """Feed `text` to `process` and wait for it within `seconds` and `memory` bytes of resident memory:
+    (its stderr, None) when it ended by itself, else (stderr, ("time" or "memory", seconds or bytes)) once
+    it and its process group are killed."""
+    end, stop = time.monotonic() + seconds, None
+    while True:
+        try:
+            _, stderr = process.communicate(text, timeout=POLL_SECONDS)
+            return stderr, None
+        except subprocess.TimeoutExpired:
+            text = None  # sent (communicate goes on where it stopped)
+        resident = _resident_bytes(process.pid)
+        if resident > memory:
+            stop = ("memory", resident)
+        elif time.monotonic() > end:
+            stop = ("time", seconds)
+        if stop is not None:
+            break
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        _, stderr = process.communicate(timeout=10)
+    except subprocess.TimeoutExpired:  # a process outside the group holds its stderr: give up reading it
+        process.kill()
+        process.wait()
+        process.stderr.close()
+        stderr = ""
+    return stderr, stop
+
+
+def _stopped(request, folder, stop, memory):
+    """The Graded of a grading process killed at one of its bounds (EnvironmentBroken for the self-check).
+    Killed for time during the tests, the submission is the likely cause ("timed out"); before them, or
+    for memory, the grader ("grader error"). Either way the row says why and the batch goes on."""
+    what, amount = stop
+    if what == "memory":
+        why = (f"the grading process used {amount / 2**30:.1f} GB of resident memory, more than its limit of "
+               f"{memory / 2**30:g} GB (HW2_GRADER_MEMORY_GB), and was stopped")
+    else:
+        why = (f"the grading process was still running after {amount:.0f} s (the grading's total time, rubric.toml's "
+               f"[grading] total_seconds or HW2_TOTAL_SECONDS, plus {DEADLINE_MARGIN_SECONDS} s for start-up and the "
+               f"last test's end) and was stopped")
+    if request["kind"] == "selfcheck":
+        raise selfcheck.EnvironmentBroken(f"the grader's self-check did not finish: {why}. Check this machine's load "
+                                          f"and memory, then grade again")
+    student = request["student"]
+    if what == "time" and (Path(folder) / "out" / "results.json").is_file():
+        return Graded.error(student, "timed out", f"{why}, during the tests of this submission: its code is the "
+                            f"likely cause (e.g. an answer the grader could not read in time). Grade it alone "
+                            f"(make grade STUDENT=...) to see which test; no other student was affected")
+    if what == "time":
+        return Graded.error(student, "grader error", f"{why}, before the tests of this submission began (start-up, "
+                            f"the self-check, loading data): the grader's environment, not the submission; grade "
+                            f"again")
+    return Graded.error(student, "grader error", f"{why}. If the grader itself needs more memory here, raise "
+                        f"HW2_GRADER_MEMORY_GB (see the README's \"Grading a class\"), then grade again")
+
+
 def run_grading_process(request, environment=None):
-    """Run `python -m autograder.batch` on `request` (a dict); returns (folder's files as a Graded or the
-    self-check's dict). EnvironmentBroken when the grader cannot grade there; GradingInterrupted when it
-    was stopped from outside. The grading settings are `environment`'s (default: this process's)."""
+    """Run `python -m autograder.batch` on `request` (a dict), within its bounds (grading_limits); returns
+    the folder's files as a Graded, or the self-check's dict. EnvironmentBroken when the grader cannot grade
+    there; GradingInterrupted when it was stopped from outside. The grading settings are `environment`'s
+    (default: this process's)."""
+    environment = grading_environment() if environment is None else environment
+    seconds, memory = grading_limits(environment)
+    if request["kind"] == "selfcheck":
+        seconds = DEADLINE_MARGIN_SECONDS
     env = {k: v for k, v in os.environ.items() if not _is_grading_setting(k)}
-    env.update(environment if environment is not None else grading_environment())
+    env.update(environment)
     with tempfile.TemporaryDirectory(prefix="hw2-grading-") as folder:
+        # its temporary files (the children's working folders, the stand-ins) in a folder removed with this one,
+        # even when it is killed; traversable, not listable, by the children's uid
+        os.chmod(folder, 0o711)
+        os.mkdir(Path(folder) / "tmp", 0o711)
+        env["TMPDIR"] = str(Path(folder) / "tmp")
         process = subprocess.Popen([sys.executable, "-m", "autograder.batch", folder], stdin=subprocess.PIPE,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True,
-                                   errors="replace")
+                                   errors="replace", start_new_session=True)  # a process group of its own
         with _running_lock:
             RUNNING.add(process)
         try:
-            _, stderr = process.communicate(json.dumps(request))
+            stderr, stop = _bounded(process, json.dumps(request), seconds, memory)
         finally:
             with _running_lock:
                 RUNNING.discard(process)
+        if stop is not None:
+            uid = Path(folder) / UID_FILE
+            if uid.is_file():  # the user layer: what the killed process's child left running as its uid
+                sandbox.reclaim_uid(int(uid.read_text()))
+            return _stopped(request, folder, stop, memory)
         out = Path(folder) / "out"
         if process.returncode == ENVIRONMENT_BROKEN:
             raise selfcheck.EnvironmentBroken((Path(folder) / "environment.txt").read_text())
@@ -294,14 +543,15 @@ def check_machine(allow_unsandboxed=False, environment=None, submissions=None):
                                 "submissions": submissions and str(submissions)}, environment)
 
 
-def _watch_parent():
+def _watch_parent(folder):
     """Exit when the process that started this one is gone (a Dask worker killed mid-student): the
-    grading would be written nowhere."""
+    grading would be written nowhere; its folder (`folder`, left by the parent) is removed."""
     parent = os.getppid()
 
     def watch():
         while os.getppid() == parent:
             time.sleep(1)
+        shutil.rmtree(folder, ignore_errors=True)
         os._exit(INTERRUPTED_EXIT)
 
     threading.Thread(target=watch, daemon=True).start()
@@ -311,9 +561,11 @@ def _grading_process(folder):
     """The body of `python -m autograder.batch <folder>`."""
     folder = Path(folder)
     request = json.loads(sys.stdin.read())
-    _watch_parent()
+    _watch_parent(folder)
     try:
-        sandbox.layer(request["allow_unsandboxed"])  # the first call decides, with --unsandboxed or not
+        layer = sandbox.layer(request["allow_unsandboxed"])  # the first call decides, with --unsandboxed or not
+        if layer.name == "user":  # killed at its bounds, the parent reclaims this uid (run_grading_process)
+            (folder / UID_FILE).write_text(str(layer.uid))
         if request["kind"] == "selfcheck":
             found = selfcheck.run(request["allow_unsandboxed"])
             if request.get("submissions"):
@@ -339,48 +591,63 @@ def _grading_process(folder):
         return INTERRUPTED_EXIT
 
 
-def store(out, graded, submission):
-    """Write a Graded under `<out>/<student>/`, with the name of the `submission` it grades (SUBMISSION_FILE),
-    replacing an earlier one whole (written beside, then renamed into place)."""
+def store(out, student, graded, submission, insecure=None):
+    """Write a Graded under `<out>/<student>/` (`student`: this client's own key for the submission, a plain
+    name; ValueError for anything else), with the name of the `submission` it grades (SUBMISSION_FILE) and,
+    for a grading through an insecure cluster, `insecure` (INSECURE_FILE); an earlier one is replaced whole
+    (written beside, then renamed into place). Only RESULT_FILES of the grading's files are written."""
     out = Path(out)
-    partial, old, target = out / f".{graded.student}.partial", out / f".{graded.student}.old", out / graded.student
+    if (not isinstance(student, str) or student != Path(student).name or student in ("", ".", "..")
+            or student.startswith(".") or "\\" in student or "\0" in student or student in RESERVED):
+        raise ValueError(f"{str(student)[:100]!r} is not a plain folder name inside {out}")
+    partial, old, target = out / f".{student}.partial", out / f".{student}.old", out / student
     for leftover in (partial, old):
         shutil.rmtree(leftover, ignore_errors=True)
     partial.mkdir(parents=True)
     for name, text in graded.files.items():
-        if name == Path(name).name and not name.startswith("."):
+        if name in RESULT_FILES:
             (partial / name).write_text(text, errors="replace")
     (partial / SUBMISSION_FILE).write_text(submission + "\n", errors="replace")
+    if insecure:
+        (partial / INSECURE_FILE).write_text(insecure + "\n")
     if target.exists():
         target.rename(old)
     partial.rename(target)
     shutil.rmtree(old, ignore_errors=True)
 
 
+GRADEBOOK_COLUMNS = ("student", "total", "status", "sandbox", "submission")  # the questions' points after student
+
+
 def write_gradebook(out, rows, questions):
+    """gradebook.csv: a row per student (rows: student -> _row), the text cells kept from being formulas."""
     path = Path(out) / "gradebook.csv"
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["student", *questions, "total", "status", "sandbox", "submission"])
+        writer.writerow([spreadsheet_text(c) for c in ["student", *questions, *GRADEBOOK_COLUMNS[1:]]])
         for student in sorted(rows):
-            writer.writerow([student, *rows[student]])
+            *numbers, status, where, submission = rows[student]
+            writer.writerow([spreadsheet_text(student), *numbers, *map(spreadsheet_text, (status, where, submission))])
     return path
 
 
 NOT_FINAL = ("grader error", "incomplete")  # no total in the gradebook: importing one would charge the student
 
 
-def _row(results, status, questions, submission):
-    """A gradebook row: points per question, total, status, sandbox, submission. A grading that is not
-    final (the grader failed, or tests did not run: NOT_FINAL) has a blank total, and a grader error
-    blank points too, so that a grading platform importing the gradebook records no grade for them."""
+def _row(results, status, questions, submission, insecure=False):
+    """A gradebook row: points per question, total (numbers), status, sandbox, submission. A grading that is
+    not final (the grader failed, or tests did not run: NOT_FINAL) has a blank total, and one without
+    results (a grader error, a grading stopped at its bounds; not an unreadable zip, the student's own) blank
+    points too, so that a grading platform importing the gradebook records no grade for them. `insecure`:
+    graded through a plain tcp:// cluster (INSECURE_MARK in the sandbox column)."""
     points = (results or {}).get("extra_data", {}).get("points_by_question", {})  # as the grading computed them
     per_question = {q: float(points.get(q, 0.0)) for q in questions}
     where = (results or {}).get("extra_data", {}).get("sandbox", "")
-    shown = ["" if status == "grader error" else f"{per_question[q]:g}" for q in questions]
-    total = "" if status in NOT_FINAL else f"{sum(per_question.values()):g}"
-    return [*shown, total, status,
-            "UNSANDBOXED" if where.startswith("NONE") else where.split(" (")[0], submission]
+    blank = status == "grader error" or (results is None and status != "unreadable zip")
+    shown = ["" if blank else f"{per_question[q]:g}" for q in questions]
+    total = "" if blank or status in NOT_FINAL else f"{sum(per_question.values()):g}"
+    where = "UNSANDBOXED" if where.startswith("NONE") else where.split(" (")[0]
+    return [*shown, total, status, ", ".join(filter(None, [where, INSECURE_MARK if insecure else ""])), submission]
 
 
 def _previous(out, student, path, questions, selected):
@@ -396,7 +663,7 @@ def _previous(out, student, path, questions, selected):
         if (extra.get("interrupted") or extra.get("incomplete") or extra.get("selected_tests") != list(selected)
                 or extra.get("budget", "grading") != thresholds.budget_in_use()[0]):
             return None
-        return _row(results, status, questions, path.name)
+        return _row(results, status, questions, path.name, insecure=(folder / INSECURE_FILE).exists())
     except (OSError, ValueError, TypeError, AttributeError):
         return None
 
@@ -431,10 +698,14 @@ def check_submissions_private(layer, submissions):
                                    f"`chmod -R go-rwx {submissions}`")
 
 
-def grade_all(submissions, out, jobs=2, only=None, regrade=False, log=print, allow_unsandboxed=False, scheduler=None):
+def grade_all(submissions, out, jobs=2, only=None, regrade=False, log=print, allow_unsandboxed=False, scheduler=None,
+              tls=None, insecure_scheduler=False):
     """Grade every submission under `submissions` into `out`: on this machine, JOBS at a time, or on the
-    Dask cluster whose scheduler is `scheduler` (an address, or a scheduler file; autograder/cluster.py).
-    Returns the gradebook's path and its rows."""
+    Dask cluster whose scheduler is `scheduler` (an address, or a scheduler file; autograder/cluster.py),
+    reached with mutual TLS with the certificates in the folder `tls` (or, with `insecure_scheduler`,
+    through plain tcp://, which the gradebook then says). Every grading's result is checked (`checked`)
+    before it is stored under this client's own name for the student. Returns the gradebook's path and
+    its rows."""
     from tqdm import tqdm
 
     out = Path(out)
@@ -443,7 +714,9 @@ def grade_all(submissions, out, jobs=2, only=None, regrade=False, log=print, all
     for test in rubric.select(only):  # ... and CalibrationError
         if test.training is not None:
             thresholds.get(test.id, rubric)
-    selected = [t.id for t in rubric.select(only)]
+    tests = rubric.select(only)
+    selected = [t.id for t in tests]
+    grading_limits()  # RubricError for a bad HW2_TOTAL_SECONDS or HW2_GRADER_MEMORY_GB, before anyone is graded
     questions = list(dict.fromkeys(t.question for t in rubric.select(only)))
     found = find_submissions(submissions, log)
     rows, todo = {}, {}
@@ -459,10 +732,12 @@ def grade_all(submissions, out, jobs=2, only=None, regrade=False, log=print, all
         check = asdict(selfcheck.run(allow_unsandboxed))  # EnvironmentBroken before anyone is graded
         gradings = _on_this_machine(todo, jobs, only, allow_unsandboxed, check)
         where = f"on this machine, {jobs} at a time; student code runs in: {layer.description}"
+        insecure = None
     else:
         from autograder import cluster
 
-        gradings, where = cluster.grade_on_cluster(scheduler, todo, only, allow_unsandboxed, submissions, log)
+        gradings, where, insecure = cluster.grade_on_cluster(scheduler, todo, only, allow_unsandboxed, submissions,
+                                                             log, tls=tls, insecure=insecure_scheduler)
     out.mkdir(parents=True, exist_ok=True)
     if scheduler is None and layer.name == "user":  # no namespaces: the children's uid must not read the results
         os.chmod(out, 0o700)
@@ -470,12 +745,15 @@ def grade_all(submissions, out, jobs=2, only=None, regrade=False, log=print, all
         for student in todo:
             shutil.rmtree(out / student, ignore_errors=True)
     log(f"{len(found)} submissions: {len(rows)} already graded (--regrade to redo), {len(todo)} to grade, {where}")
+    if insecure:
+        log(f"WARNING: {insecure}; the gradebook's sandbox column says {INSECURE_MARK}")
     previous_handler = interrupt_on_sigterm()
     try:
         with tqdm(total=len(todo), unit="student") as bar:
-            for student, graded in gradings:
-                store(out, graded, found[student].name)
-                rows[student] = _row(graded.results, graded.status, questions, found[student].name)
+            for student, graded in gradings:  # student: this client's own key, whatever the grading says
+                graded = checked(student, graded, tests, allow_unsandboxed)
+                store(out, student, graded, found[student].name, insecure)
+                rows[student] = _row(graded.results, graded.status, questions, found[student].name, bool(insecure))
                 write_gradebook(out, rows, questions)  # after every student, so an interruption loses nothing
                 bar.set_postfix_str(f"{student}: {rows[student][-4]} ({graded.status})")
                 bar.update()
@@ -487,4 +765,8 @@ def grade_all(submissions, out, jobs=2, only=None, regrade=False, log=print, all
 
 
 if __name__ == "__main__":
-    sys.exit(_grading_process(sys.argv[1]))
+    started_by = os.getppid()
+    code = _grading_process(sys.argv[1])
+    if os.getppid() != started_by:  # the parent died meanwhile: nobody will read or remove the folder
+        shutil.rmtree(sys.argv[1], ignore_errors=True)
+    sys.exit(code)

@@ -1,18 +1,25 @@
-"""Grade a class on a Dask cluster: `make grade-all SUBMISSIONS=<dir> SCHEDULER=<address>`.
+"""Grade a class on a Dask cluster: `make grade-all SUBMISSIONS=<dir> SCHEDULER=tls://<host>:8786 TLS=<certs>`.
 
-    python -m autograder grade-all <dir> --scheduler tcp://host:8786     (or a scheduler file's path)
+    python -m autograder grade-all <dir> --scheduler tls://host:8786 --tls DIR     (or a scheduler file's path)
+
+The cluster is reached over mutual TLS only, with the course's certificates (DIR holds the client's
+ca.pem, cert.pem, key.pem; tools/cluster-certs.sh makes them): a Dask scheduler runs any client's code
+on its workers, so a plain tcp:// one is refused unless --insecure-scheduler, which the gradebook
+(INSECURE CLUSTER), the run's log and the report then say.
 
 One task per student. On its worker, the task runs the same grading as on this machine, in a fresh
 grading process (`python -m autograder.batch`, see batch.grade_student), and returns the student's
-files as a value (batch.Graded); this client alone writes `<out>/<student>/` and gradebook.csv, so
+files as a value (batch.Graded); this client alone checks it (batch.checked) and writes
+`<out>/<student>/` and gradebook.csv, under its own name for the student, so
 the workers need no shared output folder and a task run twice (its worker died mid-student and
 the scheduler gave it to another) is written once.
 
 Before a worker takes any work, a worker plugin (GraderCheck) checks it: the same grader as this
 client's (a fingerprint of autograder/, solution/, assignment/ and data/'s code and of the versions
-of the packages that compute a grade), the submissions and SYDNEY_DIR
-at the paths this client gave, and the grader's self-check (sandbox, memory, speed) in a grading
-process of its own. A worker that passes gets the resource `hw2-grading` (one per thread), which
+of the packages that compute a grade), the submissions and SYDNEY_DIR at the paths this client
+gave, its TLS key (readable by its owner only, and private to student code in the user layer), and
+the grader's self-check (sandbox, memory, speed) in a grading process of its own, whose layer must be
+one of GRADING_LAYERS. A worker that passes gets the resource `hw2-grading` (one per thread), which
 every task requires: a worker that fails takes no work, and the client names it and the reason.
 Workers started later are checked the same way when they join.
 
@@ -23,11 +30,14 @@ failures` retries) becomes that student's `grader error` row.
 
 import asyncio
 import hashlib
+import json
 import os
+import stat
 import time
 from pathlib import Path
 
 from distributed import Client, KilledWorker, Reschedule, WorkerPlugin, as_completed, get_worker
+from distributed.security import Security
 
 from autograder import ROOT, batch, selfcheck
 
@@ -37,6 +47,52 @@ PLUGIN = "hw2-grader-check"
 FINGERPRINTED = ("autograder", "solution", "assignment", "data")
 PACKAGES = ("torch", "torchvision", "numpy", "nltk", "efficientnet-lite-pytorch")
 NO_WORKER_SECONDS = 300  # the client stops when no worker able to grade is left for this long
+TLS_FILES = ("ca.pem", "cert.pem", "key.pem")  # a role's folder of the course's certificates (tools/cluster-certs.sh)
+# where student code may run on a worker: sandbox layers by name (selfcheck.SelfCheck.layer_name); "none" only
+# when the client passed --unsandboxed
+GRADING_LAYERS = ("bubblewrap", "user")
+
+
+class ClusterRefused(selfcheck.EnvironmentBroken):
+    """The cluster cannot be used as given (no TLS, missing certificates); the message says how to fix it."""
+
+
+def tls_security(folder):
+    """The Dask Security of a client holding the course's certificates in `folder` (TLS_FILES): mutual TLS,
+    nothing in clear. ClusterRefused naming a missing file or a key others can read."""
+    folder = Path(folder)
+    missing = [name for name in TLS_FILES if not (folder / name).is_file()]
+    if missing:
+        raise ClusterRefused(f"{folder} lacks {', '.join(missing)}: give the folder holding the client's ca.pem, "
+                             f"cert.pem and key.pem (`sh tools/cluster-certs.sh DIR` makes them; see the README's "
+                             f"\"On a cluster\")")
+    key_problem(folder / "key.pem")
+    return Security(tls_ca_file=str(folder / "ca.pem"), tls_client_cert=str(folder / "cert.pem"),
+                    tls_client_key=str(folder / "key.pem"), require_encryption=True)
+
+
+def key_problem(path):
+    """ClusterRefused when the private key at `path` is readable by its group or others (a student's code
+    running as another uid could read it: `chmod 600`)."""
+    if os.stat(path).st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ClusterRefused(f"the private key {path} is readable by others than its owner; student code that could "
+                             f"read it could join the cluster. Fix: `chmod 600 {path}`")
+
+
+def scheduler_address(scheduler):
+    """The address of `scheduler` (an address, or a scheduler file's path: the address it holds)."""
+    if os.path.isfile(scheduler):
+        try:
+            return str(json.loads(Path(scheduler).read_text())["address"])
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ClusterRefused(f"{scheduler} is not a scheduler file of `dask scheduler --scheduler-file` "
+                                 f"({type(error).__name__}: {error})") from None
+    return scheduler
+
+
+def insecure_note(address):
+    return (f"graded through the plain tcp:// scheduler {address} (--insecure-scheduler): anyone who could reach it "
+            f"could run code on its workers and change the results")
 
 
 def fingerprint():
@@ -59,7 +115,8 @@ def fingerprint():
 
 class GraderCheck(WorkerPlugin):
     """Run on every worker when it joins: the worker gets the resource RESOURCE only if it can grade as
-    this client would. `problem` holds why it cannot (None when it can); `check` its self-check."""
+    this client would. `problem` holds why it cannot (None when it can); `check` its self-check; `local` the
+    settings of this worker's grading processes beside the client's (its TLS key, private to student code)."""
 
     name = PLUGIN
 
@@ -68,10 +125,15 @@ class GraderCheck(WorkerPlugin):
         self.environment = environment
         self.allow_unsandboxed = allow_unsandboxed
         self.submissions = submissions
-        self.problem, self.check = "not checked yet", None
+        self.problem, self.check, self.local, self.key = "not checked yet", None, {}, None
 
     async def setup(self, worker):
         await worker.set_resources(**{RESOURCE: 0})  # no work until this check passes (a new one resets it)
+        key = getattr(getattr(worker, "security", None), "tls_worker_key", None)
+        if key and "\n" not in key:  # a file: the user layer refuses to grade while student code can read it
+            self.key = os.path.abspath(key)
+            listed = self.environment.get("HW2_PRIVATE_PATHS", "")
+            self.local = {"HW2_PRIVATE_PATHS": os.pathsep.join(filter(None, [listed, self.key]))}
         try:
             self.check = await asyncio.get_running_loop().run_in_executor(None, self._check_here)
         except selfcheck.EnvironmentBroken as error:
@@ -97,7 +159,26 @@ class GraderCheck(WorkerPlugin):
         sydney = self.environment.get("SYDNEY_DIR")
         if sydney and not (Path(sydney) / "dataset.json").is_file():
             raise selfcheck.EnvironmentBroken(f"Sydney-Captions is not at SYDNEY_DIR={sydney} on this worker")
-        return batch.check_machine(self.allow_unsandboxed, self.environment, self.submissions)
+        if self.key:
+            key_problem(self.key)
+        check = batch.check_machine(self.allow_unsandboxed, {**self.environment, **self.local}, self.submissions)
+        problem = layer_problem(check, self.allow_unsandboxed)
+        if problem is not None:
+            raise selfcheck.EnvironmentBroken(problem)
+        return check
+
+
+def layer_problem(check, allow_unsandboxed):
+    """Why a worker whose self-check is `check` (selfcheck.SelfCheck's fields) may not grade, else None:
+    student code must run in one of GRADING_LAYERS (unsandboxed only when the client passed --unsandboxed).
+    What a layer must offer beyond its name (e.g. the user layer's system-call filter, which its description
+    names) is required here."""
+    name = check.get("layer_name")
+    if name in GRADING_LAYERS or (name == "none" and allow_unsandboxed):
+        return None
+    return (f"student code would run in {check.get('layer') or name!r} on this worker, not in "
+            f"{' or '.join(GRADING_LAYERS)}: install bubblewrap or run the worker as root (or pass --unsandboxed, "
+            f"knowing what it means)")
 
 
 def _problem(dask_worker):
@@ -107,35 +188,58 @@ def _problem(dask_worker):
 
 def grade_task(student, path, only, allow_unsandboxed, environment):
     """One student, on a worker that passed GraderCheck: its batch.Graded."""
-    check = get_worker().plugins[PLUGIN].check
+    plugin = get_worker().plugins[PLUGIN]
     try:
-        return batch.grade_student(student, path, only, allow_unsandboxed, check, environment)
+        return batch.grade_student(student, path, only, allow_unsandboxed, plugin.check,
+                                   {**environment, **plugin.local})
     except (KeyboardInterrupt, batch.GradingInterrupted):  # the worker is stopping: another one grades them
         raise Reschedule() from None
 
 
-def connect(scheduler, timeout=30):
-    """A Client of the scheduler at `scheduler`: an address (tcp://host:8786) or a scheduler file;
-    EnvironmentBroken saying why when there is none."""
+def connect(scheduler, tls=None, insecure=False, timeout=30):
+    """A Client of the scheduler at `scheduler` (an address or a scheduler file) and whether it is insecure.
+    A tls:// scheduler is reached with the course's certificates in the folder `tls` (mutual TLS); a plain
+    one (tcp://) only with `insecure`. ClusterRefused or EnvironmentBroken saying why and how to fix it."""
     looks_like_file = os.sep in scheduler and "://" not in scheduler or scheduler.endswith(".json")
     if looks_like_file and not os.path.isfile(scheduler):
         raise selfcheck.EnvironmentBroken(f"the scheduler file {scheduler} does not exist: give the file the "
                                           f"scheduler wrote (dask scheduler --scheduler-file ...) or its address, "
-                                          f"e.g. tcp://host:8786")
+                                          f"e.g. tls://host:8786")
+    address = scheduler_address(scheduler)
+    if address.startswith("tls://"):
+        if tls is None:
+            raise ClusterRefused(f"the scheduler at {address} uses TLS: give the folder of the client's certificates "
+                                 f"(--tls DIR, make ... TLS=DIR; it holds {', '.join(TLS_FILES)})")
+        security, insecure = tls_security(tls), False
+    elif tls is not None:
+        raise ClusterRefused(f"--tls was given but the scheduler at {address} is not a tls:// address: start the "
+                             f"scheduler with the course's certificates (dask scheduler --tls-ca-file ... --tls-cert "
+                             f"... --tls-key ...) and give its tls:// address")
+    elif not insecure:
+        raise ClusterRefused(f"the scheduler at {address} talks plain TCP, without authentication: any program that "
+                             f"can reach it (a student's code that reads its address in /proc included) could run "
+                             f"code on every worker, as the user grading. Start the scheduler and workers with the "
+                             f"course's certificates and give --tls DIR with its tls:// address (README, \"On a "
+                             f"cluster\"); on a network only you can reach, --insecure-scheduler grades anyway and "
+                             f"the gradebook says so")
+    else:
+        security = None
     try:
         if os.path.isfile(scheduler):
-            return Client(scheduler_file=scheduler, timeout=timeout)
-        return Client(scheduler, timeout=timeout)
+            return Client(scheduler_file=scheduler, timeout=timeout, security=security), insecure
+        return Client(address, timeout=timeout, security=security), insecure
     except (OSError, ValueError, TimeoutError) as error:
-        raise selfcheck.EnvironmentBroken(f"no Dask scheduler answers at {scheduler} ({type(error).__name__}: "
-                                          f"{error}); start one (dask scheduler) or grade on this machine without "
+        raise selfcheck.EnvironmentBroken(f"no Dask scheduler answers at {address} ({type(error).__name__}: "
+                                          f"{error}); start one (dask scheduler), check that its certificates are "
+                                          f"signed by the same CA as --tls's, or grade on this machine without "
                                           f"SCHEDULER") from None
 
 
-def grade_on_cluster(scheduler, todo, only, allow_unsandboxed, submissions, log=print):
+def grade_on_cluster(scheduler, todo, only, allow_unsandboxed, submissions, log=print, tls=None, insecure=False):
     """Check the cluster's workers, then (a generator of (student, Graded) as the tasks end, a description
-    of where the grading runs). EnvironmentBroken when no worker can grade."""
-    client = connect(scheduler)
+    of where the grading runs, the insecure_note when the cluster is reached in clear, else None).
+    EnvironmentBroken when no worker can grade, ClusterRefused when the cluster cannot be used as given."""
+    client, insecure = connect(scheduler, tls, insecure)
     try:
         environment = batch.grading_environment()
         submissions = str(Path(submissions).resolve())
@@ -156,8 +260,11 @@ def grade_on_cluster(scheduler, todo, only, allow_unsandboxed, submissions, log=
     except BaseException:
         client.close()
         raise
-    where = f"on the Dask cluster at {scheduler}: {len(able)} of {len(problems)} workers passed the grader's check"
-    return _gradings(client, todo, only, allow_unsandboxed, environment), where
+    how = "in clear: --insecure-scheduler" if insecure else "over mutual TLS"
+    where = (f"on the Dask cluster at {scheduler} ({how}): {len(able)} of {len(problems)} workers passed the "
+             f"grader's check")
+    note = insecure_note(scheduler_address(scheduler)) if insecure else None
+    return _gradings(client, todo, only, allow_unsandboxed, environment), where, note
 
 
 def _gradings(client, todo, only, allow_unsandboxed, environment):

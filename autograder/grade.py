@@ -45,17 +45,18 @@ VISIBILITY_RANK = {"visible": 0, "after_due_date": 1, "after_published": 2, "hid
 NOT_REACHED = "grading stopped before this test (interrupted); grade again"
 
 
-def time_settings(rubric):
-    """The rubric's [grading] time settings, with the environment's overrides (RubricError when one is not a
-    positive number); "overridden" lists the settings the environment set."""
+def time_settings(rubric, environ=None):
+    """The rubric's [grading] time settings, with the overrides of `environ` (default: this process's
+    environment; RubricError when one is not a positive number); "overridden" lists the settings it set."""
+    environ = os.environ if environ is None else environ
     settings = dict(rubric.grading, overridden=[])
     for key, variable in OVERRIDES.items():
-        if variable in os.environ:
+        if variable in environ:
             try:
-                settings[key] = float(os.environ[variable])
+                settings[key] = float(environ[variable])
                 assert settings[key] > 0
             except (ValueError, AssertionError):
-                raise RubricError(f"{variable}={os.environ[variable]!r}: give a positive number of seconds (or a "
+                raise RubricError(f"{variable}={environ[variable]!r}: give a positive number of seconds (or a "
                                   f"multiple, for HW2_TIME_ALLOWANCE), or unset it") from None
             settings["overridden"].append(key)
     return settings

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autograder import rubric
-from autograder.batch import STATUSES
+from autograder.batch import INSECURE_MARK, STATUSES, spreadsheet_text
 from autograder.results import FAILED, MANUAL, NOT_RUN, PASSED
 
 REPORT_FILE, TESTS_FILE = "report.html", "report-tests.csv"
@@ -137,7 +137,7 @@ def _student(folder, row, questions):
         student.outcomes, student.seconds, student.budget, notes = _read_results(folder / name / "results.json")
         student.problems += notes
     except FileNotFoundError:
-        if status not in ("grader error", "unreadable zip"):  # those never have a results.json
+        if status not in ("grader error", "unreadable zip") and not (folder / name / "error.txt").is_file():
             student.problems.append("results unreadable: results.json is missing")
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
         student.problems.append(f"results unreadable: {type(error).__name__}: {error}")
@@ -425,6 +425,10 @@ def banners(grades):
     unsandboxed = [s.name for s in grades.students if s.sandbox == "UNSANDBOXED"]
     if unsandboxed:
         notes.append(f"{len(unsandboxed)} student(s) graded UNSANDBOXED (see the problems below)")
+    insecure = [s.name for s in grades.students if INSECURE_MARK in s.sandbox]
+    if insecure:
+        notes.append(f"{len(insecure)} student(s) graded through a plain tcp:// Dask scheduler (--insecure-scheduler): "
+                     f"anyone who could reach it could have run code on its workers or changed these results")
     return "".join(f'<p class="banner">{note}</p>' for note in notes)
 
 
@@ -541,8 +545,8 @@ def write_tests_csv(grades, path):
         writer = csv.writer(f)
         writer.writerow(TEST_COLUMNS)
         for o in grades.outcomes():
-            writer.writerow([o.student, o.id, o.question, o.name, o.status, f"{o.score:g}", f"{o.max_score:g}",
-                             o.reason, f"{o.seconds:g}"])
+            writer.writerow([*map(spreadsheet_text, (o.student, o.id, o.question, o.name, o.status)), f"{o.score:g}",
+                             f"{o.max_score:g}", spreadsheet_text(o.reason), f"{o.seconds:g}"])
     return path
 
 

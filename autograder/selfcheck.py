@@ -32,6 +32,7 @@ class SelfCheck:
     seconds: float  # the self-check workload, here
     speed: float  # seconds here / seconds when calibrated: per-test limits are multiplied by it
     peak_mb: float
+    layer_name: str = ""  # the layer's name (sandbox.py: bubblewrap, user, none), for a cluster's check of its workers
 
 
 def run(allow_unsandboxed=False):
@@ -62,4 +63,4 @@ def run(allow_unsandboxed=False):
         raise EnvironmentBroken("the self-check's child answered with something unexpected; grade again")
     calibrated = thresholds.timing().get("selfcheck_seconds")
     speed = max(0.5, found["seconds"] / calibrated) if calibrated else 1.0
-    return SelfCheck(layer.description, found["seconds"], speed, found["peak_mb"])
+    return SelfCheck(layer.description, found["seconds"], speed, found["peak_mb"], layer.name)

@@ -63,7 +63,7 @@ import numpy as np
 from copydetect import CodeFingerprint, compare_files
 from copydetect.utils import highlight_overlap
 
-from autograder.batch import UnreadableSubmission, find_submissions, opened
+from autograder.batch import UnreadableSubmission, find_submissions, opened, spreadsheet_text
 from autograder.child.submission import NOTEBOOK
 from autograder.submission import GRADED_FILES, PROVIDED_TREE, REFERENCE_TREE, SubmissionError, read_graded_file
 
@@ -311,16 +311,16 @@ def write_csvs(report, out):
                          "most_similar_file_score"])
         for p in report.pairs:
             name, score = p.most_similar_file
-            writer.writerow([p.a, p.b, f"{p.score:.4f}", f"{p.z:.2f}", "yes" if p.flagged else "",
-                             name, f"{score:.4f}" if name else ""])
+            writer.writerow([spreadsheet_text(p.a), spreadsheet_text(p.b), f"{p.score:.4f}", f"{p.z:.2f}",
+                             "yes" if p.flagged else "", spreadsheet_text(name or ""), f"{score:.4f}" if name else ""])
     with open(out / "reference.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["student", "similarity_to_reference", "robust_z", "close_to_reference", "closest_file",
                          "closest_file_score"])
         for p in report.reference:
             name, score = p.most_similar_file
-            writer.writerow([p.a, f"{p.score:.4f}", f"{p.z:.2f}", "yes" if p.flagged else "", name,
-                             f"{score:.4f}" if name else ""])
+            writer.writerow([spreadsheet_text(p.a), f"{p.score:.4f}", f"{p.z:.2f}", "yes" if p.flagged else "",
+                             spreadsheet_text(name or ""), f"{score:.4f}" if name else ""])
 
 
 def _highlighted(fingerprint_, slices, css):

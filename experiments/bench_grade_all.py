@@ -1,21 +1,74 @@
 """Benchmark batch grading: the same N copies of solution/ graded with JOBS=1 and JOBS=2 on this machine,
-then through a local Dask scheduler with 1 and 2 workers (one thread each), as `--scheduler` grades.
+then through a local Dask scheduler with 1 and 2 workers (one thread each) over mutual TLS, with
+certificates made for the run (tools/cluster-certs.sh), as `--scheduler --tls` grades.
 
     make bench-grade-all [N=4] [ONLY=3.1a]
+    .venv/bin/python -m experiments.bench_grade_all --grading-process solution    # one grading process's peaks
 
 Prints submissions per minute for each, the speedups against JOBS=1, each Dask run's cost per task
 beyond this machine's grading (the scheduler, the worker's check), and what that predicts for a class
-graded by N workers with a core each. Last line: `speedup with 2 jobs: N.Nx`.
+graded by N workers with a core each. Last line: `speedup with 2 jobs: N.Nx`. With --grading-process,
+one grading process (`python -m autograder.batch`, as grade-all runs it) on TREE, its status read from
+/proc every 0.1 s: peak resident memory (VmHWM), peak address space (VmPeak), the largest data segment
+(VmData) and when its first test began; the numbers behind batch.GRADER_MEMORY_GB and
+DEADLINE_MARGIN_SECONDS.
 """
 
 import argparse
+import json
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+from autograder import ROOT
 from autograder.batch import grade_all
 from autograder.submission import PROVIDED_FILES
+
+
+def grading_process(tree):
+    """One grading process on `tree`, every test, sampled from /proc: a dict of its peaks and times."""
+    peak = {"VmHWM": 0, "VmPeak": 0, "VmData": 0}
+    with tempfile.TemporaryDirectory() as folder:
+        request = {"kind": "grade", "student": "bench", "path": os.path.abspath(tree), "only": None,
+                   "allow_unsandboxed": False, "check": None}  # the grading process runs its self-check too
+        start, first_test = time.time(), None
+        process = subprocess.Popen([sys.executable, "-m", "autograder.batch", folder], stdin=subprocess.PIPE,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+        process.stdin.write(json.dumps(request))
+        process.stdin.close()
+        while process.poll() is None:
+            try:
+                for line in open(f"/proc/{process.pid}/status"):
+                    key, _, value = line.partition(":")
+                    if key in peak:
+                        peak[key] = max(peak[key], int(value.split()[0]) // 1024)
+            except OSError:
+                pass
+            if first_test is None and os.path.exists(f"{folder}/out/results.json"):
+                first_test = time.time() - start
+            time.sleep(0.1)
+        wall = time.time() - start
+        results = json.loads(Path(folder, "out", "results.json").read_text())
+    return {"tree": tree, "score": results["score"], "tests_seconds": results["execution_time"],
+            "wall_seconds": round(wall, 1), "first_test_after_seconds": round(first_test or 0, 1),
+            **{f"{key}_MB": value for key, value in peak.items()}}
+
+
+def _certificates(folder):
+    """A Security for each role of a local cluster, from certificates made for the run, and the client's folder."""
+    from distributed.security import Security
+
+    subprocess.run(["sh", str(ROOT / "tools" / "cluster-certs.sh"), str(folder)], check=True, capture_output=True)
+    files = {role: {name: str(folder / role / f"{name}.pem") for name in ("ca", "cert", "key")}
+             for role in ("scheduler", "worker", "client")}
+    return Security(tls_ca_file=files["scheduler"]["ca"], require_encryption=True,
+                    tls_scheduler_cert=files["scheduler"]["cert"], tls_scheduler_key=files["scheduler"]["key"],
+                    tls_worker_cert=files["worker"]["cert"], tls_worker_key=files["worker"]["key"],
+                    tls_client_cert=files["client"]["cert"], tls_client_key=files["client"]["key"]), folder / "client"
 
 
 def _timed(submissions, out, **kwargs):
@@ -29,7 +82,11 @@ def main(argv=None):
     parser.add_argument("-n", type=int, default=4, help="number of submissions")
     parser.add_argument("--only", default=None, help="comma-separated questions (default: all)")
     parser.add_argument("--no-dask", action="store_true", help="only this machine's JOBS=1 and JOBS=2")
+    parser.add_argument("--grading-process", metavar="TREE", help="only one grading process on TREE, with its peaks")
     args = parser.parse_args(argv)
+    if args.grading_process:
+        print(json.dumps(grading_process(args.grading_process)))
+        return
     only = args.only.split(",") if args.only else None
 
     seconds = {}
@@ -49,12 +106,13 @@ def main(argv=None):
         if not args.no_dask:
             from distributed import LocalCluster
 
+            security, client_certs = _certificates(Path(tmp) / "tls")
             for workers in (1, 2):
                 name = f"dask, {workers} worker{'s' if workers > 1 else ''}"
                 with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                                  memory_limit=None) as cluster:
+                                  memory_limit=None, protocol="tls://", security=security) as cluster:
                     seconds[name] = _timed(submissions, Path(tmp) / f"dask{workers}", only=only,
-                                           scheduler=cluster.scheduler_address)
+                                           scheduler=cluster.scheduler_address, tls=client_certs)
                 report(name)
 
     base = seconds["JOBS=1"]

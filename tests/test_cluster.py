@@ -1,6 +1,9 @@
-"""Grading a class on a Dask cluster (autograder/cluster.py): a real scheduler and two worker processes
-started here from the project's environment, graded through `grade-all --scheduler`, compared with
-the same class graded on this machine; a worker killed mid-run loses no student and counts none twice."""
+"""Grading a class on a Dask cluster (autograder/cluster.py): a real scheduler and worker processes
+started here from the project's environment with certificates made for the run (tools/cluster-certs.sh,
+mutual TLS), graded through `grade-all --scheduler --tls`, compared with the same class graded on this
+machine; a worker killed mid-run loses no student and counts none twice; a client without the course's
+certificates is refused, a plain tcp:// scheduler too unless --insecure-scheduler; what a tampered worker
+returns is refused and written nowhere."""
 
 import csv
 import os
@@ -32,14 +35,29 @@ def _class(root):
     return root
 
 
-class Cluster:
-    """A scheduler and workers, each `dask` process in a session of its own (killed with its children)."""
+def make_certs(folder):
+    """The course's certificates, made as the README says (tools/cluster-certs.sh): folder/{scheduler,worker,client}."""
+    done = subprocess.run(["sh", str(ROOT / "tools" / "cluster-certs.sh"), str(folder)], capture_output=True, text=True)
+    if done.returncode != 0 and not shutil.which("openssl"):
+        pytest.fail("openssl is missing (apt-get install openssl): the cluster's certificates are made with it")
+    assert done.returncode == 0, done.stderr
+    return folder
 
-    def __init__(self, folder):
-        self.folder, self.workers = folder, {}
+
+def _tls(role, certs):
+    return ["--tls-ca-file", str(certs / role / "ca.pem"), "--tls-cert", str(certs / role / "cert.pem"),
+            "--tls-key", str(certs / role / "key.pem")]
+
+
+class Cluster:
+    """A scheduler and workers started with the course's certificates (`certs`), each `dask` process in a
+    session of its own (killed with its children), importing this repository's code."""
+
+    def __init__(self, folder, certs):
+        self.folder, self.workers, self.certs = folder, {}, certs
         self.file = folder / "scheduler.json"
-        self.scheduler = self._start(["scheduler", "--port", "0", "--no-dashboard", "--scheduler-file", str(self.file)],
-                                     "scheduler")
+        self.scheduler = self._start(["scheduler", "--port", "0", "--no-dashboard", "--scheduler-file", str(self.file),
+                                      *_tls("scheduler", certs)], "scheduler")
         deadline = time.time() + 60
         while not self.file.exists():
             assert time.time() < deadline and self.scheduler.poll() is None, self._logs("scheduler")
@@ -48,17 +66,20 @@ class Cluster:
     def _start(self, args, name):
         log = open(self.folder / f"{name}.log", "w")
         return subprocess.Popen([str(DASK), *args], stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                cwd=self.folder)
+                                cwd=self.folder, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
     def _logs(self, name):
         return (self.folder / f"{name}.log").read_text()[-3000:]
 
     def add_worker(self, name):
         self.workers[name] = self._start(["worker", "--scheduler-file", str(self.file), "--nthreads", "1",
-                                          "--no-dashboard", "--name", name], name)
+                                          "--no-dashboard", "--name", name, *_tls("worker", self.certs)], name)
+
+    def client(self):
+        return cluster.connect(str(self.file), tls=self.certs / "client")[0]
 
     def wait_for_workers(self, n):
-        client = cluster.connect(str(self.file))
+        client = self.client()
         try:
             client.wait_for_workers(n, timeout=60)
         finally:
@@ -76,14 +97,30 @@ class Cluster:
             process.wait()
 
 
-@pytest.fixture
-def dask_cluster(tmp_path):
+def _started(tmp_path, workers):
     if not DASK.exists():
         pytest.fail(f"{DASK} is missing: `make setup` installs requirements-instructors.txt (dask, distributed)")
-    started = Cluster(tmp_path)
-    for name in ("w1", "w2"):
-        started.add_worker(name)
-    started.wait_for_workers(2)
+    started = Cluster(tmp_path, make_certs(tmp_path / "tls"))
+    try:
+        for name in workers:
+            started.add_worker(name)
+        started.wait_for_workers(len(workers))
+    except BaseException:
+        started.stop()
+        raise
+    return started
+
+
+@pytest.fixture
+def dask_cluster(tmp_path):
+    started = _started(tmp_path, ("w1", "w2"))
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def one_worker_cluster(tmp_path):
+    started = _started(tmp_path, ("w1",))
     yield started
     started.stop()
 
@@ -93,18 +130,18 @@ def _gradebook(path):
         return {row["student"]: row for row in csv.DictReader(f)}
 
 
-def _grade_all_command(submissions, out, scheduler, only=ONLY):
+def _grade_all_command(submissions, out, started, only=ONLY):
     return [sys.executable, "-m", "autograder", "grade-all", str(submissions), "--out", str(out), "--only",
-            ",".join(only), "--scheduler", str(scheduler)]
+            ",".join(only), "--scheduler", str(started.file), "--tls", str(started.certs / "client")]
 
 
 @pytest.mark.slow
 def test_a_class_graded_on_a_dask_cluster_gets_the_gradebook_of_this_machine(dask_cluster, tmp_path, sydney_dir):
     submissions = _class(tmp_path / "submissions")
-    done = subprocess.run(_grade_all_command(submissions, tmp_path / "cluster", dask_cluster.file),
+    done = subprocess.run(_grade_all_command(submissions, tmp_path / "cluster", dask_cluster),
                           capture_output=True, text=True, timeout=240, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "2 of 2 workers passed the grader's check" in done.stdout + done.stderr
+    assert "(over mutual TLS): 2 of 2 workers passed the grader's check" in done.stdout + done.stderr
     on_cluster = _gradebook(tmp_path / "cluster" / "gradebook.csv")
 
     batch.grade_all(submissions, tmp_path / "here", jobs=2, only=ONLY, log=lambda *_: None)
@@ -123,7 +160,7 @@ def test_a_worker_killed_mid_run_loses_no_student_and_counts_none_twice(dask_clu
     for i in range(3):  # six students, so that both workers are busy when one dies
         shutil.copytree(submissions / "ada", submissions / f"ada{i}")
     out = tmp_path / "out"
-    run = subprocess.Popen(_grade_all_command(submissions, out, dask_cluster.file, only=["1.1", "1.2", "1.3"]),
+    run = subprocess.Popen(_grade_all_command(submissions, out, dask_cluster, only=["1.1", "1.2", "1.3"]),
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
     deadline = time.time() + 120
     while not (out / "gradebook.csv").exists():  # the first student is written: both workers are grading
@@ -207,3 +244,95 @@ def test_the_client_stops_when_no_worker_able_to_grade_is_left(monkeypatch):
     monkeypatch.setattr(cluster, "NO_WORKER_SECONDS", 2)
     with pytest.raises(selfcheck.EnvironmentBroken, match="no worker able to grade"):
         list(cluster._as_completed(None, {}))
+
+
+def test_a_plain_tcp_scheduler_is_refused_unless_the_instructor_says_so(tmp_path):
+    """Without TLS anyone who reaches the scheduler runs code on the workers: grade-all refuses it, naming
+    the fix, unless --insecure-scheduler; a tls:// scheduler needs the client's certificates."""
+    with pytest.raises(cluster.ClusterRefused, match="talks plain TCP, without authentication.*--tls DIR"):
+        cluster.connect("tcp://127.0.0.1:1")
+    file = tmp_path / "scheduler.json"
+    file.write_text('{"address": "tcp://127.0.0.1:1"}')
+    with pytest.raises(cluster.ClusterRefused, match="talks plain TCP"):
+        cluster.connect(str(file))
+    with pytest.raises(selfcheck.EnvironmentBroken, match="no Dask scheduler answers at tcp://127.0.0.1:1"):
+        cluster.connect("tcp://127.0.0.1:1", insecure=True, timeout=1)
+    with pytest.raises(cluster.ClusterRefused, match="uses TLS: give the folder of the client's certificates"):
+        cluster.connect("tls://127.0.0.1:1")
+    with pytest.raises(cluster.ClusterRefused, match="is not a tls:// address"):
+        cluster.connect("tcp://127.0.0.1:1", tls=tmp_path)
+    with pytest.raises(cluster.ClusterRefused, match="lacks ca.pem, cert.pem, key.pem"):
+        cluster.connect("tls://127.0.0.1:1", tls=tmp_path)
+
+
+def test_a_private_key_others_can_read_is_refused(tmp_path):
+    certs = make_certs(tmp_path / "tls")
+    assert cluster.tls_security(certs / "client").require_encryption
+    os.chmod(certs / "client" / "key.pem", 0o644)
+    with pytest.raises(cluster.ClusterRefused, match="readable by others than its owner.*chmod 600"):
+        cluster.tls_security(certs / "client")
+
+
+def test_a_worker_grades_only_in_a_sandbox_layer():
+    """The worker's self-check names its layer: none (unsandboxed) only when the client allowed it."""
+    assert cluster.layer_problem({"layer_name": "bubblewrap", "layer": "bubblewrap (...)"}, False) is None
+    assert cluster.layer_problem({"layer_name": "user", "layer": "unprivileged uid 64000"}, False) is None
+    assert "not in bubblewrap or user" in cluster.layer_problem({"layer_name": "none", "layer": "NONE: ..."}, False)
+    assert cluster.layer_problem({"layer_name": "none", "layer": "NONE: ..."}, True) is None
+    assert cluster.layer_problem({"layer": "an older grader's check"}, False) is not None
+
+
+def _tampered(student, path, only, *args, **kwargs):
+    """What a tampered worker returns for some students (the others are graded for real)."""
+    from tests.test_batch import _add_test, _over_max, forged
+
+    if student == "mallory":  # a folder and a file outside --out
+        graded = forged("../../escape", only=only)
+        graded.files["../../authorized_keys"] = "ssh-ed25519 AAAA mallory\n"
+        return graded
+    if student == "eve":
+        return forged("eve", only=only, tamper=_add_test)
+    if student == "oscar":
+        return forged("oscar", only=only, tamper=_over_max)
+    return _tampered.real(student, path, only, *args, **kwargs)
+
+
+def _tamper(dask_worker):
+    if not hasattr(_tampered, "real"):
+        _tampered.real = batch.grade_student
+    batch.grade_student = _tampered
+
+
+@pytest.mark.slow
+def test_grading_over_tls_refuses_strangers_and_what_a_tampered_worker_returns(one_worker_cluster, tmp_path):
+    """A client with certificates of another CA is refused; grade-all with the course's grades over
+    tls://; a worker's results that name a path, an unknown test or more points than the rubric's are
+    grader error rows, and nothing is written outside --out; a formula in a submission's name is text."""
+    stranger = make_certs(tmp_path / "stranger")
+    with pytest.raises(selfcheck.EnvironmentBroken, match="no Dask scheduler answers at tls://"):
+        cluster.connect(str(one_worker_cluster.file), tls=stranger / "client", timeout=5)
+
+    client = one_worker_cluster.client()
+    try:
+        client.run(_tamper)
+    finally:
+        client.close()
+    submissions = tmp_path / "submissions"
+    keep = shutil.ignore_patterns("__pycache__", "utils.py", "train.py")
+    for name in ("ada", '=HYPERLINK("evil.example","open")', "eve", "mallory", "oscar"):
+        shutil.copytree(SOLUTION, submissions / name, ignore=keep)
+    out = tmp_path / "out"
+    done = subprocess.run(_grade_all_command(submissions, out, one_worker_cluster, only=["1.1"]),
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "(over mutual TLS): 1 of 1 workers passed" in done.stdout + done.stderr
+    with open(out / "gradebook.csv", newline="") as f:
+        book = {row["submission"]: row for row in csv.DictReader(f)}
+    assert book["ada"]["status"] == "graded" and book["ada"]["total"] == "4"
+    assert book["'=HYPERLINK(\"evil.example\",\"open\")"]["total"] == "4"
+    for name, why in (("mallory", "it is named '../../escape', not 'mallory'"),
+                      ("eve", "test '9.9-free' is not one of the tests graded"), ("oscar", "has 100 of 2 points")):
+        assert book[name]["status"] == "grader error" and book[name]["total"] == "", name
+        assert why in (out / name / "error.txt").read_text()
+        assert not (out / name / "results.json").exists()
+    assert not (tmp_path.parent / "escape").exists() and not list(tmp_path.rglob("authorized_keys"))

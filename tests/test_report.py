@@ -193,3 +193,22 @@ def test_a_real_grade_all_output(tmp_path):
         rows = list(csv.DictReader(f))
     assert {r["student"] for r in rows} == {"ada", "bob"}
     assert all(r["status"] == PASSED for r in rows if r["student"] == "ada" and r["status"] != MANUAL)
+
+
+def test_a_class_graded_through_an_insecure_cluster_says_so_at_the_top(tmp_path):
+    """grade-all --insecure-scheduler marks the rows (INSECURE CLUSTER in the sandbox column): the report's
+    first lines say that anyone who reached the cluster could have changed these results."""
+    from autograder.batch import _row
+
+    out = tmp_path / "class"
+    rows = {}
+    for i, student in enumerate(("ada", "bob")):
+        results = grading.GradingResults(student, QUESTIONS, _tests_of(i + 1, student), seconds=10.0,
+                                         sandbox="bubblewrap (namespaces)")
+        results.write(out / student)
+        (out / student / "status.txt").write_text("graded\n")
+        rows[student] = _row(results.to_gradescope(), "graded", list(QUESTIONS), student, insecure=student == "bob")
+    write_gradebook(out, rows, list(QUESTIONS))
+    page = write_report(out).read_text()
+    assert "1 student(s) graded through a plain tcp:// Dask scheduler (--insecure-scheduler)" in page
+    assert page.index("plain tcp://") < page.index("<h2>Summary</h2>")
