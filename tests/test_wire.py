@@ -118,8 +118,9 @@ def test_what_the_format_does_not_hold_is_refused_by_name(value, words):
 F32 = {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}
 REFUSED = {
     "empty": (b"", "too short"),
-    "a torch.save payload": (None, "not a safetensors file|header is not"),
-    "a pickle constructing a bytearray": (pickle.dumps(bytearray(16)) + bytes(64), "not a safetensors file|header is not"),
+    "a torch.save payload": (None, "torch.save or pickle"),
+    "a pickle constructing a bytearray": (pickle.dumps(bytearray(16)) + bytes(64), "torch.save or pickle"),
+    "a pickle of protocol 0": (pickle.dumps([1], protocol=0) + bytes(64), "not a safetensors file"),
     "a header longer than the payload": (payload("null")[:20], "not a safetensors file"),
     "a header beyond the limit": ((2**40).to_bytes(8, "little") + b"{}", "header is too large"),
     "a header that is not UTF-8": (payload(None, raw_header=b'{"\xff": 1}'), "not UTF-8"),

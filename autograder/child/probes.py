@@ -245,17 +245,25 @@ def _float64(what, run):
 
 
 # ---- Question 1: the notebook's functions --------------------------------------------------
-def _numbers(value):
-    """numpy arrays and scalars a notebook answer may return, as tensors and Python numbers."""
+def _numbers(value, done=None):
+    """numpy arrays and scalars a notebook answer may return, as tensors and Python numbers. Each
+    container is converted once (`done`: by id), so that a value sharing references is walked in
+    time linear in its distinct containers (plain then bounds its size)."""
     if type(value).__module__ == "numpy":
         if hasattr(value, "shape") and value.shape:
             return torch.as_tensor(value)
         return value.item() if hasattr(value, "item") else value
-    if isinstance(value, (list, tuple)):
-        return type(value)(_numbers(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _numbers(v) for k, v in value.items()}
-    return value
+    if not isinstance(value, (list, tuple, dict)):
+        return value
+    done = {} if done is None else done
+    if id(value) not in done:
+        done[id(value)] = (value, value)  # the original kept alive (its id stays its own); itself while inside it
+        if isinstance(value, dict):
+            converted = {k: _numbers(v, done) for k, v in value.items()}
+        else:
+            converted = type(value)(_numbers(v, done) for v in value)
+        done[id(value)] = (value, converted)
+    return done[id(value)][1]
 
 
 @probe("notebook.calls")

@@ -196,6 +196,9 @@ def _decode(payload, limits):
         raise WireError(f"{len(payload)} bytes, too short to be a safetensors file")
     length = int.from_bytes(payload[:8], "little")
     if length > limits.header_bytes or 8 + length > len(payload):
+        if payload.startswith((b"PK\x03\x04", b"\x80")):
+            raise WireError("a torch.save or pickle payload (objects, which the grader never reads), not a "
+                            "safetensors file")
         raise WireError(f"not a safetensors file, or its header is too large (it announces {length:,} bytes; the "
                         f"limit is {limits.header_bytes:,} and the payload has {len(payload) - 8:,})")
     try:
