@@ -9,7 +9,8 @@ grader); then every test but the training ones, one child per student file; the 
 last. Each test's time limit is its time allowance (rubric.toml: the test's `time_allowance`, else
 [grading]'s) times the reference's time for it (`make calibrate`), scaled by this machine's speed,
 and at least [grading]'s floor_seconds; the whole grading has total_seconds. After a test of a file times out, the file's remaining tests fail at once with
-that reason instead of waiting again. The results files list every selected test from the start
+that reason instead of waiting again. A check still running here CHECK_MARGIN seconds after its
+test's limit and the child's grace is stopped (an alarm, in the main thread), its test timed out. The results files list every selected test from the start
 (those not reached as "not run"), so an interruption (Ctrl-C, SIGTERM) leaves valid files marked
 incomplete and interrupted.
 """

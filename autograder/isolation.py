@@ -4,8 +4,8 @@
 (autograder/child/runner.py, inside autograder/sandbox.py) run a probe on the student's code and
 returns its plain values; `reference(file)` is the reference solution, loaded here, in the
 grading process, where the checks compare. The child never decides a score: it only returns
-values, whose size is bounded before they are read (autograder/child/wire.py), and whatever it
-says can only fail a test, never mark it "not run".
+values, data read within bounds (autograder/child/wire.py), and whatever it says can only fail a
+test, never mark it "not run": an answer that is not of the format fails the test as crashed.
 
 Every request has a deadline (what is left of the test's time limit); a child that misses it,
 exits or crashes is killed with everything it started, the test fails with a message saying so,
