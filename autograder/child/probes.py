@@ -60,13 +60,14 @@ def plain(value):
     of them; any other object becomes {"__opaque__": type name}, and so does what is nested more than
     20 deep. A value the grader cannot read (a tensor of another dtype, more than wire.ANSWER allows)
     is the student's failure (CheckFailure, CRASHED) with a message saying what and how to fix it."""
-    left, size = [ANSWER.nodes], [0]
+    most = ANSWER.nodes // 6  # a value is at most 6 items of the wire's JSON
+    left, size = [most], [0]
 
     def walk(value, depth):
         left[0] -= 1
         if left[0] < 0:
-            unreadable(f"more than {ANSWER.nodes:,} values (lists, tuples, dicts and their items); return "
-                       f"tensors instead of long lists")
+            unreadable(f"more than {most:,} values (lists, tuples, dicts and their items); return tensors "
+                       f"instead of long lists")
         if depth > 20:
             return {"__opaque__": "deeply nested object"}
         if isinstance(value, torch.Tensor):

@@ -51,16 +51,15 @@ KEY = "hw2"  # the metadata entry holding the structure
 class Limits:
     bytes: int  # the whole payload (tensors included)
     header_bytes: int  # the safetensors header: the structure and the tensors' descriptions
-    nodes: int  # items of the structure (values, keys, containers)
+    nodes: int  # items of the structure's JSON, as _scan counts them (at most 6 for a value: probes.plain)
     depth: int  # nesting of the structure's JSON (a list is 1 level, a tuple 2, a dict 3)
     tensors: int
 
 
 # an answer: trained weights are ~3 MB, a dict of operation counts ~200 items; everything else far less
-ANSWER = Limits(bytes=64 * 2**20, header_bytes=16 * 2**20, nodes=100_000, depth=100, tensors=10_000)
-# a request: the training data of a test (~20 MB of features, ~30,000 items of captions)
+ANSWER = Limits(bytes=64 * 2**20, header_bytes=16 * 2**20, nodes=300_000, depth=100, tensors=10_000)
+# a request: the training data of a test (~20 MB of features, ~60,000 items of captions)
 REQUEST = Limits(bytes=256 * 2**20, header_bytes=64 * 2**20, nodes=1_000_000, depth=100, tensors=10_000)
-MAX_BYTES = ANSWER.bytes
 
 
 class WireError(ValueError):
@@ -121,6 +120,7 @@ def encode(value, limits=ANSWER):
         if isinstance(error, WireError):
             raise
         raise WireError(f"a value json cannot write ({str(error)[:200]})") from None
+    _scan(structure, "the structure", limits.nodes, limits.depth)  # as decode will: what it sends, it reads
     if len(structure) > limits.header_bytes:
         raise WireError(f"values other than tensors of more than {limits.header_bytes:,} characters")
     payload = safetensors.torch.save({str(i): t for i, t in enumerate(tensors)}, metadata={KEY: structure})
