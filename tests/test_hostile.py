@@ -669,8 +669,8 @@ def cnn_counts():  # 1.1-parameter-counts: six levels of 1,000 references to the
     return value
 
 
-def mlp_counts():  # 1.2: a value whose repr is 9 MB, in the dict the check formats
-    return {"hidden": ["x" * 100] * 90_000, "output": 0, "total": 0}
+def mlp_counts():  # 1.2: a value whose repr is 10 MB, in the dict the check formats
+    return {"hidden": ["x" * 250] * 40_000, "output": 0, "total": 0}
 
 
 def bilinear_matrix(W_Q, W_K):  # 1.3-low-rank: a safetensors header that lies
@@ -700,7 +700,7 @@ def attention_probabilities(X, W_Q, W_K):  # 1.3-attention-probabilities: a spar
 
 def test_answers_that_are_not_data_fail_their_tests(grader):
     """Class 9, the answers themselves: a forged torch.save answer whose pickle constructs a 128 MiB
-    bytearray, an answer of shared references (10^18 items as a tree), a value whose repr is 9 MB, a
+    bytearray, an answer of shared references (10^18 items as a tree), a value whose repr is 10 MB, a
     forged safetensors header that lies about its tensor, and a sparse tensor through a patched plain()
     each fail their own test with the plain message (typed as the student's: crashed, or the check's
     own failure), quickly; nothing is "not run", the grading completes, messages stay small and the
