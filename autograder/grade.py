@@ -9,7 +9,8 @@ grader); then every test but the training ones, one child per student file; the 
 last. Each test's time limit is its time allowance (rubric.toml: the test's `time_allowance`, else
 [grading]'s) times the reference's time for it (`make calibrate`), scaled by this machine's speed,
 and at least [grading]'s floor_seconds; the whole grading has total_seconds. After a test of a file times out, the file's remaining tests fail at once with
-that reason instead of waiting again. The results files list every selected test from the start
+that reason instead of waiting again. A check still running here CHECK_MARGIN seconds after its
+test's limit and the child's grace is stopped (an alarm, in the main thread), its test timed out. The results files list every selected test from the start
 (those not reached as "not run"), so an interruption (Ctrl-C, SIGTERM) leaves valid files marked
 incomplete and interrupted.
 """
@@ -17,6 +18,7 @@ incomplete and interrupted.
 import difflib
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -27,7 +29,7 @@ from autograder.rubric import RubricError
 from autograder import sandbox, selfcheck, thresholds
 from autograder.checks import GRADER_ERROR, INTERRUPTED, NotRun, all_checks, run_check, seed_everything
 from autograder.child.compare import IMPORT_ERROR, MISSING_FILE, REFUSED_FILE, SYNTAX_ERROR, TIMED_OUT, CheckFailure
-from autograder.isolation import StudentSubmission, capped
+from autograder.isolation import GRACE_SECONDS, StudentSubmission, capped
 from autograder.results import FAILED, MANUAL, NOT_RUN, PASSED, GradingResults, TestResult
 from autograder.submission import GRADED_FILES, locate_tree, refused_files
 
@@ -42,6 +44,9 @@ CHILD_FILES = {name: [name] for name in GRADED_FILES}
 # referred to is one whoever sees this test also sees)
 FILE_REASONS = (MISSING_FILE, SYNTAX_ERROR, IMPORT_ERROR, REFUSED_FILE)
 VISIBILITY_RANK = {"visible": 0, "after_due_date": 1, "after_published": 2, "hidden": 3}
+# how long a check may go on in the grading process past its test's limit and the child's grace: then
+# it is stopped (values built to be slow to check must not hold up a whole batch)
+CHECK_MARGIN = 60
 NOT_REACHED = "grading stopped before this test (interrupted); grade again"
 
 
@@ -104,11 +109,40 @@ def _grader_errors_not_run(check):
         except Exception as error:
             if sub.answered:
                 raise CheckFailure(f"the values your code returned could not be checked ({type(error).__name__}: "
-                                   f"{error}); they do not have the form the test expects") from error
-            raise NotRun(f"the grader failed on this test ({type(error).__name__}: {error}); please tell your "
-                         f"instructor", GRADER_ERROR) from error
+                                   f"{str(error)[:300]}); they do not have the form the test expects") from error
+            raise NotRun(f"the grader failed on this test ({type(error).__name__}: {str(error)[:1000]}); please tell "
+                         f"your instructor", GRADER_ERROR) from error
 
     return run
+
+
+class CheckOverran(BaseException):
+    """Raised by the alarm of a check that went on past its deadline (not an Exception: no check catches it)."""
+
+
+def _run_within(check, sub, seconds):
+    """`run_check(check, sub)`, stopped after `seconds` as a timed-out failure of the test (the child
+    stopped too; the next test starts a fresh one). The alarm (SIGALRM) needs the main thread: elsewhere
+    (grade() called from a worker thread) the check runs without it."""
+    if threading.current_thread() is not threading.main_thread():
+        return run_check(check, sub)
+
+    def overran(signum, frame):
+        raise CheckOverran()
+
+    previous = signal.signal(signal.SIGALRM, overran)
+    try:
+        try:
+            signal.setitimer(signal.ITIMER_REAL, seconds)
+            return run_check(check, sub)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    except CheckOverran:  # (also when it fired as the check ended: the inner finally is covered)
+        sub.stop()
+        return (FAILED, f"timed out: checking what your code returned took more than {seconds:.0f} s (this test's "
+                        f"limit, and a margin for the grader's own work), and was stopped", TIMED_OUT)
+    finally:
+        signal.signal(signal.SIGALRM, previous)
 
 
 class _Clock:
@@ -142,7 +176,8 @@ def _run_file(tree, file, tests, limits, floor, clock, hung, on_result):
             seed_everything()
             sub.begin_test(seconds)
             start = time.time()
-            status, message, reason = run_check(_grader_errors_not_run(checks[test.id]), sub)
+            status, message, reason = _run_within(_grader_errors_not_run(checks[test.id]), sub,
+                                                  seconds + GRACE_SECONDS + CHECK_MARGIN)
             took = time.time() - start
             if status == FAILED and reason == TIMED_OUT:
                 if seconds < limits[test.id]:

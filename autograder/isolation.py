@@ -4,8 +4,8 @@
 (autograder/child/runner.py, inside autograder/sandbox.py) run a probe on the student's code and
 returns its plain values; `reference(file)` is the reference solution, loaded here, in the
 grading process, where the checks compare. The child never decides a score: it only returns
-values, whose size is bounded before they are read (autograder/child/wire.py), and whatever it
-says can only fail a test, never mark it "not run".
+values, data read within bounds (autograder/child/wire.py), and whatever it says can only fail a
+test, never mark it "not run": an answer that is not of the format fails the test as crashed.
 
 Every request has a deadline (what is left of the test's time limit); a child that misses it,
 exits or crashes is killed with everything it started, the test fails with a message saying so,
@@ -31,9 +31,9 @@ from pathlib import Path
 
 from autograder import sandbox, standins
 from autograder.child import confine
-from autograder.child.compare import CRASHED, TIMED_OUT, CheckFailure
+from autograder.child.compare import CRASHED, FAILED, REASONS, TIMED_OUT, UNREADABLE, CheckFailure, shown
 from autograder.child.probes import unplain
-from autograder.child.wire import HEADER, MAX_BYTES, WireError, decode, encode, frame, payload_size
+from autograder.child.wire import ANSWER, HEADER, REQUEST, WireError, decode, encode, frame, payload_size
 from autograder.submission import load_reference, prepare_workdir
 
 GRACE_SECONDS = 15  # beyond the child's own alarm, before the grader kills it
@@ -46,6 +46,23 @@ def capped(text, limit=TEXT_LIMIT):
     """`text` as a str of at most `limit` characters (plus a note of how many were dropped)."""
     text = str(text)
     return text if len(text) <= limit else text[:limit] + f" [... {len(text) - limit:,} more characters]"
+
+
+def answer_of(reply):
+    """`reply` (decoded) when it has the form of the child's answers (runner.answer): {"value": ...,
+    "printed": str} or {"status": "failed", "message": str, "reason": one of compare.REASONS,
+    "printed": str}; WireError saying how it differs."""
+    if not isinstance(reply, dict):
+        raise WireError(f"an answer that is a {type(reply).__name__}, not a dict")
+    if "value" in reply:
+        form = {"value", "printed"}
+    elif reply.get("status") == FAILED and isinstance(reply.get("message"), str) and reply.get("reason") in REASONS:
+        form = {"status", "message", "reason", "printed"}
+    else:
+        raise WireError("an answer with neither a value nor a failure's message and reason")
+    if set(reply) != form or not isinstance(reply["printed"], str):
+        raise WireError(f"an answer whose keys are {shown(list(reply))}; expected {sorted(form)}")
+    return reply
 
 
 class StudentProcess:
@@ -74,6 +91,12 @@ class StudentProcess:
         os.close(request_read)
         os.close(answer_write)
         os.set_blocking(self.request_fd, False)  # writes wait in select, with the request's deadline
+
+    def stop(self):
+        """Kill the child and every process it started, whatever it is doing (a request left unanswered):
+        the next request starts a fresh one."""
+        if self.child is not None:
+            self._stopped("")
 
     def close(self):
         """Stop the child and every process it started."""
@@ -122,7 +145,8 @@ class StudentProcess:
         failures = {"eof": crashed, "timeout": f"timed out after {limit:g} s (an infinite loop, or far too slow?); the "
                                                f"grading process did not stop by itself and was killed (exit code {{code}})."}
         try:
-            sent = self._write(encode({"probe": probe, "inputs": inputs, "seconds": seconds, "limit": limit}), deadline)
+            sent = self._write(encode({"probe": probe, "inputs": inputs, "seconds": seconds, "limit": limit}, REQUEST),
+                               deadline)
         except OSError:  # the child is gone
             sent = "eof"
         reasons = {"eof": CRASHED, "timeout": TIMED_OUT, "disk": CRASHED}
@@ -133,19 +157,19 @@ class StudentProcess:
         if isinstance(header, str):
             raise CheckFailure(self._stopped(failures[header]), reasons[header])
         try:
-            size = payload_size(header, MAX_BYTES)
+            size = payload_size(header, ANSWER.bytes)
         except WireError as error:
-            raise CheckFailure(self._stopped(f"your code returned values too large to read back ({error}); grading "
-                                             f"process stopped (exit code {{code}})."), CRASHED) from None
+            raise CheckFailure(self._stopped(f"{UNREADABLE}: {error}, too large to read back; the grading process "
+                                             f"was stopped (exit code {{code}})."), CRASHED) from None
         payload = self._read(size, deadline)
         if isinstance(payload, str):
             raise CheckFailure(self._stopped(failures[payload]), reasons[payload])
         try:
-            return decode(payload)
+            return answer_of(decode(payload, ANSWER))
         except WireError as error:
-            raise CheckFailure(self._stopped(f"the grading process answered with something unreadable ({error}); "
-                                             f"did your code write to a file descriptor it did not open, or return "
-                                             f"millions of objects? (exit code {{code}})"), CRASHED) from None
+            raise CheckFailure(self._stopped(f"{UNREADABLE}: {error}. Did your code write to a file descriptor it "
+                                             f"did not open? The grading process was stopped (exit code {{code}})."),
+                               CRASHED) from None
 
     def _confirm_confined(self):
         """The new child's own word (no student code has run in it yet) that it has no channel out of
@@ -234,14 +258,12 @@ class StudentSubmission:
             reply = process.request(probe, inputs, seconds, self.test_seconds)
         except CheckFailure as error:
             raise CheckFailure(capped(error), error.reason) from None
-        if not isinstance(reply, dict):
-            raise CheckFailure("the grading process answered with something unreadable", CRASHED)
         if "value" in reply:
             self.answered = True
             if reply.get("printed") and not process.quiet:
                 self.printed.append(capped(reply["printed"]))
             return unplain(reply["value"])
-        failure = CheckFailure(capped(reply.get("message")), reply.get("reason"))  # the student's kinds only
+        failure = CheckFailure(capped(reply["message"]), reply["reason"])  # the student's kinds only (answer_of)
         if process.quiet:  # the grader's correct code ran beside the student's: say nothing the child said
             what = "not implemented yet" if failure.reason == "not implemented" else failure.reason
             raise CheckFailure(f"your code failed ({what}) while it trained together with the grader's "
@@ -253,6 +275,10 @@ class StudentSubmission:
         raise failure
 
     reference = staticmethod(load_reference)
+
+    def stop(self):
+        """Kill the child now (a check was stopped mid-request); the next request starts a fresh one."""
+        self.process.stop()
 
     def cleanup(self):
         self.process.close()

@@ -23,6 +23,8 @@ test of the notebook q1.ipynb (questions 1.x: no data, no training) wherever it 
   capabilities (2), filling /tmp (11), a process flood (12);
 - `SPOOFS`: snooping the reference and the data (4, 5), a spoofed "not run" (6), an environment
   secret (7), an oversized message and huge answers (9);
+- `ANSWERS`: answers that are not data (9): a forged pickle that constructs an object, shared
+  references, a huge repr, a forged safetensors header that lies, a sparse tensor;
 - a class graded by grade-all (question 1.1): links and a FIFO (3), a classmate's files (8), zip
   bombs (10), non-UTF-8 output (13);
 - `CNN` and `CAPTIONS` (2.2 and 3.1a, the default mode only: training is the dearest): the label
@@ -619,8 +621,8 @@ def test_snooping_spoofing_secrets_and_oversized_values(grader):
     spoofed = graded.output("1.1-parameter-counts")
     assert "NotRun" in spoofed and not spoofed.startswith("NOT RUN"), spoofed
     # 9: a forged answer of 16 million objects, 100 MB of values, a 30 MB message
-    assert "unreadable" in graded.output("1.1-output-sizes"), graded.output("1.1-output-sizes")
-    assert "values too large to read back" in graded.output("1.2-parameter-counts"), graded.output("1.2-parameter-counts")
+    assert "cannot read" in graded.output("1.1-output-sizes"), graded.output("1.1-output-sizes")
+    assert "more than 64 MB" in graded.output("1.2-parameter-counts"), graded.output("1.2-parameter-counts")
     message = graded.output("1.3-attention-probabilities")
     assert "ValueError" in message and "more characters" in message and len(message) < 10_000
     graded.sizes_bounded()
@@ -632,6 +634,104 @@ def test_snooping_spoofing_secrets_and_oversized_values(grader):
     # 5: nothing of the reference, the hidden checks, the data or the captions is readable
     assert _report(graded.output("1.3-low-rank"), "SNOOP") == [], graded.output("1.3-low-rank")
     assert seconds < 90
+
+
+# ---- 9: answers that are not data (the notebook) ---------------------------------------------------
+ANSWERS = r"""
+import io as _io, json as _json, os as _os, pickle as _pickle, struct as _struct, sys as _sys, time as _time
+import zipfile as _zipfile
+import torch as _torch
+import autograder.child.probes as _probes
+
+
+def _send(payload):  # straight to the runner's answer descriptor, then wait to be stopped
+    view = memoryview(_struct.pack(">Q", len(payload)) + payload)
+    while view:
+        view = view[_os.write(int(_sys.argv[4]), view):]
+    _time.sleep(120)
+
+
+class _Allocate:  # unpickled: bytearray(128 MiB), a constructor torch.load(weights_only=True) allowed
+    def __reduce__(self):
+        return bytearray, (128 * 2**20,)
+
+
+def conv_output_size(*args, **kwargs):  # 1.1-output-sizes: an answer that constructs an object
+    buffer = _io.BytesIO()
+    with _zipfile.ZipFile(buffer, "w", _zipfile.ZIP_STORED) as archive:  # as torch.save writes
+        archive.writestr("archive/data.pkl", _pickle.dumps({"value": [_Allocate()], "printed": ""}, protocol=2))
+        archive.writestr("archive/version", "3\n")
+    _send(buffer.getvalue())
+
+
+def cnn_counts():  # 1.1-parameter-counts: six levels of 1,000 references to the level below
+    value = [0]
+    for _ in range(6):
+        value = [value] * 1000
+    return value
+
+
+def mlp_counts():  # 1.2: a value whose repr is 10 MB, in the dict the check formats
+    return {"hidden": ["x" * 250] * 40_000, "output": 0, "total": 0}
+
+
+def bilinear_matrix(W_Q, W_K):  # 1.3-low-rank: a safetensors header that lies
+    header = _json.dumps({"__metadata__": {"hw2": '{"dict": [["value", [{"tensor": 0}]], ["printed", ""]]}'},
+                          "0": {"dtype": "F32", "shape": [2**20, 2**20], "data_offsets": [0, 2**42]}}).encode()
+    _send(len(header).to_bytes(8, "little") + header + bytes(64))
+
+
+_plain = _probes.plain
+
+
+def _sparse_plain(value):  # a patched plain() sending what the format does not hold (from the second
+    if isinstance(value, list) and value and isinstance(value[0], str) and value[0] == "SPARSE":  # probe on)
+        return [_torch.eye(3).to_sparse()]
+    return _plain(value)
+
+
+_probes.plain = _sparse_plain
+
+
+def attention_probabilities(X, W_Q, W_K):  # 1.3-attention-probabilities: a sparse tensor, through plain()
+    return "SPARSE"
+
+# equivalent_head stays correct: 1.3-equivalent-heads keeps its point
+"""
+
+
+def test_answers_that_are_not_data_fail_their_tests(grader):
+    """Class 9, the answers themselves: a forged torch.save answer whose pickle constructs a 128 MiB
+    bytearray, an answer of shared references (10^18 items as a tree), a value whose repr is 10 MB, a
+    forged safetensors header that lies about its tensor, and a sparse tensor through a patched plain()
+    each fail their own test with the plain message (typed as the student's: crashed, or the check's
+    own failure), quickly; nothing is "not run", the grading completes, messages stay small and the
+    grading process's memory near its normal peak (about 0.6 GB for these tests); the correct
+    function keeps its point."""
+    space = grader.workspace()
+    tree = _tree(space / "student", **{"q1.ipynb": _notebook({}, ANSWERS)})
+    graded, seconds, peak = grader.grade(tree, space / "out", "1.1,1.2,1.3", seconds=30)
+
+    every = graded.text + graded.feedback
+    hostile = ["1.1-output-sizes", "1.1-parameter-counts", "1.2-parameter-counts", "1.3-attention-probabilities",
+               "1.3-low-rank"]
+    assert all(graded.tests[t]["status"] == "failed" and graded.score(t) == 0 for t in hostile), every[:3000]
+    assert graded.score("1.3-equivalent-heads") == 1 and graded.results["score"] == 1
+    assert not any(t["extra_data"]["not_run"] for t in graded.tests.values())
+    assert not graded.results["extra_data"]["incomplete"] and "INCOMPLETE" not in graded.feedback
+    for test_id, words in [("1.1-output-sizes", "torch.save or pickle"), ("1.1-parameter-counts", "more than 50,000 values"),
+                           ("1.3-attention-probabilities", "sparse"), ("1.3-low-rank", "data take")]:
+        message = graded.output(test_id)
+        assert "your code returned something the grader cannot read" in message and words in message, message
+        assert graded.tests[test_id]["extra_data"]["reason"] == "crashed", graded.tests[test_id]
+    assert graded.tests["1.1-parameter-counts"]["extra_data"]["seconds"] < 10  # refused, not walked
+    shown = graded.output("1.2-parameter-counts")  # the check's own failure, its value shown bounded
+    assert "mlp_counts() gives" in shown and "..." in shown and len(shown) < 1000, shown
+    graded.sizes_bounded()
+    print(f"\n{grader.mode}: grading process peak {peak / 1024:.0f} MB, {seconds:.0f} s; the shared references' "
+          f"test {graded.tests['1.1-parameter-counts']['extra_data']['seconds']} s")
+    assert peak is not None and peak < 1_000_000, f"the grading process peaked at {peak / 1024:.0f} MB"
+    assert seconds < 120
 
 
 # ---- 3, 8, 10, 13: a class graded with grade-all (question 1.1: q1.ipynb, the cheapest) -----------

@@ -7,7 +7,7 @@ repository as its public tests (`make release`), giving the same messages as the
 import torch
 
 from autograder.checks import check
-from autograder.child.compare import expect_same_jacobians, expect_tensor, expect_varies, fail
+from autograder.child.compare import expect_same_jacobians, expect_tensor, expect_varies, fail, shown
 
 PARAMETERS = 769_930
 # the statement's network: conv 1->16 3x3, conv 16->32 3x3, linear 1152->600, 600->120, 120->10
@@ -27,8 +27,9 @@ def architecture(sub):
     if found != expected:
         missing = [s for s in expected if s not in found]
         extra = [s for s in found if s not in expected]
-        fail(f"your CNN has {count:,} trainable parameters in tensors of shapes {found}; the statement's has "
-             f"{PARAMETERS:,}. Missing shapes: {missing or 'none'}; unexpected: {extra or 'none'}. "
+        fail(f"your CNN has {count:,} trainable parameters in tensors of shapes {shown(found, 400)}; the statement's "
+             f"has {PARAMETERS:,}. Missing shapes: {missing or 'none'}; "
+             f"unexpected: {shown(extra) if extra else 'none'}. "
              f"Check kernel sizes, channels and the 1152 -> 600 -> 120 -> 10 linear layers.")
     if count != PARAMETERS:
         fail(f"your CNN has {count:,} trainable parameters; expected {PARAMETERS:,} (some are frozen?)")
@@ -65,6 +66,6 @@ def gradients(sub):
     expect_tensor("CNN output", found["output"], (8, 10), None)
     for name, gradient in found["gradients"].items():
         if gradient is None or gradient.abs().sum() == 0:
-            fail(f"parameter {name} received no gradient after backward: it is not used in the forward pass "
+            fail(f"parameter {name[:100]} received no gradient after backward: it is not used in the forward pass "
                  f"(or the graph is broken, e.g. by .detach() or .numpy())")
     expect_same_jacobians("your forward", found["jacobians"], atol=1e-4)

@@ -5,7 +5,7 @@ graded by hand (`manual = true` in the rubric)."""
 import torch
 
 from autograder.checks import check
-from autograder.child.compare import expect_close, expect_tensor, fail
+from autograder.child.compare import expect_close, expect_tensor, fail, shown
 from autograder.child.probes import NOTEBOOK
 
 
@@ -22,18 +22,18 @@ def _signature(name, args):
 def _expect_same_ints(calls, got, expected):
     for (name, args), g, e in zip(calls, got, expected):
         if type(g) is not int:
-            fail(f"{_signature(name, args)} returned a {type(g).__name__} ({g!r}); expected a Python int")
+            fail(f"{_signature(name, args)} returned a {type(g).__name__} ({shown(g)}); expected a Python int")
         if g != e:
-            fail(f"{_signature(name, args)} returned {g}; expected {e}")
+            fail(f"{_signature(name, args)} returned {shown(g)}; expected {e}")
 
 
 def _expect_same_counts(name, got, expected):
     if not isinstance(got, dict) or set(got) != set(expected):
-        keys = sorted(got) if isinstance(got, dict) else type(got).__name__
+        keys = shown(sorted(got)) if isinstance(got, dict) else type(got).__name__
         fail(f"{name}() returned {keys}; expected a dict with the keys {sorted(expected)}")
     wrong = {key: got[key] for key in expected if got[key] != expected[key]}
     if wrong:
-        fail(f"{name}() gives {wrong}; " + ", ".join(f"{key} should be {expected[key]:,}" for key in wrong))
+        fail(f"{name}() gives {shown(wrong)}; " + ", ".join(f"{key} should be {expected[key]:,}" for key in wrong))
 
 
 @check("1.1-output-sizes")

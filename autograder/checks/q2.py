@@ -13,7 +13,7 @@ from autograder import thresholds
 from autograder.checks import check, data_missing
 from autograder.checks.public_q2 import random_images
 from autograder.child.compare import (CheckFailure, expect_close, expect_float, expect_same_operations, expect_tensor,
-                                      expect_varies, fail)
+                                      expect_varies, fail, shown)
 from autograder.child.probes import CNN_FILE, load_by_shape, log_probabilities, median_seconds, small_classifier
 
 FILE = CNN_FILE
@@ -49,7 +49,7 @@ def equivalence(sub):
     by_shape = {tuple(p.shape): p.grad for p in reference.parameters()}
     for shape, gradient in found["gradients"]:
         if gradient is None:
-            fail(f"the parameter of shape {tuple(shape)} received no gradient")
+            fail(f"the parameter of shape {shown(shape)} received no gradient")
         expect_close(f"gradient of the parameter of shape {tuple(shape)}", gradient, by_shape[tuple(shape)],
                      rtol=1e-3, atol=1e-5)
 

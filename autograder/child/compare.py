@@ -5,6 +5,7 @@ reference code, only what was expected of the student's output.
 """
 
 import math
+import reprlib
 
 import torch
 
@@ -17,6 +18,33 @@ WRONG, NOT_IMPLEMENTED, RAISED, TIMED_OUT, OUT_OF_MEMORY, CRASHED = (
 MISSING_FILE, SYNTAX_ERROR, IMPORT_ERROR, REFUSED_FILE = "missing file", "syntax error", "import error", "refused file"
 REASONS = (WRONG, NOT_IMPLEMENTED, RAISED, TIMED_OUT, OUT_OF_MEMORY, CRASHED, MISSING_FILE, SYNTAX_ERROR, IMPORT_ERROR,
            REFUSED_FILE)
+
+
+# the start of the message of a value the grader cannot read (wire.py's format), typed CRASHED
+UNREADABLE = "your code returned something the grader cannot read"
+
+
+class _Shown(reprlib.Repr):
+    """reprlib's bounded representation (a few items of each container, a few levels), tensors as their
+    shape and dtype."""
+
+    def __init__(self):
+        super().__init__()
+        self.maxlevel, self.maxlist, self.maxtuple, self.maxdict, self.maxstring, self.maxother = 4, 16, 16, 8, 80, 80
+
+    def repr_Tensor(self, tensor, level):
+        return f"a tensor of shape {tuple(tensor.shape)[:8]} and dtype {str(tensor.dtype).replace('torch.', '')}"
+
+
+def shown(value, limit=200):
+    """A representation of `value` (something the student's code returned) of at most `limit` characters,
+    computed in time bounded by the limit, whatever the value's size: every message that shows a
+    returned value shows it this way."""
+    try:
+        text = _Shown().repr(value)
+    except Exception:  # an int beyond the digits Python writes
+        text = f"a {type(value).__name__}"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 class CheckFailure(AssertionError):
@@ -38,7 +66,7 @@ def expect_tensor(what, got, shape=None, dtype=torch.float32):
     if not isinstance(got, torch.Tensor):
         fail(f"{what} is a {type(got).__name__}; expected a torch.Tensor")
     if shape is not None and tuple(got.shape) != tuple(shape):
-        fail(f"{what} has shape {tuple(got.shape)}; expected {tuple(shape)}")
+        fail(f"{what} has shape {shown(tuple(got.shape))}; expected {tuple(shape)}")
     if dtype is not None and got.dtype != dtype:
         fail(f"{what} has dtype {got.dtype}; expected {dtype}")
     if not torch.isfinite(got).all():
@@ -69,7 +97,7 @@ def expect_float(what, got):
     if type(got) is not float:
         fail(f"{what} is a {type(got).__name__}; expected a Python float")
     if not math.isfinite(got):
-        fail(f"{what} is {got}; expected a finite number")
+        fail(f"{what} is {shown(got)}; expected a finite number")
     return got
 
 
@@ -95,7 +123,7 @@ def expect_same_operations(what, small, large, small_case, large_case, hint):
     grown = {name: (small.get(name, 0), count) for name, count in large.items() if count > small.get(name, 0)}
     if grown:
         name, (before, after) = max(grown.items(), key=lambda item: item[1][1] - item[1][0])
-        fail(f"{what} performs more tensor operations on {large_case} than on {small_case} ({name} ran {before} "
+        fail(f"{what} performs more tensor operations on {large_case} than on {small_case} ({name[:100]} ran {before} "
              f"time(s), then {after}): {hint}")
 
 

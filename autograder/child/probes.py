@@ -20,6 +20,7 @@ wrong (so that one mistake is not charged twice); `use` names the ones to take f
 """
 
 import importlib.util
+import math
 import os
 import re
 import resource
@@ -31,9 +32,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from .compare import CRASHED, FAILED, NOT_IMPLEMENTED, OUT_OF_MEMORY, PASSED, RAISED, TIMED_OUT, CheckFailure, fail
+from .compare import (CRASHED, FAILED, NOT_IMPLEMENTED, OUT_OF_MEMORY, PASSED, RAISED, TIMED_OUT, UNREADABLE,
+                      CheckFailure, fail)
 
 from .submission import ATTENTION, CNN_FILE, DECODER, NOTEBOOK
+from .wire import ANSWER, DTYPE_NAMES, tensor_problem
+
 PROBES = {}
 
 
@@ -50,27 +54,67 @@ class Opaque:
     type, so that messages say "a float64" or "an ndarray"."""
 
 
-def plain(value, depth=0):
-    """`value` made of tensors (detached), numbers, strings, None, lists, tuples and dicts of them;
-    anything else becomes {"__opaque__": type name}."""
-    if depth > 20:
-        return {"__opaque__": "deeply nested object"}
-    if isinstance(value, torch.Tensor):
-        return value.detach().as_subclass(torch.Tensor).clone()
-    if value is None or type(value) in (bool, int, float, str):
-        return value
-    if type(value) in (list, tuple):
-        return type(value)(plain(v, depth + 1) for v in value)
-    if type(value) is dict and all(type(k) is str for k in value):
-        return {k: plain(v, depth + 1) for k, v in value.items()}
-    return {"__opaque__": type(value).__name__}
+def plain(value):
+    """`value` made of what the wire format holds (wire.py): tensors (detached, dense, contiguous, on
+    the CPU, each with its own storage), numbers, strings, None, lists, tuples and dicts with str keys
+    of them; any other object becomes {"__opaque__": type name}, and so does what is nested more than
+    20 deep. A value the grader cannot read (a tensor of another dtype, more than wire.ANSWER allows)
+    is the student's failure (CheckFailure, CRASHED) with a message saying what and how to fix it."""
+    most = ANSWER.nodes // 6  # a value is at most 6 items of the wire's JSON
+    left, size = [most], [0]
+
+    def walk(value, depth):
+        left[0] -= 1
+        if left[0] < 0:
+            unreadable(f"more than {most:,} values (lists, tuples, dicts and their items); return tensors "
+                       f"instead of long lists")
+        if depth > 20:
+            return {"__opaque__": "deeply nested object"}
+        if isinstance(value, torch.Tensor):
+            return dense(value)
+        if value is None or type(value) in (bool, int, float, str):
+            return value
+        if type(value) in (list, tuple):
+            return type(value)(walk(v, depth + 1) for v in value)
+        if type(value) is dict and all(type(k) is str for k in value):
+            return {k: walk(v, depth + 1) for k, v in value.items()}
+        return {"__opaque__": type(value).__name__[:200]}
+
+    def dense(tensor):
+        try:
+            tensor = tensor.detach()
+            size[0] += 0 if tensor.is_nested else math.prod(tensor.shape) * tensor.element_size()
+            if size[0] <= ANSWER.bytes and tensor.layout != torch.strided and not tensor.is_nested:
+                tensor = tensor.to_dense()  # sparse
+            if size[0] <= ANSWER.bytes and tensor.device.type != "cpu":
+                tensor = tensor.cpu()
+            if size[0] <= ANSWER.bytes and tensor.layout == torch.strided:
+                tensor = tensor.as_subclass(torch.Tensor)
+        except TestTimeout:
+            raise
+        except Exception as error:
+            unreadable(f"a tensor that cannot be made a dense CPU tensor ({type(error).__name__}: {str(error)[:200]})")
+        if size[0] > ANSWER.bytes:
+            unreadable(f"tensors of more than {ANSWER.bytes // 2**20} MB in all")
+        problem = tensor_problem(tensor)
+        if problem:
+            unreadable(problem + ("; convert it (e.g. with .float())" if tensor.dtype not in DTYPE_NAMES else ""))
+        return tensor.clone(memory_format=torch.contiguous_format)
+
+    return walk(value, 0)
+
+
+def unreadable(what):
+    """The student's failure of returning something the grader cannot read (wire.py's format)."""
+    raise CheckFailure(f"{UNREADABLE}: {what}", CRASHED)
 
 
 def unplain(value):
     """The inverse of `plain` for the grader: opaque markers become `Opaque` instances."""
     if isinstance(value, dict):
-        if set(value) == {"__opaque__"}:
-            return type(str(value["__opaque__"]), (Opaque,), {})()
+        if set(value) == {"__opaque__"}:  # a class named as the child said, within bounds
+            name = re.sub(r"[^A-Za-z0-9_.]", "_", str(value["__opaque__"])[:80]) or "object"
+            return type(name, (Opaque,), {})()
         return {k: unplain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return type(value)(unplain(v) for v in value)
@@ -202,17 +246,25 @@ def _float64(what, run):
 
 
 # ---- Question 1: the notebook's functions --------------------------------------------------
-def _numbers(value):
-    """numpy arrays and scalars a notebook answer may return, as tensors and Python numbers."""
+def _numbers(value, done=None):
+    """numpy arrays and scalars a notebook answer may return, as tensors and Python numbers. Each
+    container is converted once (`done`: by id), so that a value sharing references is walked in
+    time linear in its distinct containers (plain then bounds its size)."""
     if type(value).__module__ == "numpy":
         if hasattr(value, "shape") and value.shape:
             return torch.as_tensor(value)
         return value.item() if hasattr(value, "item") else value
-    if isinstance(value, (list, tuple)):
-        return type(value)(_numbers(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _numbers(v) for k, v in value.items()}
-    return value
+    if not isinstance(value, (list, tuple, dict)):
+        return value
+    done = {} if done is None else done
+    if id(value) not in done:
+        done[id(value)] = (value, value)  # the original kept alive (its id stays its own); itself while inside it
+        if isinstance(value, dict):
+            converted = {k: _numbers(v, done) for k, v in value.items()}
+        else:
+            converted = type(value)(_numbers(v, done) for v in value)
+        done[id(value)] = (value, converted)
+    return done[id(value)][1]
 
 
 @probe("notebook.calls")

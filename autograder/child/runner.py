@@ -23,19 +23,18 @@ import tempfile
 
 import torch
 
-from .compare import FAILED, PASSED
+from .compare import CRASHED, FAILED, PASSED, UNREADABLE
 from .confine import confine
 from .probes import TestTimeout, run_probe
 from .seeds import seed_everything
 from .submission import Submission
-from .wire import decode, encode, read_message, write_message
+from .wire import REQUEST, WireError, decode, encode, read_message, write_message
 
 MEMORY_GB = float(os.environ.get("HW2_MEMORY_GB", 8))  # address-space limit of this process
 PROCESSES = int(os.environ.get("HW2_PROCESSES", 64))  # processes and threads of the sandbox's user
 FILE_MB = 256  # no file it writes may grow beyond this
 OPEN_FILES = 256
 OUTPUT_LIMIT = 1500
-MAX_REQUEST_BYTES = 256 * 2**20
 
 
 class CappedOutput(io.TextIOBase):
@@ -93,15 +92,16 @@ def main(argv=None):
     os.chdir(tempfile.mkdtemp(prefix="hw2-run-"))  # a writable current folder for the student's code
     sub = Submission(workdir, shown_as=shown_as)
     while True:
-        payload = read_message(request_fd, MAX_REQUEST_BYTES)
+        payload = read_message(request_fd, REQUEST.bytes)
         if payload is None:
             return
-        reply = answer(sub, decode(payload, max_operations=10_000_000))
+        reply = answer(sub, decode(payload, REQUEST))
         try:
             payload = encode(reply)
-        except Exception as error:  # a value torch cannot save
-            payload = encode({"status": FAILED, "message": f"your code returned a value that cannot be read back "
-                                                            f"({type(error).__name__}: {error})", "printed": ""})
+        except Exception as error:  # a value the format does not hold (probes.plain makes every other one fit)
+            detail = str(error) if isinstance(error, WireError) else f"{type(error).__name__}: {error}"
+            payload = encode({"status": FAILED, "message": f"{UNREADABLE}: {detail[:500]}", "reason": CRASHED,
+                              "printed": reply.get("printed", "")})
         write_message(answer_fd, payload)
         reap()
 
