@@ -157,7 +157,25 @@ def grade_on_cluster(scheduler, todo, only, allow_unsandboxed, submissions, log=
         client.close()
         raise
     where = f"on the Dask cluster at {scheduler}: {len(able)} of {len(problems)} workers passed the grader's check"
-    return _gradings(client, todo, only, allow_unsandboxed, environment), where
+    first_pass = _gradings(client, todo, only, allow_unsandboxed, environment)
+    return _regrading_alone(scheduler, first_pass, todo, only, allow_unsandboxed, environment), where
+
+
+def _regrading_alone(scheduler, first_pass, todo, only, allow_unsandboxed, environment):
+    """The gradings of `first_pass`, except that a student with a timed-out test, graded while others were,
+    is graded again at the end, alone on the cluster (one task at a time), and that grading is final."""
+    again = {}
+    try:
+        for student, graded in first_pass:
+            if len(todo) > 1 and batch.timed_out_tests(graded):
+                again[student] = batch.timed_out_tests(graded)
+                continue
+            yield student, graded
+    finally:
+        first_pass.close()
+    for student, first in again.items():
+        for _, graded in _gradings(connect(scheduler), {student: todo[student]}, only, allow_unsandboxed, environment):
+            yield student, batch.regraded_alone(graded, first)
 
 
 def _gradings(client, todo, only, allow_unsandboxed, environment):
