@@ -39,6 +39,7 @@ from autograder.child.wire import HEADER, MAX_BYTES, WireError, decode, encode, 
 from autograder.submission import load_reference, prepare_workdir
 
 GRACE_SECONDS = 15  # of CPU time beyond the child's own timer, before the grader kills it
+TOLERANCE_SECONDS = 1  # of CPU time beyond the limit in an answer (the child's own timer and the grader's measure differ a little)
 # a test's wall-time backstop: this many times its CPU-time limit (plus GRACE_SECONDS). A child that
 # gets a third of a core (JOBS=2 on two cores beside four other busy processes) still reaches its
 # CPU limit first; one that sleeps waits this long (under a minute and a half at the 20 s floor), and
@@ -158,10 +159,15 @@ class StudentProcess:
             self._fail(payload)
         self.cpu_used = self._used()
         try:
-            return decode(payload)
+            reply = decode(payload)
         except WireError as error:
             self._fail(f"the grading process answered with something unreadable ({error}); did your code write to "
                        f"a file descriptor it did not open, or return millions of objects? (exit code {{code}})")
+        stopped_itself = isinstance(reply, dict) and reply.get("reason") == TIMED_OUT
+        if spent + self.cpu_used > limit + TOLERANCE_SECONDS and not stopped_itself:  # an answer, but too late
+            raise CheckFailure(f"timed out: used {spent + self.cpu_used:.0f} s of CPU time (the limit is {limit:g} s), "
+                               f"counting the processes your code started", TIMED_OUT)
+        return reply
 
     def _used(self):
         return max(0.0, self.cpu_seconds() - self._start_cpu)
@@ -172,6 +178,8 @@ class StudentProcess:
         self.cpu_used = used = self._used()
         total, limit = self._spent + used, self._limit
         reason = TIMED_OUT if what in ("timeout", "stalled") else CRASHED
+        if what == "stalled" and total > limit:  # it used its CPU time too, only more slowly than the wall allows
+            what = "timeout"
         if what == "eof" and self.accounting.out_of_memory():
             message, reason = (f"your code used more memory than the limit ({MEMORY_GB:g} GB) and was killed (exit "
                                f"code {{code}})."), OUT_OF_MEMORY

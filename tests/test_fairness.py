@@ -255,21 +255,20 @@ def _full_marks(results):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("env, accounting", [
-    pytest.param({}, cgroups.kind(), id="cgroups", marks=needs_cgroups),
-    pytest.param({"HW2_CGROUPS": "0"}, cgroups.PROCESS_TREE, id="process-tree")])
+@pytest.mark.timeout(900)  # the classmate times out beside the honest one: it is graded twice
+@pytest.mark.parametrize("env, accounting", MODES)
 def test_a_classmate_burning_the_cpu_costs_an_honest_submission_nothing(tmp_path, env, accounting):
-    """A classmate graded at the same time keeps ~60 busy processes, each in a session of its own, during
-    each of its requests; an honest copy of the reference keeps full marks. With control groups its
-    processes share one core; without, a test of the honest one that timed out meanwhile is graded again
-    alone."""
+    """A classmate graded at the same time keeps 60 busy processes (as many as its process limit allows),
+    each in a session of its own, during each of its requests; an honest copy of the reference keeps full
+    marks on 2.2's tests but the training one (the dearest: the CPU-time ratio of 2.2-vectorized is among
+    them). With control groups the classmate's processes share one core; without, a test of the honest
+    one that timed out meanwhile would be graded again alone."""
     subs = tmp_path / "subs"
     _copy(subs / "honest")
     classmate = _copy(subs / "classmate")
     _with(classmate, "h2-q2.py", "    def __init__(self, dropout_prob):\n", "        _burn()\n", BURNER)
     _with(classmate, "h2-q2.py", "    def forward(self, x):\n", "        _burn()\n")
-    only = "2.2" if accounting != cgroups.PROCESS_TREE else NO_TRAINING  # the fallback can need a second grading
-    graded = _grade_all(subs, tmp_path / "out", only, env)
+    graded = _grade_all(subs, tmp_path / "out", NO_TRAINING, env)
     full, lost = _full_marks(graded["honest"])
     assert full, lost
     assert graded["honest"]["extra_data"]["cpu_accounting"] == accounting
@@ -277,6 +276,7 @@ def test_a_classmate_burning_the_cpu_costs_an_honest_submission_nothing(tmp_path
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_a_busy_machine_costs_an_honest_submission_nothing(tmp_path):
     """Four busy processes outside the grader, each in a session of its own, for the whole grading."""
     subs = tmp_path / "subs"
