@@ -197,6 +197,11 @@ class ChildGroups:
     def remove(self):
         for folder in self._unique():
             _remove(folder)
+        for parent in dict.fromkeys(self.parents.values()):  # the grading's, once its last child is gone
+            try:
+                os.rmdir(parent)
+            except OSError:
+                pass
         self.folders = None
 
 

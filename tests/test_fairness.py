@@ -126,7 +126,7 @@ def test_a_childs_groups_are_made_under_the_graders_own_with_its_limits_and_remo
         folders = set(groups.folders.values())
         groups.close()
         assert child.wait(timeout=10) == -signal.SIGKILL
-        assert not any(folder.exists() for folder in folders)
+        assert not any(folder.exists() or folder.parent.exists() for folder in folders)
     finally:
         groups.close()
         cgroups.clean_stale(f"test-{os.getpid()}")
