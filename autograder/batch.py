@@ -668,18 +668,58 @@ def _previous(out, student, path, questions, selected):
         return None
 
 
+def timed_out_tests(graded):
+    """The ids of the tests of a Graded that failed for time."""
+    tests = (graded.results or {}).get("tests", [])
+    return [t.get("extra_data", {}).get("id") for t in tests if t.get("extra_data", {}).get("reason") == TIMED_OUT]
+
+
+def regraded_alone(graded, first):
+    """`graded`, its results.json saying that it is a second grading, alone, after the tests `first` of a
+    first one timed out while other gradings ran (that first grading is not kept)."""
+    if graded.results is not None:
+        graded.results.setdefault("extra_data", {}).update(regraded_alone=True, first_grading_timed_out=first)
+        graded.files["results.json"] = json.dumps(graded.results, indent=2) + "\n"
+    return graded
+
+
 def _on_this_machine(todo, jobs, only, allow_unsandboxed, check):
-    """Yield (student, Graded) as the gradings end, JOBS grading processes at a time on this machine."""
+    """Yield (student, Graded) as the gradings end, JOBS grading processes at a time on this machine. A
+    grading with a timed-out test that overlapped another grading is not kept: that student is graded
+    again once every other grading has ended, alone, and that second grading is final."""
     pool = ThreadPoolExecutor(max_workers=jobs)
-    futures = {pool.submit(grade_student, student, path, only, allow_unsandboxed, check): student
-               for student, path in todo.items()}
+    running, overlapped, lock = set(), set(), threading.Lock()
+
+    def graded_noting_overlap(student, path):
+        with lock:
+            running.add(student)
+            if len(running) > 1:
+                overlapped.update(running)
+        try:
+            return grade_student(student, path, only, allow_unsandboxed, check)
+        finally:
+            with lock:
+                running.discard(student)
+
+    futures = {pool.submit(graded_noting_overlap, student, path): student for student, path in todo.items()}
+    again = {}
     try:
         for future in as_completed(futures):
             student = futures[future]
             try:
-                yield student, future.result()
+                graded = future.result()
             except GradingInterrupted as error:  # stopped by someone else than this batch: grade again
-                yield student, Graded.error(student, "grader error", f"{error}; grade again")
+                graded = Graded.error(student, "grader error", f"{error}; grade again")
+            if student in overlapped and timed_out_tests(graded):
+                again[student] = timed_out_tests(graded)
+                continue
+            yield student, graded
+        for student, first in again.items():  # every other grading has ended
+            try:
+                graded = grade_student(student, todo[student], only, allow_unsandboxed, check)
+            except GradingInterrupted as error:
+                graded = Graded.error(student, "grader error", f"{error}; grade again")
+            yield student, regraded_alone(graded, first)
     except BaseException:  # Ctrl-C, or the environment broke: no other student is graded
         for future in futures:
             future.cancel()

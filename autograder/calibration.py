@@ -11,8 +11,8 @@ the threshold is the lowest result minus the rubric's margin, so that a correct 
 whose random numbers are drawn in a different order still passes, and a wrong one does not. What
 was measured is kept in `calibration.json` next to the threshold (instructors only: never released
 to students; autograder/thresholds.py reads it). It also keeps how long the reference takes on
-each test and how long the grader's self-check takes (`timing`): per-test time limits are derived
-from them.
+each test and how long the grader's self-check takes (`timing`), in CPU time of the child's
+processes as the grader measures them (`clock: "cpu"`): per-test time limits are derived from them.
 """
 
 import json
@@ -26,7 +26,8 @@ SEEDS = (42, 43, 44)
 
 
 def calibrate_timing(log=print):
-    """Grade the reference and record how long each test took, and the self-check's time."""
+    """Grade the reference and record the CPU time each test took (of the child's processes, measured by the
+    grader), and the self-check's."""
     from autograder import selfcheck
     from autograder.grade import grade
     from autograder.results import MANUAL, PASSED
@@ -40,10 +41,11 @@ def calibrate_timing(log=print):
     failed = [r.id for r in results.results if r.status not in (PASSED, MANUAL)]
     if failed:
         raise CalibrationError(f"the reference did not pass {', '.join(failed)}: fix that before calibrating")
-    table["timing"] = {"selfcheck_seconds": round(check.seconds, 3),
-                       "tests": {r.id: round(r.seconds, 2) for r in results.results if r.status == PASSED}}
+    table["timing"] = {"clock": "cpu", "cpu_accounting": check.cpu_accounting.split(" (")[0],
+                       "selfcheck_seconds": round(check.seconds, 3),
+                       "tests": {r.id: round(r.cpu_seconds, 2) for r in results.results if r.status == PASSED}}
     CALIBRATION_FILE.write_text(json.dumps(table, indent=2) + "\n")
-    log(f"timing: self-check {check.seconds:.2f} s; slowest test "
+    log(f"timing (CPU time): self-check {check.seconds:.2f} s; slowest test "
         f"{max(table['timing']['tests'].items(), key=lambda item: item[1])}")
     return table["timing"]
 

@@ -264,10 +264,33 @@ def grade_on_cluster(scheduler, todo, only, allow_unsandboxed, submissions, log=
     where = (f"on the Dask cluster at {scheduler} ({how}): {len(able)} of {len(problems)} workers passed the "
              f"grader's check")
     note = insecure_note(scheduler_address(scheduler)) if insecure else None
-    return _gradings(client, todo, only, allow_unsandboxed, environment), where, note
+    first_pass = _gradings(client, todo, only, allow_unsandboxed, environment, close=False)
+    return _regrading_alone(client, first_pass, todo, only, allow_unsandboxed, environment), where, note
 
 
-def _gradings(client, todo, only, allow_unsandboxed, environment):
+def _regrading_alone(client, first_pass, todo, only, allow_unsandboxed, environment):
+    """The gradings of `first_pass`, except that a student with a timed-out test, graded while others were,
+    is graded again at the end, alone on the cluster (one task at a time), and that grading is final."""
+    again = {}
+    try:
+        try:
+            for student, graded in first_pass:
+                if len(todo) > 1 and batch.timed_out_tests(graded):
+                    again[student] = batch.timed_out_tests(graded)
+                    continue
+                yield student, graded
+        finally:
+            first_pass.close()
+        for student, first in again.items():
+            for _, graded in _gradings(client, {student: todo[student]}, only, allow_unsandboxed, environment,
+                                       close=False):
+                yield student, batch.regraded_alone(graded, first)
+    finally:
+        client.close()
+
+
+def _gradings(client, todo, only, allow_unsandboxed, environment, close=True):
+    """(student, Graded) of `todo`'s students as their tasks end; the client is closed at the end when `close`."""
     futures = {}
     try:
         for student, path in todo.items():
@@ -292,7 +315,8 @@ def _gradings(client, todo, only, allow_unsandboxed, environment):
     finally:
         for future in futures:
             future.cancel()
-        client.close()
+        if close:
+            client.close()
 
 
 def _able_workers(client):

@@ -6,11 +6,13 @@ sandboxed child process, see autograder/isolation.py), score them by the rubric,
 
 Order and time: the self-check first (autograder/selfcheck.py: no student is graded by a broken
 grader); then every test but the training ones, one child per student file; the training tests
-last. Each test's time limit is its time allowance (rubric.toml: the test's `time_allowance`, else
-[grading]'s) times the reference's time for it (`make calibrate`), scaled by this machine's speed,
-and at least [grading]'s floor_seconds; the whole grading has total_seconds. After a test of a file times out, the file's remaining tests fail at once with
+last. Each test's time limit, in CPU time of the student's processes (autograder/isolation.py), is
+its time allowance (rubric.toml: the test's `time_allowance`, else [grading]'s) times the
+reference's CPU time for it (`make calibrate`), scaled by this machine's speed, and at least
+[grading]'s floor_seconds; the whole grading has total_seconds of wall time. After a test of a file times out, the file's remaining tests fail at once with
 that reason instead of waiting again. A check still running here CHECK_MARGIN seconds after its
-test's limit and the child's grace is stopped (an alarm, in the main thread), its test timed out. The results files list every selected test from the start
+test's wall-time backstop and the child's grace is stopped (an alarm, in the main thread), its test timed
+out. The results files list every selected test from the start
 (those not reached as "not run"), so an interruption (Ctrl-C, SIGTERM) leaves valid files marked
 incomplete and interrupted.
 """
@@ -26,10 +28,10 @@ import torch
 
 from autograder import rubric as rubric_module
 from autograder.rubric import RubricError
-from autograder import sandbox, selfcheck, thresholds
+from autograder import cgroups, sandbox, selfcheck, thresholds
 from autograder.checks import GRADER_ERROR, INTERRUPTED, NotRun, all_checks, run_check, seed_everything
 from autograder.child.compare import IMPORT_ERROR, MISSING_FILE, REFUSED_FILE, SYNTAX_ERROR, TIMED_OUT, CheckFailure
-from autograder.isolation import GRACE_SECONDS, StudentSubmission, capped
+from autograder.isolation import GRACE_SECONDS, WALL_FACTOR, StudentSubmission, capped
 from autograder.results import FAILED, MANUAL, NOT_RUN, PASSED, GradingResults, TestResult
 from autograder.submission import GRADED_FILES, locate_tree, refused_files
 
@@ -174,10 +176,11 @@ def _run_file(tree, file, tests, limits, floor, clock, hung, on_result):
                 continue
             seconds = min(limits[test.id], clock.left())
             seed_everything()
-            sub.begin_test(seconds)
+            wall = min(WALL_FACTOR * seconds, clock.left())
+            sub.begin_test(seconds, wall=wall)
             start = time.time()
             status, message, reason = _run_within(_grader_errors_not_run(checks[test.id]), sub,
-                                                  seconds + GRACE_SECONDS + CHECK_MARGIN)
+                                                  wall + GRACE_SECONDS + CHECK_MARGIN)
             took = time.time() - start
             if status == FAILED and reason == TIMED_OUT:
                 if seconds < limits[test.id]:
@@ -188,7 +191,7 @@ def _run_file(tree, file, tests, limits, floor, clock, hung, on_result):
             printed = capped("\n".join(sub.printed).strip())
             if printed and status == FAILED:
                 message += f"\nYour code printed:\n{printed}"
-            on_result(test.id, status, capped(message, 8000), took, reason)
+            on_result(test.id, status, capped(message, 8000), took, reason, sub.cpu_spent)
     finally:
         sub.cleanup()
 
@@ -227,11 +230,12 @@ def grade(tree, out=None, only=None, log=print, allow_unsandboxed=False, check=N
     check = check or selfcheck.run(allow_unsandboxed)  # EnvironmentBroken / SandboxError: grading does not start
     settings = time_settings(rubric)
     limits = test_limits(tests, check.speed, settings)
-    log(f"Grading {tree} ({len(tests)} tests); student code runs in: {check.layer}; this machine's speed "
-        f"against calibration: {check.speed:.2f}x")
+    log(f"Grading {tree} ({len(tests)} tests); student code runs in: {check.layer}; its CPU time counted by: "
+        f"{cgroups.description()}; this machine's speed against calibration: {check.speed:.2f}x")
     selection = tuple(t.id for t in tests)
     results = GradingResults(str(tree), {n: q.title for n, q in rubric.questions.items()}, sandbox=check.layer,
-                             selection=selection, budget=thresholds.budget_in_use()[0])
+                             selection=selection, budget=thresholds.budget_in_use()[0],
+                             cpu_accounting=cgroups.kind())
     for test in tests:  # every selected test is listed from the start: max_score never shrinks
         if test.manual:
             results.results.append(TestResult(test.id, test.question, test.name, 0.0, test.visibility, MANUAL, 0.0,
@@ -246,7 +250,7 @@ def grade(tree, out=None, only=None, log=print, allow_unsandboxed=False, check=N
 
     said = {}  # (reason, message) of a file that cannot run -> [(visibility rank, test id)] that gave it in full
 
-    def on_result(test_id, status, output, seconds, reason=""):
+    def on_result(test_id, status, output, seconds, reason="", cpu_seconds=0.0):
         test = by_id[test_id]
         score = test.points if status == PASSED else 0.0
         if status == FAILED and reason == MISSING_FILE:
@@ -258,7 +262,7 @@ def grade(tree, out=None, only=None, log=print, allow_unsandboxed=False, check=N
             else:
                 said.setdefault((reason, output), []).append((VISIBILITY_RANK[test.visibility], test.id))
         results.results[index[test_id]] = TestResult(test.id, test.question, test.name, test.points, test.visibility,
-                                                     status, score, output, seconds, reason)
+                                                     status, score, output, seconds, reason, cpu_seconds)
         results.seconds = time.time() - start
         if out is not None:
             results.write(out)

@@ -7,9 +7,15 @@ grading process, where the checks compare. The child never decides a score: it o
 values, data read within bounds (autograder/child/wire.py), and whatever it says can only fail a
 test, never mark it "not run": an answer that is not of the format fails the test as crashed.
 
-Every request has a deadline (what is left of the test's time limit); a child that misses it,
-exits or crashes is killed with everything it started, the test fails with a message saying so,
-and the next request starts a fresh child. A test that needs a stand-in for a wrong student
+Every limit is on CPU time, the child's and that of every process it started (autograder/cgroups.py:
+the child's control group where the grader can create one, else its process tree), so that
+neither a busy machine nor a classmate's processes are charged to the student: a test's requests
+share its limit, the child's own timer (ITIMER_PROF) lets it answer "timed out" by itself, and the
+grader, which measures the CPU time while it waits, kills a child that passes the limit by
+GRACE_SECONDS. Wall time is only a backstop, WALL_FACTOR times the limit, for a child that waits
+without using the CPU (a sleep, a read that never ends). A child that misses its limit, exits or
+crashes is killed with everything it started, the test fails with a message saying so, and the
+next request starts a fresh child. A test that needs a stand-in for a wrong student
 function gets a child of its own with the grader's stand-in module (autograder/standins.py)
 bound in; no other child sees it, and nothing that child's code prints or raises reaches the
 student's feedback (the student's code could read the stand-in there). Before that child runs
@@ -29,15 +35,22 @@ import tempfile
 import time
 from pathlib import Path
 
-from autograder import sandbox, standins
+from autograder import cgroups, sandbox, standins
 from autograder.child import confine
-from autograder.child.compare import CRASHED, FAILED, REASONS, TIMED_OUT, UNREADABLE, CheckFailure, shown
+from autograder.child.compare import (CRASHED, FAILED, OUT_OF_MEMORY, REASONS, TIMED_OUT, UNREADABLE, CheckFailure,
+                                      shown)
 from autograder.child.probes import unplain
 from autograder.child.wire import ANSWER, HEADER, REQUEST, WireError, decode, encode, frame, payload_size
 from autograder.submission import load_reference, prepare_workdir
 
-GRACE_SECONDS = 15  # beyond the child's own alarm, before the grader kills it
+GRACE_SECONDS = 15  # of CPU time beyond the child's own timer, before the grader kills it
 CONFIRM_SECONDS = 60  # for a new child to say how it is confined
+TOLERANCE_SECONDS = 1  # of CPU time beyond the limit in an answer (the child's own timer and the grader's measure differ a little)
+# a test's wall-time backstop: this many times its CPU-time limit (plus GRACE_SECONDS). A child that
+# gets a third of a core (JOBS=2 on two cores beside four other busy processes) still reaches its
+# CPU limit first; one that sleeps waits this long (under a minute and a half at the 20 s floor), and
+# grade-all grades a student again alone when such a timeout happened beside other gradings
+WALL_FACTOR = 3
 MEMORY_GB = float(os.environ.get("HW2_MEMORY_GB", 8))  # the child's address-space limit
 TEXT_LIMIT = 4000  # characters of one message or of what the student's code printed, in the results
 
@@ -76,6 +89,8 @@ class StudentProcess:
         self.standins_path = None  # where the child finds it
         self.child = None
         self.stderr = None
+        self.accounting = None  # the child's control groups, or its process tree (autograder/cgroups.py)
+        self.cpu_used = 0.0  # CPU seconds of the child's processes during the last request
 
     def _start(self):
         layer = sandbox.layer()
@@ -85,9 +100,11 @@ class StudentProcess:
                 str(request_read), str(answer_write)]
         child, self.standins_path = layer.child(argv, self.workdir, MEMORY_GB, self.standins)
         self.stderr = tempfile.TemporaryFile()
-        self.child = subprocess.Popen(child.argv, pass_fds=(request_read, answer_write), stdin=subprocess.DEVNULL,
+        self.accounting = cgroups.child_groups(layer.uid, MEMORY_GB, sandbox.PROCESSES)
+        self.child = subprocess.Popen(self.accounting.wrap(child.argv), pass_fds=(request_read, answer_write), stdin=subprocess.DEVNULL,
                                       stdout=subprocess.DEVNULL, stderr=self.stderr, env=child.env, cwd=child.cwd,
                                       start_new_session=True)
+        self.accounting.started(self.child.pid)
         os.close(request_read)
         os.close(answer_write)
         os.set_blocking(self.request_fd, False)  # writes wait in select, with the request's deadline
@@ -112,6 +129,7 @@ class StudentProcess:
         except (ProcessLookupError, PermissionError):
             pass
         self.child.wait()
+        self.accounting.close()  # whatever is left in the child's groups
         sandbox.layer().after_child()
         os.close(self.answer_fd)
         self.stderr.close()
@@ -131,45 +149,57 @@ class StudentProcess:
         self.close()
         return why.replace("{code}", str(code)) + (f" {tail}" if tail else "")
 
-    def request(self, probe, inputs, seconds, limit):
-        """The child's answer (a dict) to running `probe` on `inputs` within `seconds`."""
-        if self.child is None:
+    def cpu_seconds(self):
+        """CPU seconds used so far by the child and every process it started."""
+        return self.accounting.cpu_seconds() if self.accounting is not None else 0.0
+
+    def request(self, probe, inputs, seconds, limit, wall=None, spent=0.0):
+        """The child's answer (a dict) to running `probe` on `inputs` within `seconds` of CPU time and
+        `wall` seconds of wall time (default WALL_FACTOR x `seconds`). `limit` is the test's CPU-time
+        limit and `spent` what its earlier requests used (for the messages). Afterwards, `cpu_used`
+        holds the CPU time this request used, whatever happened."""
+        fresh = self.child is None
+        if fresh:
             self._start()
             if self.standins is not None:
                 self._confirm_confined()
         if self.standins is not None:
             inputs = dict(inputs, standins=self.standins_path)
-        crashed = ("the grading process stopped during this test (exit code {code}); your code may have called exit "
-                   "or crashed the interpreter.")
-        deadline = time.time() + seconds + GRACE_SECONDS
-        failures = {"eof": crashed, "timeout": f"timed out after {limit:g} s (an infinite loop, or far too slow?); the "
-                                               f"grading process did not stop by itself and was killed (exit code {{code}})."}
+        self._start_cpu = 0.0 if fresh else self.cpu_seconds()  # a new child's start is the request's too
+        self._cpu_allowed = seconds + GRACE_SECONDS
+        self._started = time.time()
+        deadline = self._started + (wall if wall is not None else WALL_FACTOR * seconds) + GRACE_SECONDS
+        self._limit, self._spent = limit, spent
+        self.cpu_used = 0.0
         try:
             sent = self._write(encode({"probe": probe, "inputs": inputs, "seconds": seconds, "limit": limit}, REQUEST),
                                deadline)
         except OSError:  # the child is gone
             sent = "eof"
-        reasons = {"eof": CRASHED, "timeout": TIMED_OUT, "disk": CRASHED}
-        failures["disk"] = f"your code wrote more than {sandbox.TMP_MB} MB of files (exit code {{code}})."
         if sent is not True:
-            raise CheckFailure(self._stopped(failures[sent]), reasons[sent])
+            self._fail(sent)
         header = self._read(HEADER.size, deadline)
         if isinstance(header, str):
-            raise CheckFailure(self._stopped(failures[header]), reasons[header])
+            self._fail(header)
         try:
             size = payload_size(header, ANSWER.bytes)
         except WireError as error:
-            raise CheckFailure(self._stopped(f"{UNREADABLE}: {error}, too large to read back; the grading process "
-                                             f"was stopped (exit code {{code}})."), CRASHED) from None
+            self._fail(f"{UNREADABLE}: {error}, too large to read back; the grading process was stopped "
+                       f"(exit code {{code}}).")
         payload = self._read(size, deadline)
         if isinstance(payload, str):
-            raise CheckFailure(self._stopped(failures[payload]), reasons[payload])
+            self._fail(payload)
+        self.cpu_used = self._used()
         try:
-            return answer_of(decode(payload, ANSWER))
+            reply = answer_of(decode(payload, ANSWER))
         except WireError as error:
-            raise CheckFailure(self._stopped(f"{UNREADABLE}: {error}. Did your code write to a file descriptor it "
-                                             f"did not open? The grading process was stopped (exit code {{code}})."),
-                               CRASHED) from None
+            self._fail(f"{UNREADABLE}: {error}. Did your code write to a file descriptor it did not open? The grading "
+                       f"process was stopped (exit code {{code}}).")
+        stopped_itself = isinstance(reply, dict) and reply.get("reason") == TIMED_OUT
+        if spent + self.cpu_used > limit + TOLERANCE_SECONDS and not stopped_itself:  # an answer, but too late
+            raise CheckFailure(f"timed out: used {spent + self.cpu_used:.0f} s of CPU time (the limit is {limit:g} s), "
+                               f"counting the processes your code started", TIMED_OUT)
+        return reply
 
     def _confirm_confined(self):
         """The new child's own word (no student code has run in it yet) that it has no channel out of
@@ -187,29 +217,66 @@ class StudentProcess:
                                        f"confined: {why}. Grading stopped, so that the reference never runs beside "
                                        f"student code that could send it away. Fix the sandbox, then grade again.")
 
+    def _used(self):
+        return max(0.0, self.cpu_seconds() - self._start_cpu)
+
+    def _fail(self, what):
+        """Kill the child and raise the test's CheckFailure: `what` is "eof", "timeout" (CPU time), "stalled"
+        (wall time), "disk", or a message of its own (a crash)."""
+        self.cpu_used = used = self._used()
+        total, limit = self._spent + used, self._limit
+        reason = TIMED_OUT if what in ("timeout", "stalled") else CRASHED
+        if what == "stalled" and total > limit:  # it used its CPU time too, only more slowly than the wall allows
+            what = "timeout"
+        if what == "eof" and self.accounting.out_of_memory():
+            message, reason = (f"your code used more memory than the limit ({MEMORY_GB:g} GB) and was killed (exit "
+                               f"code {{code}})."), OUT_OF_MEMORY
+        else:
+            message = {
+                "eof": "the grading process stopped during this test (exit code {code}); your code may have called "
+                       "exit or crashed the interpreter.",
+                "timeout": f"timed out: used {total:.0f} s of CPU time (the limit is {limit:g} s; an infinite loop, or "
+                           f"far too slow?); the grading process did not stop by itself and was killed (exit code "
+                           f"{{code}}).",
+                "stalled": f"timed out: {time.time() - self._started:.0f} s passed while your code used only "
+                           f"{total:.1f} s of CPU time (the limit is {limit:g} s of CPU time); is it waiting for "
+                           f"something that never comes (a sleep, input, a lock)? It was killed (exit code {{code}}).",
+                "disk": f"your code wrote more than {sandbox.TMP_MB} MB of files (exit code {{code}}).",
+            }.get(what, what)
+        raise CheckFailure(self._stopped(message), reason) from None
+
+    def _over(self, deadline):
+        """"timeout" when the child's CPU time passed its allowance, "stalled" when `deadline` (wall) passed,
+        "disk" when its files grew beyond the sandbox's bound (where the layer has no /tmp of its own); else None."""
+        if self._used() > self._cpu_allowed:
+            return "timeout"
+        if time.time() >= deadline:
+            return "stalled"
+        if sandbox.layer().over_limit():
+            return "disk"
+        return None
+
     def _write(self, payload, deadline):
-        """Send one request (length and payload) before `deadline`: True, or "timeout" when the child
-        stops reading."""
+        """Send one request (length and payload): True, or why not (see `_over`) when the child stops reading."""
         view = memoryview(frame(payload))
         while view:
-            wait = deadline - time.time()
-            if wait <= 0 or not select.select([], [self.request_fd], [], wait)[1]:
-                return "timeout"
+            if not select.select([], [self.request_fd], [], max(0.0, min(deadline - time.time(), 0.5)))[1]:
+                over = self._over(deadline)
+                if over:
+                    return over
+                continue
             view = view[os.write(self.request_fd, view[:1 << 16]):]
         return True
 
     def _read(self, size, deadline):
-        """`size` bytes from the child, or "eof", or "timeout", or "disk" when the child's files grow
-        beyond the sandbox's bound (checked twice a second where the layer has no /tmp of its own)."""
+        """`size` bytes from the child, or "eof", or why it was stopped (see `_over`; checked twice a second)."""
         chunks, left = [], size
         while left:
-            wait = deadline - time.time()
-            if wait <= 0:
-                return "timeout"
-            ready = select.select([self.answer_fd], [], [], min(wait, 0.5))[0]
+            ready = select.select([self.answer_fd], [], [], max(0.0, min(deadline - time.time(), 0.5)))[0]
             if not ready:
-                if sandbox.layer().over_limit():
-                    return "disk"
+                over = self._over(deadline)
+                if over:
+                    return over
                 continue
             chunk = os.read(self.answer_fd, min(left, 1 << 20))
             if not chunk:
@@ -231,11 +298,12 @@ class StudentSubmission:
         self.test_seconds = test_seconds
         self.begin_test()
 
-    def begin_test(self, seconds=None):
-        """Start the clock of a test: all its requests share one time limit (`seconds`, default the
-        one given at creation)."""
+    def begin_test(self, seconds=None, wall=None):
+        """Start the clock of a test: all its requests share one limit of CPU time (`seconds`, default the
+        one given at creation) and a wall-time backstop (`wall`, default WALL_FACTOR x `seconds`)."""
         self.test_seconds = seconds or self.test_seconds
-        self.deadline = time.time() + self.test_seconds
+        self.cpu_spent = 0.0  # CPU seconds of the children's processes in this test so far
+        self.wall_deadline = time.time() + (wall if wall is not None else WALL_FACTOR * self.test_seconds)
         self.printed = []
         self.answered = False  # whether the child has returned values in this test
 
@@ -253,11 +321,14 @@ class StudentSubmission:
             process.close()
 
     def _answer(self, process, probe, inputs):
-        seconds = max(1.0, self.deadline - time.time())
+        seconds = max(1.0, self.test_seconds - self.cpu_spent)
+        wall = max(1.0, self.wall_deadline - time.time())
         try:
-            reply = process.request(probe, inputs, seconds, self.test_seconds)
+            reply = process.request(probe, inputs, seconds, self.test_seconds, wall, self.cpu_spent)
         except CheckFailure as error:
             raise CheckFailure(capped(error), error.reason) from None
+        finally:
+            self.cpu_spent += process.cpu_used
         if "value" in reply:
             self.answered = True
             if reply.get("printed") and not process.quiet:
@@ -272,6 +343,9 @@ class StudentSubmission:
                                f"code ran in the same process. Run your own code to see it.", failure.reason)
         if reply.get("printed"):
             self.printed.append(capped(reply["printed"]))
+        if failure.reason == TIMED_OUT:  # stopped by its own timer: the CPU time is the grader's measure
+            raise CheckFailure(f"timed out: used {self.cpu_spent:.0f} s of CPU time (the limit is "
+                               f"{self.test_seconds:g} s; an infinite loop, or far too slow?)", TIMED_OUT)
         raise failure
 
     reference = staticmethod(load_reference)

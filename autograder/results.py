@@ -26,6 +26,7 @@ class TestResult:
     output: str = ""
     seconds: float = 0.0
     reason: str = ""  # why it failed or was not run, typed (child/compare.REASONS, checks.NotRun's reasons)
+    cpu_seconds: float = 0.0  # CPU time of the student's processes in this test (what its time limit judges)
 
 
 @dataclass
@@ -38,6 +39,7 @@ class GradingResults:
     selection: tuple = ()  # the ids of the tests graded (all of the rubric's unless --only)
     interrupted: bool = False  # grading stopped before the end (Ctrl-C, SIGTERM): never reused by grade-all
     budget: str = "grading"  # the training budget: "test" (HW2_BUDGET=test) is for the repository's own tests
+    cpu_accounting: str = ""  # how the student's CPU time was counted: autograder/cgroups.py's kind()
 
     @property
     def unsandboxed(self):
@@ -91,14 +93,14 @@ class GradingResults:
                 "visibility": r.visibility,
                 "extra_data": {"id": r.id, "not_run": r.status == NOT_RUN, "manual": r.status == MANUAL,
                                "reason": r.reason,
-                               "seconds": round(r.seconds, 2)},
+                               "seconds": round(r.seconds, 2), "cpu_seconds": round(r.cpu_seconds, 2)},
             } for r in self.results],
             "extra_data": {"tree": self.tree, "incomplete": self.incomplete, "max_score": self.max_score,
                            "sandbox": self.sandbox, "unsandboxed": self.unsandboxed,
                            "questions": list(dict.fromkeys(r.question for r in self.results)),
                            "selected_tests": list(self.selection), "interrupted": self.interrupted,
                            "points_by_question": {q: earned for q, (earned, _) in self.by_question().items()},
-                           "budget": self.budget},
+                           "budget": self.budget, "cpu_accounting": self.cpu_accounting},
         }
 
     def visible_part(self, visibilities):

@@ -45,7 +45,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from autograder import ROOT
+from autograder import ROOT, cgroups
 from autograder.child import confine
 
 CHILD_PACKAGE = ROOT / "autograder" / "child"
@@ -54,7 +54,9 @@ SYSTEM = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc"
 HIDDEN = ["/usr/share/datasets"]  # Debian's Fashion-MNIST: the dev labels are in its training file
 STANDINS_MOUNT = "/run/hw2/standins.py"
 TMP_MB = 512
-PROCESSES = 64
+# processes and threads of the child's uid (RLIMIT_NPROC) and of its control group: a grading child
+# peaks at 4 with torch on one thread; a DataLoader with 4 workers adds 16; twice that, rounded
+PROCESSES = 32
 FIRST_UID = int(os.environ.get("HW2_SANDBOX_UID", 64000))  # the child's uids: FIRST_UID, FIRST_UID + 1, ...
 UID_SLOTS = 64
 CONFINEMENT_PROBE = [sys.executable, "-m", "autograder.child.confine"]  # confines itself, prints how (JSON)
@@ -532,6 +534,7 @@ def _free_uid():
             continue
         if _processes_of(uid):
             kill_processes_of(uid)  # left over from a grading that was killed
+        cgroups.clean_stale(uid)  # and its children's control groups
         _held_slots.append(fd)
         return uid
     raise SandboxError(f"no free uid among {FIRST_UID}..{FIRST_UID + UID_SLOTS - 1} for the child")

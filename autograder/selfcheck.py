@@ -4,7 +4,9 @@ A child of the same kind as the students' (same sandbox layer, same limits), on 
 holding only the provided files, runs the grader's own correct code (the stand-ins) on data the
 size of the accuracy test's: this proves that the sandbox starts, that the child imports, that
 its memory limit fits the reference, and measures how fast this machine is against the one
-`make calibrate` ran on (per-test time limits are scaled by that factor). The data is read in
+`make calibrate` ran on, in CPU time (per-test time limits are scaled by that factor). It also
+states how the children's CPU time is counted here (autograder/cgroups.py: control groups, or the
+process tree where they cannot be created). The data is read in
 the grading process only; a test whose data is missing is reported "not run".
 
 When anything fails, `EnvironmentBroken` says what and how to fix it, and grading does not start:
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from autograder import sandbox, thresholds
+from autograder import cgroups, sandbox, thresholds
 from autograder.child.compare import CheckFailure
 
 STEPS = 40  # batches of 8 the stand-in CNN trains on (about half a second on one core)
@@ -29,10 +31,11 @@ class EnvironmentBroken(RuntimeError):
 @dataclass(frozen=True)
 class SelfCheck:
     layer: str  # where student code runs
-    seconds: float  # the self-check workload, here
+    seconds: float  # the self-check workload's CPU time, here
     speed: float  # seconds here / seconds when calibrated: per-test limits are multiplied by it
     peak_mb: float
     layer_name: str = ""  # the layer's name (sandbox.py: bubblewrap, user, none), for a cluster's check of its workers
+    cpu_accounting: str = ""  # how the children's CPU time is counted here (cgroups.description())
 
 
 def run(allow_unsandboxed=False):
@@ -63,4 +66,5 @@ def run(allow_unsandboxed=False):
         raise EnvironmentBroken("the self-check's child answered with something unexpected; grade again")
     calibrated = thresholds.timing().get("selfcheck_seconds")
     speed = max(0.5, found["seconds"] / calibrated) if calibrated else 1.0
-    return SelfCheck(layer.description, found["seconds"], speed, found["peak_mb"], layer.name)
+    return SelfCheck(layer.description, found["seconds"], speed, found["peak_mb"], layer.name,
+                     cgroups.description())

@@ -51,8 +51,9 @@ def get(test_id, rubric=None):
 
 
 def timing():
-    """{"selfcheck_seconds": s, "tests": {test id: seconds}}: the reference's time for each test and
-    the self-check's, measured by `make calibrate` on the machine it ran on ({} when not measured)."""
+    """{"clock": "cpu", "selfcheck_seconds": s, "tests": {test id: seconds}}: the reference's CPU time for
+    each test (of the child's processes) and the self-check's, measured by `make calibrate` on the machine
+    it ran on ({} when not measured)."""
     try:
         return json.loads(CALIBRATION_FILE.read_text()).get("timing", {})
     except (OSError, ValueError):

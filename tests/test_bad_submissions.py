@@ -17,7 +17,9 @@ pytestmark = pytest.mark.slow  # each case is a grading
 FORWARD = "        embeddings = self.embedding(word)  # (batch, embed_dim)\n"
 BAD = [
     # name, text inserted at the start of Decoder.forward (or at import), words of the message
-    ("infinite loop", FORWARD, "        while True:\n            pass\n", "timed out after 4 s"),
+    ("infinite loop", FORWARD, "        while True:\n            pass\n", "s of CPU time (the limit is 4 s"),
+    # no CPU time used: ended by the wall-time backstop (3 x 4 s + 15 s), with a message saying so
+    ("sleep", FORWARD, "        import time; time.sleep(600)\n", "is it waiting for something that never comes"),
     ("huge allocation", FORWARD, "        torch.ones(2 ** 36)\n", "more memory than the limit"),
     ("NaN output", "        return scores, h, c\n", "        scores = scores * float('nan')\n", "NaN"),
     ("CUDA-only code", FORWARD, "        word = word.cuda()\n", "grading runs on a CPU"),

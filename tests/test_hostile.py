@@ -71,7 +71,7 @@ DATASETS = Path("/usr/share/datasets")
 GRADED = ("q1.ipynb", "h2-q2.py", "decoder.py", "decoder_with_attention.py")
 MB = 2 ** 20
 TMP_MB = 512  # the child's /tmp (autograder/sandbox.py)
-PROCESSES = 64  # the child's process limit
+PROCESSES = 32  # the child's process limit (autograder/sandbox.py)
 # runs the grader's own command line, then reports the grading process's peak memory
 DRIVER = ("import resource, sys\nfrom autograder.__main__ import main\ntry:\n    main(sys.argv[1:])\nfinally:\n"
           "    sys.stderr.write('\\nHW2-PEAK-RSS-KB %d\\n' % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")

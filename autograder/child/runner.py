@@ -8,18 +8,24 @@ names a probe (probes.py) and its inputs; the answer is the probe's plain values
 of what went wrong (not implemented, an exception and where, timed out, out of memory), with
 what the student's code printed (wire.py has the format).
 
-Python, numpy and torch are seeded before every request; each has a wall-time limit (an alarm);
-the process has limits on its address space, file sizes, open files and processes, and no core
-files. The limits come from the grader in the environment (HW2_MEMORY_GB, HW2_PROCESSES).
+Python, numpy and torch are seeded before every request; each has a limit of CPU time (a timer
+that counts this process's CPU time, ITIMER_PROF; the grader also measures every process the
+child started, and kills it past the limit); the process has limits on its address space, file
+sizes, open files and processes, and no core files. The limits come from the grader in the
+environment (HW2_MEMORY_GB, HW2_PROCESSES). The runner is a child subreaper: a process its code
+started that leaves the process tree (a double fork) is re-parented to it, and reaped after each
+request, so that its CPU time is counted (autograder/cgroups.py's process tree).
 """
 
 import contextlib
+import ctypes
 import io
 import os
 import resource
 import signal
 import sys
 import tempfile
+import time
 
 import torch
 
@@ -31,7 +37,7 @@ from .submission import Submission
 from .wire import REQUEST, WireError, decode, encode, read_message, write_message
 
 MEMORY_GB = float(os.environ.get("HW2_MEMORY_GB", 8))  # address-space limit of this process
-PROCESSES = int(os.environ.get("HW2_PROCESSES", 64))  # processes and threads of the sandbox's user
+PROCESSES = int(os.environ.get("HW2_PROCESSES", 32))  # processes and threads of the sandbox's user
 FILE_MB = 256  # no file it writes may grow beyond this
 OPEN_FILES = 256
 OUTPUT_LIMIT = 1500
@@ -58,21 +64,33 @@ class CappedOutput(io.TextIOBase):
         return "".join(self.kept).strip() + tail
 
 
+PR_SET_CHILD_SUBREAPER = 36
+
+
 def _on_alarm(signum, frame):
     raise TestTimeout()
 
 
-def answer(sub, request):
+def become_subreaper():
+    """Orphans of this process's descendants are re-parented to it (Linux's prctl), not to init."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def answer(sub, request, spent=0.0):
     """The answer to one request: {"value": ...} or {"status": "failed"/"not run", "message": ...},
-    with "printed"."""
+    with "printed". `spent`: CPU seconds of this process that the grader counts in this request already
+    (a new child's start)."""
     seed_everything()
     captured = CappedOutput()
-    signal.alarm(max(1, int(request["seconds"])))
+    signal.setitimer(signal.ITIMER_PROF, max(0.1, float(request["seconds"]) - spent))  # CPU time of this process
     try:
         with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
             status, message, value = run_probe(sub, request["probe"], request["inputs"], request["limit"], MEMORY_GB)
     finally:
-        signal.alarm(0)
+        signal.setitimer(signal.ITIMER_PROF, 0)
     reply = {"value": value} if status == PASSED else {"status": FAILED, "message": message, "reason": value}
     return dict(reply, printed=captured.getvalue())
 
@@ -88,14 +106,17 @@ def main(argv=None):
     resource.setrlimit(resource.RLIMIT_NOFILE, (OPEN_FILES,) * 2)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_NPROC, (PROCESSES,) * 2)
-    signal.signal(signal.SIGALRM, _on_alarm)
+    signal.signal(signal.SIGPROF, _on_alarm)
+    become_subreaper()
     os.chdir(tempfile.mkdtemp(prefix="hw2-run-"))  # a writable current folder for the student's code
     sub = Submission(workdir, shown_as=shown_as)
+    startup = time.process_time()  # the grader counts this process's start in its first request
     while True:
         payload = read_message(request_fd, REQUEST.bytes)
         if payload is None:
             return
-        reply = answer(sub, decode(payload, REQUEST))
+        reply = answer(sub, decode(payload, REQUEST), startup)
+        startup = 0.0
         try:
             payload = encode(reply)
         except Exception as error:  # a value the format does not hold (probes.plain makes every other one fit)
@@ -108,12 +129,25 @@ def main(argv=None):
 
 def reap():
     """Kill every other process of this uid (what the student's code left running), after each
-    request. Only where the sandbox asks for it (HW2_REAP=1): a uid of the child's own."""
-    if os.environ.get("HW2_REAP") == "1" and os.getuid() != 0:
+    request, where the sandbox asks for it (HW2_REAP=1: a uid of the child's own); then collect the
+    exit of every child that has ended (the student's own, and orphans re-parented here), which adds
+    their CPU time to this process's."""
+    killed = os.environ.get("HW2_REAP") == "1" and os.getuid() != 0
+    if killed:
         try:
             os.kill(-1, signal.SIGKILL)  # every process this uid may signal, except this one
         except ProcessLookupError:
             pass
+    until = time.monotonic() + (1 if killed else 0)  # the killed ones take a moment to end
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            if time.monotonic() >= until:
+                return
+            time.sleep(0.01)
 
 
 if __name__ == "__main__":
