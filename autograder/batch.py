@@ -670,8 +670,11 @@ def _previous(out, student, path, questions, selected):
 
 def timed_out_tests(graded):
     """The ids of the tests of a Graded that failed for time."""
-    tests = (graded.results or {}).get("tests", [])
-    return [t.get("extra_data", {}).get("id") for t in tests if t.get("extra_data", {}).get("reason") == TIMED_OUT]
+    try:  # read before the result is checked (checked()): a malformed one has none
+        tests = (graded.results or {}).get("tests", [])
+        return [t.get("extra_data", {}).get("id") for t in tests if t.get("extra_data", {}).get("reason") == TIMED_OUT]
+    except AttributeError:
+        return []
 
 
 def regraded_alone(graded, first):
