@@ -207,15 +207,16 @@ class StudentProcess:
         layer = sandbox.layer()
         if not layer.confines:
             return
+        stopped = None
         try:
             why = confine.missing(self.request("confinement", {}, CONFIRM_SECONDS, CONFIRM_SECONDS).get("value"))
         except CheckFailure as error:
-            why = f"it stopped before saying so ({error})"
+            why, stopped = f"it stopped before saying so ({error})", error
         if why:
             self.close()
             raise sandbox.SandboxError(f"the child that runs the grader's stand-ins ({layer.description}) is not "
                                        f"confined: {why}. Grading stopped, so that the reference never runs beside "
-                                       f"student code that could send it away. Fix the sandbox, then grade again.")
+                                       f"student code that could send it away. Fix the sandbox, then grade again.") from stopped
 
     def _used(self):
         return max(0.0, self.cpu_seconds() - self._start_cpu)
@@ -313,6 +314,10 @@ class StudentSubmission:
     def run_with_standins(self, probe, quiet=True, **inputs):
         """`run`, in a child of its own that also sees the grader's stand-ins (`use=` names which). With
         `quiet` (whenever student code runs there) nothing the child prints or raises is shown."""
+        # the file's own child ends first: no process of the student's is alive beside the grader's code (the
+        # two share the uid and the working folder, so a live one could meet it, e.g. through file locks);
+        # the next request starts it again
+        self.process.close()
         process = StudentProcess(self.workdir, self.tree, standins=standins.path())
         process.quiet = quiet
         try:

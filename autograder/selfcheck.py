@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from autograder import cgroups, sandbox, thresholds
-from autograder.child.compare import CheckFailure
+from autograder.child.compare import OUT_OF_MEMORY, CheckFailure
 
 STEPS = 40  # batches of 8 the stand-in CNN trains on (about half a second on one core)
 
@@ -50,10 +50,15 @@ def run(allow_unsandboxed=False):
         sub = StudentSubmission(empty, test_seconds=300, files=[])
         try:
             found = sub.run_with_standins("selfcheck", quiet=False, images=images, labels=labels, steps=STEPS)
-        except CheckFailure as error:
+        except (CheckFailure, sandbox.SandboxError) as error:
+            if isinstance(error, sandbox.SandboxError):  # the child stopped before saying how it is confined: why
+                if not isinstance(error.__cause__, CheckFailure):
+                    raise
+                error = error.__cause__
             lines = str(error).replace("; your code may have called exit or crashed the interpreter.", ":").splitlines()
             text = lines[0][:300] + (f" ... {lines[-1][-300:]}" if len(lines) > 1 else "")
-            if "more memory than" in text or "MemoryError" in text or "can't allocate memory" in text:
+            words = ("more memory than", "MemoryError", "can't allocate memory", "failed to map segment")
+            if getattr(error, "reason", None) == OUT_OF_MEMORY or any(word in text for word in words):
                 raise EnvironmentBroken(f"the grader's own code cannot run within the child's memory limit "
                                         f"(HW2_MEMORY_GB={MEMORY_GB:g}): {text}. Fix: raise HW2_MEMORY_GB (8 is the "
                                         f"default) or give the machine more memory.") from None

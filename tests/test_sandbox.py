@@ -171,7 +171,7 @@ def test_the_user_layer_counts_the_history_and_earlier_grades_as_private():
 
 # ---- the child's confinement (autograder/child/confine.py) and what the user layer cleans ----------
 CONFINED = r'''
-import ctypes, errno, json, os, socket, sys, threading, time
+import ctypes, errno, fcntl, json, os, socket, struct, sys, threading, time
 libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
 
@@ -217,6 +217,10 @@ report = {
     "process_vm_readv": called(libc.syscall(310, pid, None, 0, None, 0, 0)),
     "pidfd_getfd": called(libc.syscall(438, 0, 0, 0)), "unshare": called(libc.unshare(0x10000000)),
     "io_uring_setup": called(libc.syscall(425, 1, None)), "keyctl": called(libc.syscall(250, 0, -4, 0)),
+    "lockf": attempt(lambda: fcntl.lockf(open(sys.executable, "rb"), fcntl.LOCK_SH | fcntl.LOCK_NB, 1, 2**30)),
+    "F_GETLK": attempt(lambda: fcntl.fcntl(open(sys.executable, "rb"), fcntl.F_GETLK, struct.pack("hhqqi", 0, 0, 0, 1, 0))),
+    "flock": attempt(lambda: fcntl.flock(open(sys.executable, "rb"), fcntl.LOCK_SH | fcntl.LOCK_NB)),
+    "inotify_init1": called(libc.inotify_init1(0)),
     "write home": attempt(lambda: write(os.path.join(os.environ["TMPDIR"], "mine"))),
     "write elsewhere": attempt(lambda: write(sys.argv[1])), "write /dev/null": attempt(lambda: write("/dev/null")),
     "thread": "ok" if ran else "no", "pipe": attempt(lambda: os.write(os.pipe()[1], b"x")),

@@ -306,3 +306,20 @@ def test_a_check_in_another_thread_runs_without_the_alarm():
     thread.start()
     thread.join()
     assert found == [(PASSED, "", "")]
+
+
+def test_train_batch_parameters_of_other_shapes_are_refused_before_they_are_compared():
+    """A train_batch that replaces a parameter by a tensor of another shape is told so; its values are never
+    compared (torch.allclose would broadcast a (10000, 1, 1) tensor against the model's weights: gigabytes in
+    the grading process from a 40 KB answer)."""
+    from autograder.checks import q2
+    from autograder.child.probes import small_classifier
+
+    class Answers:
+        def run(self, probe, **inputs):
+            params = [p.detach().clone() for p in small_classifier().parameters()]
+            params[0] = torch.zeros(10_000, 1, 1)
+            return {"returned": 1.0, "after": params, "cleared": False, "losses": [1.0]}
+
+    message = q2.diagnose_train_batch(Answers())
+    assert "no longer have their shapes" in message, message

@@ -131,6 +131,13 @@ def diagnose_train_batch(sub):
             parameter -= 0.1 * parameter.grad
 
     after = found["after"]  # the update first: a step that works but returns the wrong value still works
+    shapes = [tuple(p.shape) for p in before.parameters()]
+    if (not isinstance(after, (list, tuple)) or len(after) != len(shapes)
+            or not all(isinstance(a, torch.Tensor) and tuple(a.shape) == s for a, s in zip(after, shapes))):
+        # compared only when the shapes are the model's: torch.allclose would broadcast anything else
+        return (f"after train_batch the model's parameters no longer have their shapes ({shown(shapes)}): "
+                f"train_batch must update the weights in place (optimizer.step()), not replace them")
+    after = [a.float() for a in after]
     if all(torch.equal(a, b) for a, b in zip(after, before.parameters())):
         if found.get("cleared") is True:
             return ("the weights did not change after train_batch, and their gradients were cleared: call "

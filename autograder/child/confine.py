@@ -9,7 +9,9 @@ code is imported (torch is imported already, and has threads):
   EPERM (a PermissionError in Python): sockets of every family, System V IPC, POSIX message
   queues, reading or tracing other processes (ptrace, process_vm_readv/writev, kcmp,
   pidfd_getfd), io_uring (its operations would bypass the filter), userfaultfd, bpf,
-  perf_event_open, the kernel's keyrings (a uid's keyring outlives its processes), new
+  perf_event_open, the kernel's keyrings (a uid's keyring outlives its processes), file locks,
+  leases and change notices (flock, fcntl's lock commands, inotify: seen by any process that can
+  open the same file, a read-only one included), new
   namespaces and mounts (unshare, setns, the mount calls, clone with a namespace flag; clone3,
   whose flags a filter cannot read, answers "not implemented", so the C library uses clone).
   Calls of another architecture (32-bit x86, x32) fail the same way. The grader's two pipes,
@@ -46,11 +48,14 @@ DENIED = (
     "mq_open", "mq_unlink", "mq_timedsend", "mq_timedreceive", "mq_notify", "mq_getsetattr",
     "ptrace", "process_vm_readv", "process_vm_writev", "process_madvise", "kcmp", "pidfd_getfd",
     "io_uring_setup", "io_uring_enter", "io_uring_register", "userfaultfd", "bpf", "perf_event_open",
-    "fanotify_init", "add_key", "request_key", "keyctl",
+    "fanotify_init", "inotify_init", "inotify_init1", "flock", "add_key", "request_key", "keyctl",
     "unshare", "setns", "mount", "umount", "umount2", "pivot_root", "chroot", "open_tree", "open_tree_attr",
     "move_mount", "fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr", "name_to_handle_at",
     "open_by_handle_at",
 )
+# fcntl's commands that reach other processes: record locks (classic and open-file-description ones:
+# any process that can open the same file, read-only included, sees them), leases and directory notices
+FCNTL_DENIED = (5, 6, 7, 36, 37, 38, 1024, 1025, 1026)  # F_GETLK, F_SETLK(W), F_OFD_*, F_SETLEASE, F_GETLEASE, F_NOTIFY
 CLONE_NAMESPACES = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000)
 PR_SET_NO_NEW_PRIVS = 38
 
@@ -97,6 +102,8 @@ def _seccomp():
     for name in DENIED:
         if seccomp.resolve_syscall(seccomp.Arch.NATIVE, name) != -1:  # -1: unknown to this libseccomp
             rules.add_rule(denied, name)
+    for command in FCNTL_DENIED:
+        rules.add_rule(denied, "fcntl", seccomp.Arg(1, seccomp.EQ, command))
     for flag in CLONE_NAMESPACES:
         rules.add_rule(denied, "clone", seccomp.Arg(0, seccomp.MASKED_EQ, flag, flag))
     rules.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")
