@@ -73,8 +73,10 @@ MB = 2 ** 20
 TMP_MB = 512  # the child's /tmp (autograder/sandbox.py)
 PROCESSES = 32  # the child's process limit (autograder/sandbox.py)
 # runs the grader's own command line, then reports the grading process's peak memory
-DRIVER = ("import resource, sys\nfrom autograder.__main__ import main\ntry:\n    main(sys.argv[1:])\nfinally:\n"
-          "    sys.stderr.write('\\nHW2-PEAK-RSS-KB %d\\n' % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+# (VmHWM, this process image's own peak: getrusage's ru_maxrss keeps the peak of the forked test runner across exec)
+DRIVER = ("import re, sys\nfrom autograder.__main__ import main\ntry:\n    main(sys.argv[1:])\nfinally:\n"
+          "    peak = re.search(r'VmHWM:\\s*(\\d+)', open('/proc/self/status').read()).group(1)\n"
+          "    sys.stderr.write('\\nHW2-PEAK-RSS-KB %s\\n' % peak)\n")
 
 
 # ---- how each mode runs the grader -------------------------------------------------------------
