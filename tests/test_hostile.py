@@ -449,6 +449,17 @@ def bilinear_matrix(W_Q, W_K):  # 1.3-low-rank: a process flood
 '''
 
 
+
+def _only_the_attacks_fail(graded, every):
+    """The notebook's five attacked tests failed with no points, equivalent_head kept its point, and the
+    grading is complete: nothing "not run"."""
+    hostile = ["1.1-output-sizes", "1.1-parameter-counts", "1.2-parameter-counts", "1.3-attention-probabilities",
+               "1.3-low-rank"]
+    assert all(graded.tests[t]["status"] == "failed" and graded.score(t) == 0 for t in hostile), every[:3000]
+    assert graded.score("1.3-equivalent-heads") == 1 and graded.results["score"] == 1
+    assert not any(t["extra_data"]["not_run"] for t in graded.tests.values())
+    assert not graded.results["extra_data"]["incomplete"] and "INCOMPLETE" not in graded.feedback
+
 def _notebook(config, code=NOTEBOOK):
     """The reference notebook with a last answer cell of the student's: `code`, after HOSTILE = config."""
     notebook = json.loads((SOLUTION / "q1.ipynb").read_text())
@@ -613,12 +624,7 @@ def test_snooping_spoofing_secrets_and_oversized_values(grader):
                                          env={"HW2_TEST_SECRET": secret})
 
     every = graded.text + graded.feedback
-    hostile = ["1.1-output-sizes", "1.1-parameter-counts", "1.2-parameter-counts", "1.3-attention-probabilities",
-               "1.3-low-rank"]
-    assert all(graded.tests[t]["status"] == "failed" and graded.score(t) == 0 for t in hostile), every[:3000]
-    assert graded.score("1.3-equivalent-heads") == 1 and graded.results["score"] == 1
-    assert not any(t["extra_data"]["not_run"] for t in graded.tests.values())
-    assert not graded.results["extra_data"]["incomplete"] and "INCOMPLETE" not in graded.feedback
+    _only_the_attacks_fail(graded, every)
     # 6: the spoofed "not run" is a failure like any other
     spoofed = graded.output("1.1-parameter-counts")
     assert "NotRun" in spoofed and not spoofed.startswith("NOT RUN"), spoofed
@@ -715,12 +721,7 @@ def test_answers_that_are_not_data_fail_their_tests(grader):
     graded, seconds, peak = grader.grade(tree, space / "out", "1.1,1.2,1.3", seconds=30)
 
     every = graded.text + graded.feedback
-    hostile = ["1.1-output-sizes", "1.1-parameter-counts", "1.2-parameter-counts", "1.3-attention-probabilities",
-               "1.3-low-rank"]
-    assert all(graded.tests[t]["status"] == "failed" and graded.score(t) == 0 for t in hostile), every[:3000]
-    assert graded.score("1.3-equivalent-heads") == 1 and graded.results["score"] == 1
-    assert not any(t["extra_data"]["not_run"] for t in graded.tests.values())
-    assert not graded.results["extra_data"]["incomplete"] and "INCOMPLETE" not in graded.feedback
+    _only_the_attacks_fail(graded, every)
     for test_id, words in [("1.1-output-sizes", "torch.save or pickle"), ("1.1-parameter-counts", "more than 50,000 values"),
                            ("1.3-attention-probabilities", "sparse"), ("1.3-low-rank", "data take")]:
         message = graded.output(test_id)

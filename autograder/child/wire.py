@@ -187,6 +187,16 @@ def decode(payload, limits=ANSWER):
         raise WireError(f"not of the wire format ({type(error).__name__}: {str(error)[:200]})") from None
 
 
+
+def _loads(text, what, hook):
+    """json.loads of `text` with `hook` for its objects; WireError naming `what` when it is not valid JSON."""
+    try:
+        return json.loads(text, object_pairs_hook=hook)
+    except ValueError as error:
+        if isinstance(error, WireError):
+            raise
+        raise WireError(f"{what} is not valid JSON ({str(error)[:100]})") from None
+
 def _decode(payload, limits):
     if not isinstance(payload, bytes):
         raise WireError(f"a payload of type {type(payload).__name__}")
@@ -206,12 +216,7 @@ def _decode(payload, limits):
     except UnicodeDecodeError:
         raise WireError("the header is not UTF-8") from None
     _scan(text, "the header", max_items=16 + limits.tensors * (8 + MAX_DIMS), max_depth=3)
-    try:
-        header = json.loads(text, object_pairs_hook=_unique)
-    except ValueError as error:
-        if isinstance(error, WireError):
-            raise
-        raise WireError(f"the header is not valid JSON ({str(error)[:100]})") from None
+    header = _loads(text, "the header", _unique)
     if not isinstance(header, dict):
         raise WireError("the header is not a JSON object")
     metadata = header.pop("__metadata__", None)
@@ -244,12 +249,7 @@ def _decode(payload, limits):
             return tensors[str(content)]
         raise WireError(f"an unknown value in the structure ({str(tag)[:40]!r})")
 
-    try:
-        value = json.loads(structure, object_pairs_hook=node)
-    except ValueError as error:
-        if isinstance(error, WireError):
-            raise
-        raise WireError(f"the structure is not valid JSON ({str(error)[:100]})") from None
+    value = _loads(structure, "the structure", node)
     if len(claimed) != len(tensors):
         raise WireError(f"{len(tensors) - len(claimed)} tensor(s) of the file are not in the structure")
     return value
