@@ -4,17 +4,16 @@ and each student scored, which tests to check before blaming the students, and w
     make report GRADES=grades/class
     python -m autograder report <grades> [--out DIR]
 
-Writes `<grades>/report.html`, one self-contained page (figures embedded as PNG, its style and the few
-lines of script that sort the students' table inline, nothing loaded: it can be mailed or attached as
-it is), and `<grades>/report-tests.csv`, one row per
-student and test for a spreadsheet. Points and totals are read from gradebook.csv (the source of
-truth), the tests from each student's results.json; a student whose results.json is missing or
-corrupt is listed among the problems and the report goes on. Every row whose status is not `graded`
-(whatever status batch.py wrote) is listed first, with why. Failures that one cause explains (a
-function not implemented, a file that cannot run, code that timed out and the later tests of its
-file not tried) are one line each, however many tests they cost; the rest are grouped per test by
-message. Everything that may come from a student (their code's output ends up in failure messages)
-is HTML-escaped.
+Writes `<grades>/report.html`, one self-contained page (figures embedded as PNG; its style, and the few
+lines of script that sort the students' table, inline; nothing loaded: it can be mailed or attached as
+it is), and `<grades>/report-tests.csv`, one row per student and test for a spreadsheet. Points and
+totals are read from gradebook.csv (the source of truth), the tests from each student's results.json;
+a student whose results.json is missing or corrupt is listed among the problems and the report goes
+on. Every row whose status is not `graded` (whatever status batch.py wrote) is listed first, with why.
+Failures that one cause explains (a function not implemented, a file that cannot run, code that timed
+out and the later tests of its file not tried) are one line each, however many tests they cost; the
+rest are grouped per test by message. Everything that may come from a student (their code's output
+ends up in failure messages) is HTML-escaped.
 """
 
 import base64
@@ -311,8 +310,8 @@ def message_shape(message):
 
 @dataclass
 class Cause:
-    """One cause that explains failures of several tests (or may): a function not implemented, a file
-    that cannot run, code that timed out and the tests of its file not tried after."""
+    """What explains a student's failures whatever the test: a function not implemented, a file that
+    cannot run, code that timed out (and the later tests of its file, not tried)."""
     text: str  # what it is, for "<N> students <text>"
     example: str  # one real message
     reason: str
