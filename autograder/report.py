@@ -51,7 +51,8 @@ NOT_IMPLEMENTED_NAME = re.compile(r"^(?:not implemented yet: )?([\w.]+)(?: \(in 
 # what students whose file cannot run did, for "<N> students <this>", by the tests' typed reason (grade.FILE_REASONS)
 _FILE_CAUSES = {MISSING_FILE: "did not submit {file}", REFUSED_FILE: "submitted a {file} the grader refuses",
                 SYNTAX_ERROR: "have a syntax error in {file}", IMPORT_ERROR: "have a {file} that fails at import"}
-# the later tests of a file whose code timed out (grade._run_file): "not tried: your code in <file> timed out in test <id>"
+# the later tests of a file whose code timed out (grade._run_file):
+# "not tried: your code in <file> timed out in test <id>, and this test runs the same code (...)"
 NOT_TRIED = re.compile(r"^not tried: your code in (\S+) timed out in test (\S+),")
 # numbers in failure messages (not inside identifiers such as conv2d or float64), and memory addresses
 NUMBER = re.compile(r"0x[0-9a-fA-F]+|(?<![A-Za-z_0-9.])[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")

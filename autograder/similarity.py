@@ -469,7 +469,8 @@ def render_html(report):
     for p in report.reference:
         name, score = p.most_similar_file
         out.append(f"<tr{' class=flag' if p.flagged else ''}><td>{e(p.a)}</td><td class=n>{_bar(p.score)}"
-                   f"{p.score:.2f}</td><td class=n>{p.z:+.1f}</td><td>{f'close to the reference ({p.why})' if p.flagged else ''}"
+                   f"{p.score:.2f}</td><td class=n>{p.z:+.1f}</td>"
+                   f"<td>{f'close to the reference ({p.why})' if p.flagged else ''}"
                    f"</td><td>{e(name)}{f' ({score:.2f})' if name else ''}</td></tr>")
     out.append("</table><h2>Overlapping code, side by side</h2><p class='muted'>Highlighted: code both wrote (after "
                f"renaming, without comments and the provided skeleton); overlaps closer than k = {NOISE_T} "

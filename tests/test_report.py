@@ -201,6 +201,10 @@ def test_a_real_grade_all_output(tmp_path):
         rows = list(csv.DictReader(f))
     assert {r["student"] for r in rows} == {"ada", "bob"}
     assert all(r["status"] == PASSED for r in rows if r["student"] == "ada" and r["status"] != MANUAL)
+    failed = [r["test_id"] for r in rows if r["student"] == "bob" and r["status"] == FAILED]
+    assert failed and "1 student has not implemented conv_output_size</b> (test 1.1-output-sizes)" in page
+    assert '<div class="messages"' not in page, "the skeleton's failures are all causes, none a message per test"
+    assert "None: every student's status is graded" in page
 
 
 def test_a_class_graded_through_an_insecure_cluster_says_so_at_the_top(tmp_path):
@@ -343,7 +347,8 @@ def _skeleton_class(out):
 
     def syntax_error(results):
         for i, test in enumerate(t for t in results["tests"] if t["number"] == "3.1a"):
-            test["output"] = syntax if i == 0 else f"{syntax.splitlines()[0]} (the whole message is in test {decoder[0]['extra_data']['id']})"
+            first = decoder[0]["extra_data"]["id"]
+            test["output"] = syntax if i == 0 else f"{syntax.splitlines()[0]} (the whole message is in test {first})"
             test["extra_data"]["reason"] = "syntax error"
 
     def timed_out(results):
