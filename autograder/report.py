@@ -1,15 +1,19 @@
-"""The class report of a grade-all output: how the class scored, which tests to check before blaming
-the students, what the failures say, and which gradings need a second look.
+"""The class report of a grade-all output: which gradings need a second look (first), how the class
+and each student scored, which tests to check before blaming the students, and what the failures say.
 
     make report GRADES=grades/class
     python -m autograder report <grades> [--out DIR]
 
-Writes `<grades>/report.html`, one self-contained page (figures embedded as PNG, no external CSS or
-JavaScript: it can be mailed or attached as it is), and `<grades>/report-tests.csv`, one row per
-student and test for a spreadsheet. Points and totals are read from gradebook.csv (the source of
-truth), the tests from each student's results.json; a student whose results.json is missing or
-corrupt is listed among the problems and the report goes on. Everything that may come from a student
-(their code's output ends up in failure messages) is HTML-escaped.
+Writes `<grades>/report.html`, one self-contained page (figures embedded as PNG; its style, and the few
+lines of script that sort the students' table, inline; nothing loaded: it can be mailed or attached as
+it is), and `<grades>/report-tests.csv`, one row per student and test for a spreadsheet. Points and
+totals are read from gradebook.csv (the source of truth), the tests from each student's results.json;
+a student whose results.json is missing or corrupt is listed among the problems and the report goes
+on. Every row whose status is not `graded` (whatever status batch.py wrote) is listed first, with why.
+Failures that one cause explains (a function not implemented, a file that cannot run, code that timed
+out and the later tests of its file not tried) are one line each, however many tests they cost; the
+rest are grouped per test by message. Everything that may come from a student (their code's output
+ends up in failure messages) is HTML-escaped.
 """
 
 import base64
@@ -25,16 +29,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autograder import rubric
-from autograder.batch import INSECURE_MARK, STATUSES, spreadsheet_text
+from autograder.batch import INSECURE_MARK, STATUS_OF_REASON, STATUSES, spreadsheet_text
+from autograder.child.compare import IMPORT_ERROR, MISSING_FILE, NOT_IMPLEMENTED, REFUSED_FILE, SYNTAX_ERROR, TIMED_OUT
+from autograder.grade import FILE_REASONS
 from autograder.results import FAILED, MANUAL, NOT_RUN, PASSED
+from autograder.submission import GRADED_FILES
 
 REPORT_FILE, TESTS_FILE = "report.html", "report-tests.csv"
 TEST_COLUMNS = ("student", "test_id", "question", "name", "status", "score", "max_score", "reason", "seconds")
 ALERT_PASS_RATE = 0.2  # below this, a test is listed as one to check before the students
-PROBLEM_STATUSES = ("incomplete", "timed out", "grader error", "unreadable zip")  # their grade is not final
+GRADED = "graded"  # the one status that needs no look: every other one of batch.STATUSES (or unknown) is listed
+REASON_OF_STATUS = {status: reason for reason, status in STATUS_OF_REASON.items()}  # the typed reason behind a status
 GROUPS_PER_TEST = 5  # failure messages shown per test
 EXAMPLE_CHARS = 400  # of an example failure message
 ALERT_COLOUR, BAR_COLOUR = "#c0392b", "#4c72b0"
+POINT_BINS = 30  # a histogram of whole points up to this many has a bin per point (a question's: 2 to 27)
+FONT_SIZE = 11  # points: tick labels, bar labels and titles of the figures (the page shows them at 100 dpi)
+# the function named by a "not implemented" message: the skeleton's stubs raise
+# NotImplementedError("<function> is not implemented yet"); the notebook's say "<function> (in q1.ipynb) ..."
+NOT_IMPLEMENTED_NAME = re.compile(r"^(?:not implemented yet: )?([\w.]+)(?: \(in [^)]*\))? is not implemented yet")
+# what students whose file cannot run did, for "<N> students <this>", by the tests' typed reason (grade.FILE_REASONS)
+_FILE_CAUSES = {MISSING_FILE: "did not submit {file}", REFUSED_FILE: "submitted a {file} the grader refuses",
+                SYNTAX_ERROR: "have a syntax error in {file}", IMPORT_ERROR: "have a {file} that fails at import"}
+# the later tests of a file whose code timed out (grade._run_file):
+# "not tried: your code in <file> timed out in test <id>, and this test runs the same code (...)"
+NOT_TRIED = re.compile(r"^not tried: your code in (\S+) timed out in test (\S+),")
 # numbers in failure messages (not inside identifiers such as conv2d or float64), and memory addresses
 NUMBER = re.compile(r"0x[0-9a-fA-F]+|(?<![A-Za-z_0-9.])[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 
@@ -78,6 +97,7 @@ class ClassGrades:
     students: list  # Student, one per gradebook row
     max_points: dict  # question -> autograded points possible
     titles: dict  # question -> title, from the rubric when it still has the question
+    files: dict = field(default_factory=dict)  # question -> the student's file it grades, from the rubric
     strays: list = field(default_factory=list)  # (folder name, why) of gradings absent from gradebook.csv
 
     @property
@@ -98,7 +118,8 @@ def load_class(grades_dir):
     strays = [(path.name, "in the output folder but not in gradebook.csv (graded by another run?)")
               for path in sorted(folder.iterdir())
               if path.is_dir() and path.name not in listed and _has_grading_files(path)]
-    return ClassGrades(folder, questions, students, _max_points(students, questions), _titles(questions), strays)
+    titles, files = _titles(questions)
+    return ClassGrades(folder, questions, students, _max_points(students, questions), titles, files, strays)
 
 
 def _read_gradebook(folder):
@@ -181,8 +202,10 @@ def _outcome(student, test):
 
 
 def _status_problems(student, folder):
-    """Why a grading whose status is one of PROBLEM_STATUSES is not final, in one line."""
-    if student.status not in PROBLEM_STATUSES:
+    """Why a grading whose status is not `graded` (any of batch.STATUSES, or one this report does not
+    know) is so, in one line: error.txt when the grader wrote one, else the tests behind the status and
+    the first line of the first one's message."""
+    if student.status == GRADED:
         return []
     error = _read_text(folder / "error.txt", limit=EXAMPLE_CHARS)
     if error:
@@ -190,8 +213,17 @@ def _status_problems(student, folder):
     if student.status == "incomplete":
         not_run = [f"{o.id} ({o.reason or 'not run'})" for o in student.outcomes if o.status == NOT_RUN]
         return [f"incomplete: not run: {', '.join(not_run) or '?'}"]
-    typed = [o.id for o in student.outcomes if o.reason == student.status]
-    return [f"{student.status}: {', '.join(typed) or 'see feedback.md'}"]
+    reason = REASON_OF_STATUS.get(student.status, student.status)
+    typed = [o for o in student.outcomes if o.reason == reason and o.status == FAILED]
+    if not typed and student.status == STATUS_OF_REASON[MISSING_FILE]:
+        return [f"{student.status}: one of {', '.join(GRADED_FILES)} is not in the submission (no test graded "
+                f"here reads it)"]
+    if not typed:
+        return [f"{student.status}: no test says why (see feedback.md"
+                f"{' and error.txt' if student.status not in STATUSES else ''})"]
+    first = typed[0].message.strip().splitlines()[0] if typed[0].message.strip() else reason
+    first = first[len(student.status) + 2:] if first.startswith(f"{student.status}: ") else first
+    return [f"{student.status}: {first} (test{'s' * (len(typed) > 1)} {', '.join(o.id for o in typed)})"]
 
 
 def _max_points(students, questions):
@@ -215,11 +247,12 @@ def _max_points(students, questions):
 
 
 def _titles(questions):
+    """({question: title}, {question: file}) of the rubric's questions among `questions`."""
     try:
         known = rubric.load().questions
     except rubric.RubricError:
-        return {}
-    return {q: known[q].title for q in questions if q in known}
+        return {}, {}
+    return {q: known[q].title for q in questions if q in known}, {q: known[q].file for q in questions if q in known}
 
 
 # ---- what the report computes ------------------------------------------------------------------
@@ -230,14 +263,21 @@ class PassRate:
     name: str
     passed: int
     ran: int  # passed or failed; manual and not-run tests are not counted
+    explained: int = 0  # of the failures that ran, those a Cause explains (a stub, a file that cannot run)
 
     @property
     def rate(self):
         return self.passed / self.ran if self.ran else 0.0
 
     @property
+    def attempted(self):
+        """The students whose own code ran in the test: a stub or a file that cannot run says nothing of it."""
+        return self.ran - self.explained
+
+    @property
     def alarming(self):
-        return self.ran > 0 and self.rate < ALERT_PASS_RATE
+        """Fewer than ALERT_PASS_RATE of the students whose code ran in it pass: check the test first."""
+        return self.attempted > 0 and self.passed / self.attempted < ALERT_PASS_RATE
 
 
 @dataclass
@@ -251,6 +291,7 @@ class MessageGroup:
 def pass_rates(grades):
     """One PassRate per autograded test, in the rubric's order."""
     rates = {}
+    unexplained = {id(o) for o in failure_causes(grades)[1]}
     for o in grades.outcomes():
         if o.status == MANUAL:
             continue
@@ -258,6 +299,7 @@ def pass_rates(grades):
         if o.status in (PASSED, FAILED):
             rate.ran += 1
             rate.passed += o.status == PASSED
+            rate.explained += o.status == FAILED and id(o) not in unexplained
     return list(rates.values())
 
 
@@ -267,10 +309,69 @@ def message_shape(message):
     return " ".join(NUMBER.sub("N", message).split())
 
 
-def failure_groups(grades):
-    """{test id: [MessageGroup, ...]} of the failed and not-run tests, most students first."""
+@dataclass
+class Cause:
+    """What explains a student's failures whatever the test: a function not implemented, a file that
+    cannot run, code that timed out (and the later tests of its file, not tried)."""
+    text: str  # what it is, for "<N> students <text>"
+    example: str  # one real message
+    reason: str
+    tests: list = field(default_factory=list)  # test ids, in the order first met (the rubric's)
+    students: list = field(default_factory=list)
+
+
+def _cause_of(o, files, timed_out_in):
+    """(key, text) of the cause that explains the failed test `o`, or None when it is the test's own:
+    a function not implemented (whatever the test), a file that cannot run (FILE_REASONS: missing,
+    refused, syntax or import error), or a file whose code timed out in a test (`timed_out_in`: the
+    (student, test id) that later tests name when they were not tried)."""
+    if o.reason == NOT_IMPLEMENTED:
+        name = NOT_IMPLEMENTED_NAME.match(o.message.strip())
+        if name:
+            return (NOT_IMPLEMENTED, name.group(1)), f"have not implemented {name.group(1)}"
+    file = files.get(o.question, f"question {o.question}'s file")
+    if o.reason in FILE_REASONS:
+        return (o.reason, file), _FILE_CAUSES.get(o.reason, "have {file} failing: " + o.reason).format(file=file)
+    if o.reason == TIMED_OUT:
+        not_tried = NOT_TRIED.match(o.message)
+        first = not_tried.group(2) if not_tried else o.id if (o.student, o.id) in timed_out_in else None
+        if first:
+            return ((TIMED_OUT, file, first), f"timed out in {first} (code in {file}), so the later tests of that "
+                                              f"file were not tried")
+    return None
+
+
+def failure_causes(grades):
+    """([Cause, ...] most students first, [the failed outcomes no Cause explains]): each cause counted
+    once however many tests it cost, distinct causes kept apart (CNN.__init__ and train_batch not
+    implemented are two lines)."""
+    failed = [o for o in grades.outcomes() if o.status in (FAILED, NOT_RUN)]
+    timed_out_in = set()
+    for o in failed:
+        not_tried = NOT_TRIED.match(o.message) if o.reason == TIMED_OUT else None
+        if not_tried:
+            timed_out_in.add((o.student, not_tried.group(2)))
+    causes, rest, position = {}, [], {}
+    for o in failed:
+        position.setdefault(o.id, len(position))
+        found = _cause_of(o, grades.files, timed_out_in)
+        if found is None:
+            rest.append(o)
+            continue
+        key, text = found
+        cause = causes.setdefault(key, Cause(text, o.message, o.reason))
+        if o.id not in cause.tests:
+            cause.tests.append(o.id)
+        if o.student not in cause.students:
+            cause.students.append(o.student)
+    return sorted(causes.values(), key=lambda c: (-len(c.students), position[c.tests[0]])), rest
+
+
+def failure_groups(grades, outcomes=None):
+    """{test id: [MessageGroup, ...]} of the failed and not-run tests (of `outcomes`, default every
+    student's), most students first."""
     groups = {}
-    for o in grades.outcomes():
+    for o in grades.outcomes() if outcomes is None else outcomes:
         if o.status not in (FAILED, NOT_RUN):
             continue
         by_shape = groups.setdefault(o.id, {})
@@ -280,9 +381,18 @@ def failure_groups(grades):
     return {test_id: sorted(by_shape.values(), key=lambda g: -len(g.students)) for test_id, by_shape in groups.items()}
 
 
+def _problem_rank(status):
+    """Statuses this report does not know first, then the grader's (grader error) down to the student's
+    (missing files) as batch.STATUSES lists them in reverse, `graded` (with a note) last."""
+    return len(STATUSES) - STATUSES.index(status) if status in STATUSES else 0
+
+
 def problems(grades):
-    """(student, status, why) of every grading that needs a second look."""
-    listed = [(s.name, s.status, "; ".join(s.problems)) for s in grades.students if s.problems]
+    """(student, status, why) of every grading that needs a second look: every status but `graded`
+    first, each with why; then graded ones with a note (interrupted, unsandboxed, results unreadable);
+    then folders gradebook.csv does not list."""
+    listed = sorted(((s.name, s.status, "; ".join(s.problems) or s.status) for s in grades.students
+                     if s.problems or s.status != GRADED), key=lambda row: (_problem_rank(row[1]), row[0]))
     return listed + [(name, "not in gradebook", why) for name, why in grades.strays]
 
 
@@ -310,71 +420,99 @@ def _embedded(figure, figure_id, alt):
     return f'<img id="{figure_id}" alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
-def _point_bins(possible):
-    """One bin per point for small maxima, else 20 bins."""
-    if 0 < possible <= 25:
-        return [x - 0.5 for x in range(int(possible) + 2)]
-    return 20 if possible <= 0 else [possible * i / 20 for i in range(21)]
+def _whole(values):
+    return all(float(v).is_integer() for v in values)
 
 
-def totals_figure(grades):
+def _points_axis(axes, values, possible):
+    """Histogram `values` (points out of `possible`) on `axes`: whole points get one bin per point,
+    centred on it, and ticks on whole numbers only (no -0.5 or 2.5 on a 2-point question); beyond
+    POINT_BINS points, or for fractional points, 20 bins."""
+    whole = _whole([*values, possible])
+    per_point = whole and 0 < possible <= POINT_BINS
+    if per_point:
+        bins = [x - 0.5 for x in range(int(possible) + 2)]
+    else:
+        bins = [possible * i / 20 for i in range(21)] if possible > 0 else 20
+    axes.hist(values, bins=bins, color=BAR_COLOUR, edgecolor="white")
+    if possible > 0:
+        axes.set_xlim(-0.5 if per_point else 0, possible + (0.5 if per_point else 0))
+    if whole:
+        _count_axis(axes.xaxis)
+    _count_axis(axes.yaxis)
+    axes.tick_params(labelsize=FONT_SIZE)
+
+
+def totals_plot(grades):
     totals = [s.total for s in grades.students if s.total is not None]
     figure = _figure(7, 3)
     axes = figure.subplots()
-    axes.hist(totals, bins=[grades.max_total * i / 20 for i in range(21)] if grades.max_total else 20,
-              color=BAR_COLOUR, edgecolor="white")
+    _points_axis(axes, totals, grades.max_total)
     if totals:
         axes.axvline(statistics.mean(totals), color="black", linestyle="--", label="mean")
         axes.axvline(statistics.median(totals), color="grey", linestyle=":", label="median")
-        axes.legend()
-    axes.set(xlabel=f"total (out of {grades.max_total:g})", ylabel="students", title="Total scores")
-    _count_axis(axes.yaxis)
-    return _embedded(figure, "fig-totals", "histogram of the total scores")
+        axes.legend(fontsize=FONT_SIZE)
+    axes.set_xlabel(f"total (out of {grades.max_total:g})", fontsize=FONT_SIZE)
+    axes.set_ylabel("students", fontsize=FONT_SIZE)
+    axes.set_title("Total scores", fontsize=FONT_SIZE + 1)
+    return figure
 
 
-def questions_figure(grades):
+def questions_plot(grades):
     columns = min(3, max(1, len(grades.questions)))
     rows = -(-max(1, len(grades.questions)) // columns)
-    figure = _figure(3.2 * columns, 2.3 * rows)
+    figure = _figure(3.4 * columns, 2.6 * rows)
     grid = figure.subplots(rows, columns, squeeze=False).ravel()
     for axes, question in zip(grid, grades.questions):
         possible = grades.max_points.get(question, 0.0)
-        axes.hist([s.points[question] for s in grades.students if s.points[question] is not None],
-                  bins=_point_bins(possible), color=BAR_COLOUR,
-                  edgecolor="white")
-        axes.set_title(f"Question {question} (out of {possible:g})", fontsize=10)
-        axes.set_xlabel("points", fontsize=8)
-        _count_axis(axes.yaxis)
+        _points_axis(axes, [s.points[question] for s in grades.students if s.points[question] is not None], possible)
+        axes.set_title(f"Question {question} (out of {possible:g})", fontsize=FONT_SIZE)
+        axes.set_xlabel("points", fontsize=FONT_SIZE)
     for axes in grid[len(grades.questions):]:
         axes.set_visible(False)
-    return _embedded(figure, "fig-questions", "histograms of each question's points")
+    return figure
 
 
-def pass_rate_figure(rates):
-    figure = _figure(8, 1 + 0.28 * max(1, len(rates)))
+def pass_rate_plot(rates):
+    figure = _figure(8, 1.2 + 0.36 * max(1, len(rates)))
     axes = figure.subplots()
     positions = range(len(rates))[::-1]  # the rubric's first test at the top
     bars = axes.barh(list(positions), [100 * r.rate for r in rates],
                      color=[ALERT_COLOUR if r.alarming else BAR_COLOUR for r in rates])
-    axes.bar_label(bars, [f"{r.rate:.0%}" for r in rates], fontsize=7, padding=2)
+    axes.bar_label(bars, [f"{r.rate:.0%}" for r in rates], fontsize=FONT_SIZE, padding=3)
     labels = {f"{r.test_id} ({r.passed}/{r.ran})": r for r in rates}
-    axes.set_yticks(list(positions), list(labels), fontsize=8)
+    axes.set_yticks(list(positions), list(labels), fontsize=FONT_SIZE)
     for label in axes.get_yticklabels():
         label.set_color(ALERT_COLOUR if labels[label.get_text()].alarming else "black")
     axes.axvline(100 * ALERT_PASS_RATE, color=ALERT_COLOUR, linestyle=":", linewidth=1)
-    axes.set(xlim=(0, 100), xlabel="% of the students whose test ran who passed it",
-             title=f"Pass rate per test (red: below {ALERT_PASS_RATE:.0%})")
-    return _embedded(figure, "fig-pass-rates", "pass rate of each test, horizontal bars")
+    axes.set_xlim(0, 112)  # room for the label of a bar at 100 %
+    axes.set_xticks(range(0, 101, 20))
+    axes.tick_params(axis="x", labelsize=FONT_SIZE)
+    axes.set_xlabel("% of the students whose test ran who passed it", fontsize=FONT_SIZE)
+    axes.set_title(f"Pass rate per test (red: below {ALERT_PASS_RATE:.0%} of those whose own code ran in it)",
+                   fontsize=FONT_SIZE + 1)
+    return figure
 
 
-def grading_time_figure(grades):
+def grading_time_plot(grades):
     seconds = [s.seconds for s in grades.students if s.seconds is not None]
     figure = _figure(7, 2.6)
     axes = figure.subplots()
     axes.hist(seconds, bins=20, color=BAR_COLOUR, edgecolor="white")
-    axes.set(xlabel="seconds of grading per student", ylabel="students", title="Grading time")
+    axes.set_xlabel("seconds of grading per student", fontsize=FONT_SIZE)
+    axes.set_ylabel("students", fontsize=FONT_SIZE)
+    axes.set_title("Grading time", fontsize=FONT_SIZE + 1)
+    axes.tick_params(labelsize=FONT_SIZE)
     _count_axis(axes.yaxis)
-    return _embedded(figure, "fig-grading-time", "histogram of the grading time per student")
+    return figure
+
+
+def figures(grades, rates):
+    """The page's figures: (figure id, alt text, matplotlib Figure)."""
+    return [("fig-totals", "histogram of the total scores", totals_plot(grades)),
+            ("fig-questions", "histograms of each question's points", questions_plot(grades)),
+            ("fig-pass-rates", "pass rate of each test, horizontal bars", pass_rate_plot(rates)),
+            ("fig-grading-time", "histogram of the grading time per student", grading_time_plot(grades))]
 
 
 # ---- the page ----------------------------------------------------------------------------------
@@ -384,11 +522,25 @@ body { font-family: system-ui, sans-serif; max-width: 70em; margin: 1.5em auto; 
 table { border-collapse: collapse; margin: 0.5em 0 1em; }
 th, td { border-bottom: 1px solid #ddd; padding: 0.25em 0.7em; text-align: left; vertical-align: top; }
 td.n { text-align: right; font-variant-numeric: tabular-nums; }
+table.sortable th { cursor: pointer; background: #eef; }
+table.sortable th::after { content: " \\2195"; color: #999; }
 .banner { background: #fdecea; border-left: 4px solid #c0392b; padding: 0.5em 1em; margin: 0.5em 0; }
 .alert { color: #c0392b; }
-pre { white-space: pre-wrap; margin: 0; font-size: 0.85em; max-width: 50em; }
+pre { white-space: pre-wrap; overflow-wrap: anywhere; margin: 0; font-size: 0.85em; max-width: 50em; }
 img { max-width: 100%; display: block; margin: 0.5em 0 1.5em; }
 .muted { color: #777; }
+"""
+# sorts a table.sortable by the clicked column: numbers by the cells' data-v, text by their text; again: reversed
+SCRIPT = """
+document.querySelectorAll("table.sortable th").forEach((th, column) => th.addEventListener("click", () => {
+  const body = th.closest("table").tBodies[0], down = th.dataset.order !== "down";
+  th.dataset.order = down ? "down" : "up";
+  const key = row => { const cell = row.cells[column];
+    return cell.dataset.v !== undefined ? Number(cell.dataset.v) : cell.textContent.toLowerCase(); };
+  [...body.rows].sort((a, b) => { const x = key(a), y = key(b);
+    return (x < y ? -1 : x > y ? 1 : 0) * (down === (typeof x === "number") ? -1 : 1); })
+    .forEach(row => body.append(row));
+}));
 """
 
 
@@ -438,12 +590,12 @@ def _status_id(status):
 
 def summary_section(grades):
     totals = [s.total for s in grades.students if s.total is not None]
-    graded = [s.total for s in grades.students if s.status == "graded" and s.total is not None]
+    graded = [s.total for s in grades.students if s.status == GRADED and s.total is not None]
     statuses = Counter(s.status for s in grades.students)
     ordered = [status for status in STATUSES if statuses[status]] + sorted(set(statuses) - set(STATUSES))
     rows = [("students in gradebook.csv", (str(len(grades.students)), ' class="n" id="students"'))]
     if len(totals) < len(grades.students):
-        rows.append(("without a total (not final: see below)",
+        rows.append(("without a total (not final: see above)",
                      (str(len(grades.students) - len(totals)), ' class="n" id="without-total"')))
     rows += [(f"status: {_escape(status)}", (str(statuses[status]), f' class="n" id="{_status_id(status)}"'))
              for status in ordered]
@@ -471,14 +623,41 @@ def question_table(grades):
     return _table(("question", "title", "points", "mean", "median", "full marks", "zero"), rows)
 
 
+def students_in_order(grades):
+    """The students as the table lists them: highest total first, those without a total last, then by name."""
+    return sorted(grades.students, key=lambda s: (s.total is None, -(s.total or 0), s.name))
+
+
+def students_section(grades):
+    """Every student: total, points per question, status; sortable by a click on a column's header."""
+    def number(value):  # data-v: what the script sorts by; a blank (not final) sorts below every number
+        return (_fmt(value) if value is not None else "", f' class="n" data-v="{value if value is not None else -1:g}"')
+
+    head = "".join(f"<th>{_escape(h)}</th>" for h in ("student", "total", *(f"Q{q}" for q in grades.questions),
+                                                          "status"))
+    rows = "".join("<tr>" + "".join(f"<td{attributes}>{content}</td>" for content, attributes in (
+        (_escape(s.name), ""), number(s.total), *(number(s.points[q]) for q in grades.questions),
+        (_escape(s.status), "" if s.status == GRADED else ' class="alert"'))) + "</tr>"
+        for s in students_in_order(grades))
+    possible = " ".join(f"Q{_escape(q)} {grades.max_points.get(q, 0.0):g}" for q in grades.questions)
+    return (f'<h2>Students ({len(grades.students)})</h2><p class="muted">Points from gradebook.csv (out of '
+            f'{grades.max_total:g}: {possible}); highest total first, a blank total is not final. Click a column\'s '
+            f'header to sort by it.</p><table class="sortable" id="students-table"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{rows}</tbody></table>")
+
+
 def problems_section(grades):
     listed = problems(grades)
     if not listed:
-        return "<h2>Gradings to look at</h2><p>None: every grading finished and its results are readable.</p>"
-    rows = [(_escape(name), _escape(status), f"<pre>{_escape(why, EXAMPLE_CHARS)}</pre>")
-            for name, status, why in listed]
-    return (f'<h2>Gradings to look at ({len(listed)})</h2><p>Incomplete, timed out, grader errors, unreadable zips '
-            f'or results: their grade is not final.</p><div id="problems">'
+        return ("<h2>Gradings to look at</h2><p>None: every student's status is graded, every grading finished "
+                "and its results are readable.</p>")
+    rows = [(_escape(name), (_escape(status), "" if status == GRADED else ' class="alert"'),
+             f"<pre>{_escape(why, EXAMPLE_CHARS)}</pre>") for name, status, why in listed]
+    return (f'<h2>Gradings to look at ({len(listed)})</h2><p>Every status but <i>graded</i>, with why: a grading '
+            f'without a total (grader error, incomplete, timed out at its bounds) is not final, grade it again; '
+            f'the others are final, but the student\'s code did not run as a whole (a file missing, refused, that '
+            f'does not parse or import, code that timed out or crashed): worth a look before publishing. Then '
+            f'graded ones with a note, and folders the gradebook does not list.</p><div id="problems">'
             + _table(("student", "status", "why"), rows) + "</div>")
 
 
@@ -486,22 +665,45 @@ def alarming_section(rates):
     alarming = [r for r in rates if r.alarming]
     if not alarming:
         return ""
-    items = "".join(f"<li><b>{_escape(r.test_id)}</b>: {r.passed} of {r.ran} passed ({r.rate:.0%}) &mdash; "
-                    f"{_escape(r.name)}</li>" for r in alarming)
+    items = "".join(f"<li><b>{_escape(r.test_id)}</b>: {r.passed} of {r.attempted} passed "
+                    f"({r.passed / r.attempted:.0%})"
+                    + (f" ({r.explained} more failed for a cause below: a stub, a file that cannot run)"
+                       if r.explained else "") + f" &mdash; {_escape(r.name)}</li>" for r in alarming)
     return (f'<h2 class="alert">Tests almost everyone fails &mdash; check the test before the students</h2>'
-            f'<p>Pass rate below {ALERT_PASS_RATE:.0%}:</p><ul id="alarming">{items}</ul>')
+            f'<p>Pass rate below {ALERT_PASS_RATE:.0%} among the students whose own code ran in the test:</p>'
+            f'<ul id="alarming">{items}</ul>')
 
 
 def figures_section(grades, rates):
     slowest = sorted((s for s in grades.students if s.seconds is not None), key=lambda s: -s.seconds)[:5]
     slow_text = ", ".join(f"{_escape(s.name)} ({s.seconds:.0f} s)" for s in slowest) or "none"
-    return ("<h2>Scores</h2>" + totals_figure(grades) + questions_figure(grades)
-            + "<h2>Tests</h2>" + pass_rate_figure(rates)
-            + "<h2>Grading time</h2>" + grading_time_figure(grades) + f"<p>Slowest: {slow_text}</p>")
+    images = {figure_id: _embedded(figure, figure_id, alt) for figure_id, alt, figure in figures(grades, rates)}
+    return ("<h2>Scores</h2>" + images["fig-totals"] + images["fig-questions"]
+            + "<h2>Tests</h2>" + images["fig-pass-rates"]
+            + "<h2>Grading time</h2>" + images["fig-grading-time"] + f"<p>Slowest: {slow_text}</p>")
 
 
-def messages_section(grades, rates):
-    groups = failure_groups(grades)
+def _students_text(count, text):
+    """"3 students have not implemented X", "1 student has not implemented X"."""
+    if count == 1 and text.startswith("have "):
+        text = "has " + text[len("have "):]
+    return f"{count} student{'s' * (count != 1)} {text}"
+
+
+def causes_section(causes):
+    if not causes:
+        return ""
+    items = "".join(f'<li><b>{_escape(_students_text(len(c.students), c.text))}</b> (test{"s" * (len(c.tests) > 1)} '
+                    f'{_escape(", ".join(c.tests))}) <span class="muted">{_escape(_names(c.students))}</span>'
+                    + ("" if c.reason == NOT_IMPLEMENTED else f"<pre>{_escape(c.example, EXAMPLE_CHARS)}</pre>")
+                    + "</li>" for c in causes)
+    return ('<h2>Failures one cause explains</h2><p class="muted">Counted once however many tests they cost: '
+            'a function still the skeleton\'s stub, a file that cannot run, code that timed out (its file\'s '
+            'later tests were not tried). Not repeated in the messages per test below.</p>'
+            f'<ul id="causes">{items}</ul>')
+
+
+def messages_section(rates, groups):
     parts = ["<h2>Most common failure messages per test</h2>"
              '<p class="muted">Messages that differ only by their numbers are counted together '
              '(numbers shown as N); one real message of each group is shown.</p>']
@@ -519,6 +721,8 @@ def messages_section(grades, rates):
         parts.append(f'<h3>{_escape(rate.test_id)} <span class="muted">{_escape(rate.name)}</span></h3>'
                      f'<div class="messages" id="messages-{_escape(rate.test_id)}">'
                      + _table(("students", "reason", "example message", "who"), rows) + "</div>")
+    if len(parts) == 1:
+        parts.append("<p>None beyond the causes above.</p>")
     return "".join(parts)
 
 
@@ -529,6 +733,7 @@ def _names(students, shown=6):
 
 def render(grades):
     rates = pass_rates(grades)
+    causes, rest = failure_causes(grades)
     readable = sum(bool(s.outcomes) for s in grades.students)
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f"<title>Class report: {_escape(grades.folder.name)}</title><style>{STYLE}</style></head><body>"
@@ -536,8 +741,9 @@ def render(grades):
             f'<p class="muted">{_escape(grades.folder)} &middot; {time.strftime("%Y-%m-%d %H:%M")} &middot; '
             f"points from gradebook.csv, tests from {readable} results.json; every test of every student "
             f"in {TESTS_FILE}</p>"
-            + banners(grades) + summary_section(grades) + problems_section(grades) + alarming_section(rates)
-            + figures_section(grades, rates) + messages_section(grades, rates) + "</body></html>\n")
+            + banners(grades) + problems_section(grades) + summary_section(grades) + alarming_section(rates)
+            + students_section(grades) + figures_section(grades, rates) + causes_section(causes)
+            + messages_section(rates, failure_groups(grades, rest)) + f"<script>{SCRIPT}</script></body></html>\n")
 
 
 def write_tests_csv(grades, path):

@@ -8,9 +8,9 @@ under OUT (default `grades/similarity`, beside `grades/class`; inside the reposi
 `make clean` empties, rather than beside the submissions, which may be a shared or read-only folder):
 
   similarity.csv   one row per pair of students: student_a, student_b, score, robust_z, flagged,
-                   most_similar_file (and its score); the most similar pair first
+                   most_similar_file (and its score), shared_tokens, why_flagged; the most similar pair first
   reference.csv    one row per student: similarity to the reference solution (solution/), robust_z,
-                   close_to_reference, closest_file
+                   close_to_reference, closest_file (and its score), shared_tokens, why_flagged
   similarity.html  self-contained: the class's typical level, the most similar pairs (flagged ones
                    marked), the reference table, and each top pair's overlapping code side by side
 
@@ -39,11 +39,16 @@ per-file score (a partial copy shows there).
 The answers are short, so independent correct solutions resemble each other. The class's typical
 level is the median of the pair scores and its spread 1.4826 * MAD (the standard deviation of a
 normal distribution with that MAD), over pairs where both students wrote code; each pair's
-robust z is (score - median) / spread. A pair is flagged when its score is at least FLAG_SCORE
-AND its robust z at least FLAG_Z: high in absolute terms and standing out from this class.
+robust z is (score - median) / spread. A pair is flagged when it has at least MIN_SHARED_TOKENS
+of code in common and either
+  - its score is at least NEAR_IDENTICAL (near-identical code, whatever the class's level: copies
+    raise the median and the spread, so that three copies of one solution in a class of six stand
+    out from no one), or
+  - its score is at least FLAG_SCORE AND its robust z at least FLAG_Z: high in absolute terms and
+    standing out from this class (a copy edited more).
 The reference solution is compared with every student the same way (score and z against the
-same class level): "close to the reference: may be a copy of leaked solutions", reported apart,
-so that a copied pair stands out from answers that are merely correct.
+same class level, the same two rules): "close to the reference: may be a copy of leaked
+solutions", reported apart, so that a copied pair stands out from answers that are merely correct.
 
 Time: the test class (7 students) takes 0.3 s; a class of 100 (4,950 pairs) about 12 s, half of
 it fingerprinting (pygments), half `compare_files`; plus ~3 s of imports.
@@ -77,14 +82,28 @@ NOISE_T = 25
 GUARANTEE_T = 25  # window = GUARANTEE_T - NOISE_T + 1 = 1: every k-gram is kept (the answers are short)
 # Flagged: score >= FLAG_SCORE and robust z >= FLAG_Z. Measured on the test class (3 independent
 # correct solutions written differently, a copy of the reference, a renamed-and-reordered copy):
-# independent pairs 0.17-0.48 (median 0.25, spread 0.08; the highest, 0.48 at z 2.8, is a student
-# whose answers follow the reference against the copy of the reference), the copied pair 0.91
-# (z 8.1); against the reference: independent students 0.20-0.48 (z <= 2.8), the copy 1.00 (z 9.1).
+# independent pairs 0.21-0.49 (median 0.28, spread 0.09; the highest, 0.49 at z 2.3, is a student
+# whose answers follow the reference against the copy of the reference), the copied pair 0.90
+# (z 7.0); against the reference: independent students 0.23-0.49 (z <= 2.3), the copy 1.00 (z 8.1).
 # FLAG_SCORE = 0.6 lies between the highest independent pair and the copy, with room for a copy
-# edited more than this one; FLAG_Z = 4: 1.2 above the highest independent z here, and a class of
+# edited more than this one; FLAG_Z = 4: 1.7 above the highest independent z here, and a class of
 # 100 has ~5000 pairs, whose chance tail reaches z ~ 3.5-4 (normal quantile 1 - 1/5000).
 FLAG_SCORE = 0.6
 FLAG_Z = 4.0
+# Flagged whatever the class's level: score >= NEAR_IDENTICAL. The z rule fails when copies are many:
+# three exact copies of solution/ in a class of six (tests/test_similarity.py) raise the median pair
+# to 0.37 and the spread to 0.17, so the copies (1.00) are at z 3.7, under FLAG_Z. Measured (k = 25):
+# exact copies score 1.00; the test class's copy with every variable renamed, comments reworded and
+# functions reordered 0.897; independent correct solutions at most 0.49. 0.85: above the most similar
+# independent pair by 0.36, and below a disguised copy, which several copies in one class would
+# otherwise keep under both rules.
+NEAR_IDENTICAL = 0.85
+# ... and every flag needs this much code in common (tokens after the skeleton, the mean of the two
+# students' overlaps). Measured: one short function written the obvious way is the same code in two
+# independent submissions (train_batch alone: 87 tokens, score 1.00 and z 20 in a class of four
+# who each wrote one function; Decoder.forward alone: 81), while a whole answer is ~1,200 tokens
+# (the reference: 1,189; its files 84 to 478).
+MIN_SHARED_TOKENS = 150
 # a floor on the spread, so that a small or uniform class (MAD 0) does not make every z infinite
 MIN_SPREAD = 0.05
 TOP_PAIRS = 20  # pairs listed and shown side by side (and every flagged pair beyond them)
@@ -119,7 +138,16 @@ class Pair:
     score: float
     per_file: dict  # filename -> (score, overlap_a, overlap_b, coverage_a, coverage_b)
     z: float = 0.0
-    flagged: bool = False
+    why: str = ""  # why it is flagged: NEAR_IDENTICAL_WHY or STANDS_OUT_WHY; "" when it is not
+
+    @property
+    def flagged(self):
+        return bool(self.why)
+
+    @property
+    def shared_tokens(self):
+        """The code the two have in common: the mean of their overlaps, in fingerprinted tokens."""
+        return sum(values[1] + values[2] for values in self.per_file.values()) / 2
 
     @property
     def most_similar_file(self):
@@ -252,9 +280,20 @@ def typical_level(scores):
     return median, max(1.4826 * mad, MIN_SPREAD)
 
 
+NEAR_IDENTICAL_WHY, STANDS_OUT_WHY = "near-identical", "stands out from the class"
+
+
 def _rate(pair, median, spread):
+    """The pair's robust z against the class's level, and why it is flagged ("" when it is not)."""
     pair.z = (pair.score - median) / spread
-    pair.flagged = pair.score >= FLAG_SCORE and pair.z >= FLAG_Z
+    if pair.shared_tokens < MIN_SHARED_TOKENS:
+        pair.why = ""
+    elif pair.score >= NEAR_IDENTICAL:
+        pair.why = NEAR_IDENTICAL_WHY
+    elif pair.score >= FLAG_SCORE and pair.z >= FLAG_Z:
+        pair.why = STANDS_OUT_WHY
+    else:
+        pair.why = ""
     return pair
 
 
@@ -308,19 +347,21 @@ def write_csvs(report, out):
     with open(out / "similarity.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["student_a", "student_b", "score", "robust_z", "flagged", "most_similar_file",
-                         "most_similar_file_score"])
+                         "most_similar_file_score", "shared_tokens", "why_flagged"])
         for p in report.pairs:
             name, score = p.most_similar_file
             writer.writerow([spreadsheet_text(p.a), spreadsheet_text(p.b), f"{p.score:.4f}", f"{p.z:.2f}",
-                             "yes" if p.flagged else "", spreadsheet_text(name or ""), f"{score:.4f}" if name else ""])
+                             "yes" if p.flagged else "", spreadsheet_text(name or ""), f"{score:.4f}" if name else "",
+                             f"{p.shared_tokens:.0f}", p.why])
     with open(out / "reference.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["student", "similarity_to_reference", "robust_z", "close_to_reference", "closest_file",
-                         "closest_file_score"])
+                         "closest_file_score", "shared_tokens", "why_flagged"])
         for p in report.reference:
             name, score = p.most_similar_file
             writer.writerow([spreadsheet_text(p.a), f"{p.score:.4f}", f"{p.z:.2f}", "yes" if p.flagged else "",
-                             spreadsheet_text(name or ""), f"{score:.4f}" if name else ""])
+                             spreadsheet_text(name or ""), f"{score:.4f}" if name else "", f"{p.shared_tokens:.0f}",
+                             p.why])
 
 
 def _highlighted(fingerprint_, slices, css):
@@ -338,7 +379,8 @@ def _side_by_side(report, pair, anchor, is_open):
     a, b = report.authors[pair.a], report.authors[pair.b]
     e = html.escape
     title = "the reference solution" if pair.b == REFERENCE else e(pair.b)
-    verdict = ("CLOSE TO THE REFERENCE" if pair.b == REFERENCE else "FLAGGED") if pair.flagged else ""
+    verdict = (f"{'CLOSE TO THE REFERENCE' if pair.b == REFERENCE else 'FLAGGED'} ({pair.why})" if pair.flagged
+               else "")
     parts = [f"<details id='{anchor}'{' open' if is_open else ''}><summary><b>{e(pair.a)}</b> and "
              f"<b>{title}</b>: score {pair.score:.2f}, z {pair.z:+.1f}{' &mdash; ' + verdict if verdict else ''}"
              f"</summary>"]
@@ -357,8 +399,10 @@ def _side_by_side(report, pair, anchor, is_open):
     return "\n".join(parts)
 
 
+# the side-by-side panes share the page's width, half each whatever their code (minmax(0, 1fr): a long line
+# never widens its column), and wrap long lines; a long file scrolls inside its pane
 CSS = """
-body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;max-width:1500px}
+body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
 h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.8em}
 .summary{font-size:1.05em;background:#f4f6f8;padding:.7em 1em;border-left:4px solid #456}
 .problems{background:#fff6dd;padding:.5em 1em;border-left:4px solid #c90}
@@ -368,8 +412,9 @@ tr.flag td{background:#fde2e2;font-weight:600}
 .bar{display:inline-block;height:.7em;background:#5a7;vertical-align:middle;margin-right:.4em}
 tr.flag .bar{background:#c33}
 details{margin:.6em 0;border:1px solid #ccc;padding:.4em .7em}summary{cursor:pointer}
-.sbs{display:grid;grid-template-columns:1fr 1fr;gap:.6em}.who{font-weight:600;font-size:.9em}
-pre{background:#fafafa;border:1px solid #e4e4e4;padding:.5em;overflow-x:auto;font-size:.8em;margin:.2em 0}
+.sbs{display:grid;grid-template-columns:minmax(0,1fr) minmax(0,1fr);gap:.6em}.who{font-weight:600;font-size:.9em}
+pre{background:#fafafa;border:1px solid #e4e4e4;padding:.5em;white-space:pre-wrap;overflow-wrap:anywhere;
+font-size:.8em;margin:.2em 0;max-height:80vh;overflow:auto}
 mark.a{background:#ffc9c9}mark.b{background:#c9f0d0}.file{margin:.8em 0 .2em;font-weight:600}
 .muted{color:#666;font-size:.9em}
 """
@@ -395,8 +440,10 @@ def render_html(report):
            f"the reference</b>{': ' + e(', '.join(p.a for p in close)) if close else ''}.<br>"
            f"Typical similarity of two students in this class: median "
            f"<b>{report.median:.2f}</b>, spread {report.spread:.2f} (1.4826 &times; MAD, over the {n_writers} "
-           f"students who wrote code). Flagged: score &ge; {FLAG_SCORE:.2f} and at least {FLAG_Z:g} spreads above "
-           f"the median (z &ge; {FLAG_Z:g}).</p>"]
+           f"students who wrote code). Flagged, when the two have at least {MIN_SHARED_TOKENS} tokens of code in "
+           f"common: <b>{NEAR_IDENTICAL_WHY}</b>, a score &ge; {NEAR_IDENTICAL:.2f} whatever the class's level (copies "
+           f"raise the median), or <b>{STANDS_OUT_WHY}</b>, a score &ge; {FLAG_SCORE:.2f} and at least {FLAG_Z:g} "
+           f"spreads above the median (z &ge; {FLAG_Z:g}).</p>"]
     if report.problems:
         out.append("<div class='problems'><b>Not (fully) compared</b><ul>" +
                    "".join(f"<li>{e(p)}</li>" for p in report.problems) + "</ul></div>")
@@ -411,18 +458,20 @@ def render_html(report):
         name, score = p.most_similar_file
         out.append(f"<tr{' class=flag' if p.flagged else ''}><td class=n>{report.pairs.index(p) + 1}</td>"
                    f"<td><a href='#pair-{rank}'>{e(p.a)}</a></td><td>{e(p.b)}</td><td class=n>{_bar(p.score)}"
-                   f"{p.score:.2f}</td><td class=n>{p.z:+.1f}</td><td>{'FLAGGED' if p.flagged else ''}</td>"
+                   f"{p.score:.2f}</td><td class=n>{p.z:+.1f}</td><td>{f'FLAGGED ({p.why})' if p.flagged else ''}</td>"
                    f"<td>{e(name)}{f' ({score:.2f})' if name else ''}</td></tr>")
     out.append("</table>")
     out.append("<h2>Similarity to the reference solution</h2><p class='muted'>Close to the reference: may be a copy "
                "of leaked solutions. Scored like a pair (the reference as one more student), z against the same "
-               "typical level; correct answers resemble the reference somewhat, a copy resembles it entirely.</p>"
+               "typical level, flagged by the same rules; correct answers resemble the reference somewhat, a copy "
+               "resembles it entirely.</p>"
                "<table><tr><th>student</th><th>similarity to the reference</th><th>above typical (z)</th>"
                "<th>close to the reference</th><th>closest file</th></tr>")
     for p in report.reference:
         name, score = p.most_similar_file
         out.append(f"<tr{' class=flag' if p.flagged else ''}><td>{e(p.a)}</td><td class=n>{_bar(p.score)}"
-                   f"{p.score:.2f}</td><td class=n>{p.z:+.1f}</td><td>{'close to the reference' if p.flagged else ''}"
+                   f"{p.score:.2f}</td><td class=n>{p.z:+.1f}</td>"
+                   f"<td>{f'close to the reference ({p.why})' if p.flagged else ''}"
                    f"</td><td>{e(name)}{f' ({score:.2f})' if name else ''}</td></tr>")
     out.append("</table><h2>Overlapping code, side by side</h2><p class='muted'>Highlighted: code both wrote (after "
                f"renaming, without comments and the provided skeleton); overlaps closer than k = {NOISE_T} "
@@ -458,8 +507,9 @@ def similarity(submissions, out=DEFAULT_OUT, log=print):
     for problem in report.problems:
         log(f"  {problem}")
     for p in report.flagged:
-        log(f"  flagged: {p.a} and {p.b}: {p.score:.2f} (z {p.z:+.1f}), most similar {p.most_similar_file[0]}")
+        log(f"  flagged: {p.a} and {p.b}: {p.score:.2f} (z {p.z:+.1f}; {p.why}), most similar "
+            f"{p.most_similar_file[0]}")
     for p in report.close_to_reference:
-        log(f"  close to the reference: {p.a}: {p.score:.2f} (z {p.z:+.1f})")
+        log(f"  close to the reference: {p.a}: {p.score:.2f} (z {p.z:+.1f}; {p.why})")
     log(f"Wrote {path}, {Path(out) / 'similarity.csv'} and {Path(out) / 'reference.csv'}")
     return report

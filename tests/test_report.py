@@ -1,19 +1,25 @@
-"""The class report (autograder/report.py): a synthetic class of 30 with every kind of trouble, and
-one small real grade-all output; the page's numbers match gradebook.csv."""
+"""The class report (autograder/report.py): a synthetic class of 30 with every kind of trouble, a class
+with a row of every status batch.py writes, a class of skeletons (the golden results) whose failures
+one cause explains, and one small real grade-all output; the page's numbers match gradebook.csv."""
 
 import csv
+import json
 import re
 import shutil
 import statistics
+from pathlib import Path
 
 import pytest
 
+from autograder import report
 from autograder.__main__ import main
-from autograder.batch import grade_all, write_gradebook
+from autograder.batch import STATUS_OF_REASON, STATUSES, _row, grade_all, write_gradebook
 from autograder.report import NotAGradeAllOutput, pass_rates, load_class, write_report
 from autograder import results as grading
 from autograder.results import FAILED, MANUAL, NOT_RUN, PASSED
 from tests.conftest import ASSIGNMENT, SOLUTION
+
+SKELETON_RESULTS = Path(__file__).parent / "golden" / "skeleton" / "results.json"  # the skeleton, graded for real
 
 QUESTIONS = {"1.1": "Parameters of a small CNN", "1.3": "Self-attention", "2.2": "CNN on Fashion-MNIST"}
 SCRIPT = "<script>alert(1)</script>"
@@ -131,7 +137,8 @@ def test_messages_differing_only_by_numbers_are_counted_together(synthetic):
 
 def test_student_text_is_escaped(synthetic):
     _, _, page = synthetic
-    assert SCRIPT not in page and "<script" not in page
+    assert SCRIPT not in page and page.count("<script") == 1  # the page's own, sorting the students' table:
+    assert page.endswith(f"<script>{report.SCRIPT}</script></body></html>\n")
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
 
 
@@ -141,7 +148,8 @@ def test_tests_everyone_fails_and_problem_gradings_are_listed(synthetic):
     assert "2.2-impossible" in alarming and "1.1-output-sizes" not in alarming
     assert "check the test before the students" in page
     problems = _div(page, "problems")
-    for student, why in ((TIMED_OUT, "timed out: 2.2-accuracy"), (GRADER_ERROR, "RuntimeError: boom"),
+    for student, why in ((TIMED_OUT, "timed out: timed out after 120 s (test 2.2-accuracy)"),
+                         (GRADER_ERROR, "RuntimeError: boom"),
                          (CORRUPT, "results unreadable"), (INCOMPLETE, "2.2-accuracy (data missing)")):
         assert re.search(rf"<td>{student}</td>.*?{re.escape(why)}", problems, re.S), student
     assert "s00" not in problems
@@ -193,6 +201,10 @@ def test_a_real_grade_all_output(tmp_path):
         rows = list(csv.DictReader(f))
     assert {r["student"] for r in rows} == {"ada", "bob"}
     assert all(r["status"] == PASSED for r in rows if r["student"] == "ada" and r["status"] != MANUAL)
+    failed = [r["test_id"] for r in rows if r["student"] == "bob" and r["status"] == FAILED]
+    assert failed and "1 student has not implemented conv_output_size</b> (test 1.1-output-sizes)" in page
+    assert '<div class="messages"' not in page, "the skeleton's failures are all causes, none a message per test"
+    assert "None: every student's status is graded" in page
 
 
 def test_a_class_graded_through_an_insecure_cluster_says_so_at_the_top(tmp_path):
@@ -212,3 +224,181 @@ def test_a_class_graded_through_an_insecure_cluster_says_so_at_the_top(tmp_path)
     page = write_report(out).read_text()
     assert "1 student(s) graded through a plain tcp:// Dask scheduler (--insecure-scheduler)" in page
     assert page.index("plain tcp://") < page.index("<h2>Summary</h2>")
+
+
+# ---- every status but graded, first, with why ----------------------------------------------------
+
+def _one_test_failing(student, reason, message, status=FAILED):
+    """The synthetic class's tests, all passed but 1.1-output-sizes, which fails (or is not run) for `reason`."""
+    tests = _tests_of(1, student)
+    tests[0] = grading.TestResult("1.1-output-sizes", "1.1", "output sizes", 2, "visible", status, 0.0, message, 0.5,
+                                  reason)
+    return tests
+
+
+# per status of batch.STATUSES but graded: how grade-all leaves such a student (the typed reason of a test,
+# or error.txt), the message there, and what the report must say about it when not that message
+STATUS_CASES = {
+    "missing files": ("typed", "q1.ipynb is missing: your submission has no file named q1.ipynb"),
+    "refused file": ("typed", "q1.ipynb is a symbolic link (the grader did not read it)"),
+    "syntax error": ("typed", "q1.ipynb: cell 3, line 2: invalid syntax"),
+    "import error": ("typed", "q1.ipynb: running cell 2 raised ModuleNotFoundError: No module named 'tensorflow'"),
+    "timed out": ("typed", "timed out: used the test's 20 s of CPU time (an infinite loop, or far too slow?)"),
+    "crashed": ("typed", "your code recursed without end (RecursionError)"),
+    "incomplete": ("not run", "Fashion-MNIST is missing", "not run: 1.1-output-sizes (data missing)"),
+    "unreadable zip": ("error.txt", "carol.zip could not be unpacked: File is not a zip file"),
+    "grader error": ("error.txt", "grading stopped on this submission: RuntimeError: boom"),
+}
+
+
+@pytest.fixture(scope="module")
+def every_status(tmp_path_factory):
+    """A class with a student of every status batch.STATUSES has (a KeyError here names a status added to
+    batch.py that this test does not know yet), one killed at its bounds (timed out, error.txt only), one of a
+    status this report does not know, and two graded students; returns (folder, {student: (status, why)})."""
+    out = tmp_path_factory.mktemp("statuses")
+    questions, rows, expected = list(QUESTIONS), {}, {}
+    cases = {status: STATUS_CASES[status] for status in STATUSES if status != "graded"}
+    cases["mystery status"] = ("typed", "")  # a status a newer batch.py might write: listed all the same
+    killed = ("error.txt", "the grading process was still running after 600 s (...) and was stopped")
+    students = {f"z-{status.replace(' ', '-')}": (status, case) for status, case in cases.items()}
+    students["a-killed"] = ("timed out", killed)
+    for student, (status, (kind, message, *why)) in students.items():
+        folder = out / student
+        folder.mkdir()
+        results = None
+        if kind != "error.txt":
+            reason = {v: k for k, v in STATUS_OF_REASON.items()}.get(status, "data missing")
+            tests = _one_test_failing(student, reason, message, NOT_RUN if kind == "not run" else FAILED)
+            results = grading.GradingResults(student, QUESTIONS, tests, seconds=12.0, sandbox="bubblewrap (namespaces)")
+            results.write(folder)
+            results = results.to_gradescope()
+        else:
+            (folder / "error.txt").write_text(message + "\n")
+        (folder / "status.txt").write_text(status + "\n")
+        rows[student] = _row(results, status, questions, student)
+        expected[student] = (status, (why or [message or "no test says why"])[0])
+    for i, student in enumerate(("b-fine", "c-fine")):
+        results = grading.GradingResults(student, QUESTIONS, _tests_of(i + 1, student), seconds=10.0,
+                                         sandbox="bubblewrap (namespaces)")
+        results.write(out / student)
+        (out / student / "status.txt").write_text("graded\n")
+        rows[student] = _row(results.to_gradescope(), "graded", questions, student)
+    write_gradebook(out, rows, questions)
+    return out, expected
+
+
+def test_every_status_but_graded_is_listed_first_with_why(every_status):
+    out, expected = every_status
+    page = write_report(out).read_text()
+    problems = _div(page, "problems")
+    listed = re.findall(r"<tr><td>([^<]+)</td><td[^>]*>([^<]+)</td><td><pre>(.*?)</pre></td></tr>", problems, re.S)
+    assert {name for name, _, _ in listed} == set(expected), "every student whose status is not graded, and only them"
+    for name, status, why in listed:
+        assert status == expected[name][0], name
+        assert why.startswith(f"{status}: ") and expected[name][1].split(" (")[0] in why.replace("&#x27;", "'"), \
+            (name, why)
+    assert [name for name, _, _ in listed][:2] == ["z-mystery-status", "z-grader-error"]  # unknown, then the grader's
+    assert page.index('id="problems"') < page.index("<h2>Summary</h2>")  # first on the page, after any banner
+
+
+def test_the_students_table_has_every_student_by_total(synthetic):
+    _, book, page = synthetic
+    table = re.search(r'<table class="sortable" id="students-table">(.*?)</table>', page, re.S).group(1)
+    header = re.findall(r"<th>([^<]*)</th>", table)
+    assert header == ["student", "total", *(f"Q{q}" for q in QUESTIONS), "status"]
+    rows = [re.findall(r"<td[^>]*>([^<]*)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", table, re.S)[1:]]
+    by_name = {row["student"]: row for row in book}
+    assert sorted(r[0] for r in rows) == sorted(by_name)
+    for name, total, *points, status in rows:
+        assert total == (f"{round(float(by_name[name]['total']), 1):g}" if by_name[name]["total"] else ""), name
+        assert points == [f"{round(float(by_name[name][q]), 1):g}" if by_name[name][q] else "" for q in QUESTIONS]
+        assert status == by_name[name]["status"]
+    totals = [float(r[1]) if r[1] else None for r in rows]
+    with_total = [t for t in totals if t is not None]
+    assert with_total == sorted(with_total, reverse=True) and totals[len(with_total):] == [None] * (
+        len(totals) - len(with_total)), "highest total first, the students without one last"
+    assert re.search(r'<td class="n" data-v="-1"></td>', table), "a blank total sorts below every number"
+
+
+def test_figures_have_whole_point_axes_and_readable_labels(synthetic):
+    out, _, _ = synthetic
+    grades = load_class(out)
+    for axes, question in zip(report.questions_plot(grades).axes, QUESTIONS):
+        low, high = axes.get_xlim()
+        ticks = [t for t in axes.get_xticks() if low <= t <= high]
+        assert all(float(t).is_integer() for t in ticks), (question, ticks)  # no -0.5 ... 2.5 on whole points
+        assert ticks[0] == 0 and ticks[-1] == grades.max_points[question], (question, ticks)
+    axes = report.pass_rate_plot(pass_rates(grades)).axes[0]
+    labels = [*axes.texts, *axes.get_yticklabels(), *axes.get_xticklabels()]
+    assert labels and min(label.get_fontsize() for label in labels) >= 10, "pass-rate labels readable"
+
+
+# ---- failures one cause explains -----------------------------------------------------------------
+
+def _skeleton_class(out):
+    """Three skeletons as graded for real (tests/golden/skeleton), one whose decoder.py does not parse, and
+    one whose h2-q2.py timed out in its first test (its later tests not tried, as grade._run_file says)."""
+    skeleton = json.loads(SKELETON_RESULTS.read_text().replace('"<seconds>"', "1.5"))  # golden: times masked
+    decoder = [t for t in skeleton["tests"] if t["number"] == "3.1a"]
+    cnn = [t for t in skeleton["tests"] if t["number"] == "2.2"]
+    syntax = "decoder.py, line 40:\n    return self.fc(\n                  ^\nSyntaxError: '(' was never closed"
+    timeout = "timed out: used the test's 20 s of CPU time (an infinite loop, or far too slow?)"
+
+    def syntax_error(results):
+        for i, test in enumerate(t for t in results["tests"] if t["number"] == "3.1a"):
+            first = decoder[0]["extra_data"]["id"]
+            test["output"] = syntax if i == 0 else f"{syntax.splitlines()[0]} (the whole message is in test {first})"
+            test["extra_data"]["reason"] = "syntax error"
+
+    def timed_out(results):
+        for i, test in enumerate(t for t in results["tests"] if t["number"] == "2.2"):
+            test["output"] = timeout if i == 0 else (f"not tried: your code in h2-q2.py timed out in test "
+                                                     f"{cnn[0]['extra_data']['id']}, and this test runs the same code "
+                                                     f"({timeout})")
+            test["extra_data"]["reason"] = "timed out"
+
+    students = {"sk1": None, "sk2": None, "sk3": None, "syn": syntax_error, "slow": timed_out}
+    rows, questions = {}, list(skeleton["extra_data"]["points_by_question"])
+    for student, change in students.items():
+        results = json.loads(json.dumps(skeleton))
+        if change:
+            change(results)
+        (out / student).mkdir(parents=True)
+        (out / student / "results.json").write_text(json.dumps(results))
+        status = {"syn": "syntax error", "slow": "timed out"}.get(student, "graded")
+        (out / student / "status.txt").write_text(status + "\n")
+        rows[student] = _row(results, status, questions, student)
+    write_gradebook(out, rows, questions)
+    return skeleton
+
+
+def test_failures_one_cause_explains_are_one_line_each(tmp_path):
+    skeleton = _skeleton_class(tmp_path)
+    page = write_report(tmp_path).read_text()
+    causes = re.findall(r"<li><b>([^<]*)</b> \(tests? ([^)]*)\)", _div_or_list(page, "causes"))
+    not_implemented = {}
+    for test in skeleton["tests"]:
+        if test["extra_data"].get("reason") == "not implemented":
+            name = test["output"].split(" is not implemented yet")[0].split(" (in ")[0]
+            not_implemented.setdefault(name, []).append(test)
+    assert len(not_implemented) > 5  # the skeleton's functions: CNN.__init__, train_batch, Decoder.forward, ...
+    lines = {text: tests.split(", ") for text, tests in causes}
+    for name, tests in not_implemented.items():
+        students = 3 + (tests[0]["number"] != "3.1a") + (tests[0]["number"] != "2.2")
+        assert lines[f"{students} students have not implemented {name}"] == [t["extra_data"]["id"] for t in tests], name
+    decoder = [t["extra_data"]["id"] for t in skeleton["tests"] if t["number"] == "3.1a"]
+    cnn = [t["extra_data"]["id"] for t in skeleton["tests"] if t["number"] == "2.2"]
+    assert lines["1 student has a syntax error in decoder.py"] == decoder
+    assert lines[f"1 student timed out in {cnn[0]} (code in h2-q2.py), so the later tests of that file were not "
+                 f"tried"] == cnn
+    assert len(lines) == len(not_implemented) + 2, "one line per cause, distinct causes apart"
+    assert "SyntaxError: &#x27;(&#x27; was never closed" in page  # the cause's example: the whole message
+    assert "<div class=\"messages\"" not in page and "None beyond the causes above." in page
+    assert 'id="alarming"' not in page  # every test fails, each for a cause above: nothing says a test is wrong
+
+
+def _div_or_list(page, element_id):
+    match = re.search(rf'<(ul|div)[^>]* id="{re.escape(element_id)}">(.*?)</\1>', page, re.S)
+    assert match, f"no block with id {element_id}"
+    return match.group(2)

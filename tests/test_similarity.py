@@ -1,11 +1,12 @@
 """The similarity report on a small class: independent correct solutions written differently, a
 pair copied from each other (renamed, reordered), a copy of the reference, the skeleton alone,
-a symbolic link and two unreadable zips."""
+a symbolic link and two unreadable zips; and a class where half the students copied the reference."""
 
 import ast
 import csv
 import json
 import os
+import re
 import shutil
 import textwrap
 import time
@@ -507,3 +508,64 @@ def test_command_line(report, tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         main(["similarity", str(tmp_path / "nowhere")])
     assert str(stop.value).startswith("error: ") and "nowhere" in str(stop.value)
+
+
+def test_the_side_by_side_view_fits_the_page(report):
+    """Each pane takes half the page whatever its code (a long line neither widens it nor is cut) and
+    wraps; nothing has a fixed width in pixels."""
+    _, out = report
+    page = (out / "similarity.html").read_text()
+    assert ".sbs{display:grid;grid-template-columns:minmax(0,1fr) minmax(0,1fr)" in page
+    assert "white-space:pre-wrap" in page and not re.search(r"max-width:\s*\d+px", page)
+
+
+@pytest.fixture(scope="module")
+def copies(tmp_path_factory):
+    """Six students: three independent correct solutions and three exact copies of solution/."""
+    root = tmp_path_factory.mktemp("copies") / "submissions"
+    root.mkdir()
+    for name, bodies in (("alice", ALICE), ("bob", BOB), ("carol", CAROL)):
+        write_student(root / name, bodies)
+    for name in COPIES:
+        shutil.copytree(SOLUTION, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    out = root.parent / "similarity"
+    return similarity.similarity(root, out, log=lambda *_: None), out
+
+
+COPIES = ("xavier", "yann", "zoe")
+
+
+def test_near_identical_copies_are_flagged_whatever_the_class_level(copies):
+    """Half the class copied: the median and spread rise so far that the copies do not stand out
+    (z < FLAG_Z), yet each pair of them and each of them against the reference is flagged."""
+    report, out = copies
+    flagged = {frozenset((p.a, p.b)): p for p in report.flagged}
+    assert set(flagged) == {frozenset((a, b)) for i, a in enumerate(COPIES) for b in COPIES[i + 1:]}
+    for pair in flagged.values():
+        assert pair.score >= similarity.NEAR_IDENTICAL and pair.why == similarity.NEAR_IDENTICAL_WHY
+        assert pair.z < similarity.FLAG_Z, "the class this test needs: one where the z rule alone flags nothing"
+    close = {p.a: p for p in report.close_to_reference}
+    assert set(close) == set(COPIES) and all(p.why == similarity.NEAR_IDENTICAL_WHY for p in close.values())
+    with open(out / "similarity.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["why_flagged"] for r in rows[:3]] == [similarity.NEAR_IDENTICAL_WHY] * 3
+    assert all(r["flagged"] == "" and r["why_flagged"] == "" for r in rows[3:])
+    with open(out / "reference.csv") as f:
+        rows = {row["student"]: row for row in csv.DictReader(f)}
+    assert {s for s, row in rows.items() if row["close_to_reference"] == "yes"} == set(COPIES)
+    page = (out / "similarity.html").read_text()
+    assert "3 pairs flagged" in page and "3 students close to the reference" in page
+
+
+def test_one_short_function_written_alike_is_not_a_flag(tmp_path):
+    """Two students who each wrote only train_batch, the obvious way: the same code (score 1), but too
+    little of it (under MIN_SHARED_TOKENS) to be a reason to read."""
+    root = tmp_path / "submissions"
+    stubs = {name: 'raise NotImplementedError("not implemented yet")' for name in ALICE}
+    write_student(root / "pat", dict(stubs, train_batch=CAROL["train_batch"]))
+    write_student(root / "quinn", dict(stubs, train_batch=CAROL["train_batch"].replace("output", "out")))
+    write_student(root / "alice", ALICE)
+    report = similarity.analyse(root, log=lambda *_: None)
+    pair = _pair(report, "pat", "quinn")
+    assert pair.score == 1.0 and pair.shared_tokens < similarity.MIN_SHARED_TOKENS
+    assert not pair.flagged and not report.flagged
