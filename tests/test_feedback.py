@@ -1,0 +1,99 @@
+"""What a failed test tells the student is theirs: what their own files printed (not the provided
+training loop's progress bar), and where their error is (the answer cell, not the check cell that
+called it)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tests.conftest import ASSIGNMENT, ROOT, SOLUTION, make_tree
+
+PROVIDED = '''
+from tqdm import tqdm
+
+def loop(step):
+    print("PROVIDED-PRINT")
+    for _ in tqdm(range(3), desc="PROVIDED-BAR"):
+        step()
+'''
+STUDENT = '''
+import threading, warnings
+
+def step():
+    print("STUDENT-PRINT")
+    warnings.warn("STUDENT-WARNING")
+
+def in_a_thread():
+    thread = threading.Thread(target=print, args=("STUDENT-THREAD",))
+    thread.start()
+    thread.join()
+'''
+
+
+CAPTURE = """
+import contextlib, sys, warnings
+from pathlib import Path
+from autograder.child import runner
+from autograder.child.submission import load_module
+
+folder = Path(sys.argv[1])
+provided, student = load_module(folder, "train.py"), load_module(folder, "decoder.py")
+captured = runner.CappedOutput(folder)
+with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
+    provided.loop(student.step)
+    student.in_a_thread()
+    print("GRADER-PRINT")
+    warnings.warn("GRADER-WARNING")
+    exec(compile('print("CELL-PRINT")', str(folder / "q1.ipynb") + " [cell answer]", "exec"), {})
+flood = runner.CappedOutput(folder)
+with contextlib.redirect_stdout(flood):
+    for _ in range(300):
+        student.step()
+print(repr(captured.getvalue()))
+print(repr(flood.getvalue()))
+"""
+
+
+def test_only_the_students_own_files_output_is_kept(tmp_path):
+    """A print and a warning of the student's step called from the provided loop are kept; the
+    loop's own print and progress bar, the grader's output (no student frame) and what another
+    thread writes (it could outlive the request) are not; the cap still holds."""
+    from autograder.child.runner import OUTPUT_LIMIT
+
+    (tmp_path / "train.py").write_text(PROVIDED)
+    (tmp_path / "decoder.py").write_text(STUDENT)
+    done = subprocess.run([sys.executable, "-W", "always", "-c", CAPTURE, str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    text, flood = (eval(line) for line in done.stdout.splitlines()[-2:])
+    assert text.count("STUDENT-PRINT") == 3 and text.count("UserWarning: STUDENT-WARNING") == 3 and "CELL-PRINT" in text, text
+    for other in ("PROVIDED-PRINT", "PROVIDED-BAR", "GRADER-PRINT", "GRADER-WARNING", "STUDENT-THREAD", "%|"):
+        assert other not in text, text
+    assert len(flood) < OUTPUT_LIMIT + 50 and "more characters" in flood, flood
+
+
+@pytest.mark.slow
+def test_a_print_in_the_decoder_shows_and_the_training_loops_bar_does_not(tmp_path):
+    """The decoder trained in a sandboxed child by the provided train.py, as in 3.1a-bleu: the
+    student's print inside Decoder.forward is what the test reports as printed; train.py's tqdm bar
+    is not."""
+    from autograder.isolation import StudentSubmission
+
+    tree = make_tree(tmp_path, [("        embeddings = self.embedding(word)  # (batch, embed_dim)\n",
+                                 "        print('FORWARD-CALLED', len(word))\n"
+                                 "        embeddings = self.embedding(word)  # (batch, embed_dim)\n")], "decoder.py")
+    sub = StudentSubmission(tree, 60, files=["decoder.py"])
+    try:
+        state = sub.run("decoder.train", use_attention=False,
+                        sizes=dict(vocab=9, encoder_dim=6, embed=4, decoder_dim=5, attention_dim=3),
+                        pairs=[(i % 4, [1, 3 + i % 5, 4, 2]) for i in range(24)], features=torch.randn(4, 9, 6),
+                        pad=0, epochs=2, seed=0)
+    finally:
+        sub.cleanup()
+    assert "fc.weight" in state
+    printed = "\n".join(sub.printed)
+    assert "FORWARD-CALLED" in printed, printed
+    assert "training" not in printed and "it/s" not in printed and "%|" not in printed, printed
