@@ -97,3 +97,36 @@ def test_a_print_in_the_decoder_shows_and_the_training_loops_bar_does_not(tmp_pa
     printed = "\n".join(sub.printed)
     assert "FORWARD-CALLED" in printed, printed
     assert "training" not in printed and "it/s" not in printed and "%|" not in printed, printed
+
+
+CNN_500 = [("nn.Linear(32 * 6 * 6, 600)", "nn.Linear(32 * 6 * 6, 500)"), ("nn.Linear(600, 120)", "nn.Linear(500, 120)")]
+FC_RENAMED = [("self.fc = nn.Linear(decoder_dim, vocab_size)", "self.out = nn.Linear(decoder_dim, vocab_size)"),
+              ("scores = self.fc(self.dropout(h))", "scores = self.out(self.dropout(h))")]
+FULL_ATT_WITHOUT_BIAS = [("self.full_att = nn.Linear(attention_dim, 1)", "self.full_att = nn.Linear(attention_dim, 1, bias=False)")]
+
+
+def test_an_equivalence_test_says_why_it_could_not_compare_without_repeating_another_test(tmp_path):
+    """Layers other than the statement's: 2.2-equivalence refers to 2.2-architecture's list instead of
+    repeating it; a decoder's equivalence test, the only one to count changed provided layers, names
+    them; and a changed Attention layer is not charged again in 3.1b-decoder-equivalence."""
+    from tests.conftest import autograder_outcome
+
+    for name in ("cnn", "decoder", "attention"):
+        (tmp_path / name).mkdir()
+    cnn = make_tree(tmp_path / "cnn", CNN_500, "h2-q2.py")
+    architecture = autograder_outcome(cnn, "2.2-architecture")
+    status, message = autograder_outcome(cnn, "2.2-equivalence")
+    assert architecture[0] == status == "failed" and "(500, 1152)" in architecture[1]
+    assert "could not be compared" in message and "2.2-architecture" in message and "500" not in message, message
+
+    decoder = make_tree(tmp_path / "decoder", FC_RENAMED, "decoder.py")
+    assert autograder_outcome(decoder, "3.1a-output-shape")[0] == "passed"
+    status, message = autograder_outcome(decoder, "3.1a-equivalence")
+    assert status == "failed" and "could not be compared" in message, message
+    assert "'fc.weight', 'fc.bias'" in message and "'out.weight', 'out.bias'" in message, message
+
+    attention = make_tree(tmp_path / "attention", FULL_ATT_WITHOUT_BIAS, "decoder_with_attention.py")
+    status, message = autograder_outcome(attention, "3.1b-attention-equivalence")
+    assert status == "failed" and "full_att.bias" in message, message
+    status, message = autograder_outcome(attention, "3.1b-decoder-equivalence")
+    assert status == "passed" and "counted in its own tests" in message, message
