@@ -130,3 +130,52 @@ def test_an_equivalence_test_says_why_it_could_not_compare_without_repeating_ano
     assert status == "failed" and "full_att.bias" in message, message
     status, message = autograder_outcome(attention, "3.1b-decoder-equivalence")
     assert status == "passed" and "counted in its own tests" in message, message
+
+
+def _check_q1(notebook):
+    """(exit code, stderr) of `make check-q1`'s command on `notebook`."""
+    done = subprocess.run([sys.executable, "-m", "autograder.child.notebook", str(notebook)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    return done.returncode, done.stderr
+
+
+def _cell(notebook, grade_id):
+    return next(c for c in notebook["cells"] if c["metadata"].get("nbgrader", {}).get("grade_id") == grade_id)
+
+
+def _line_of(cell, text):
+    """The 1-based line of `cell` that holds `text`."""
+    return next(n for n, line in enumerate("".join(cell["source"]).splitlines(), 1) if text in line)
+
+
+def test_check_q1_names_the_answer_cell_and_line_where_the_error_is():
+    """On the skeleton, the error is in the answer cell (output_sizes, the line that raises), which the
+    check cell check_1_1 called: both are named, each with its own line."""
+    notebook = json.loads((ASSIGNMENT / "q1.ipynb").read_text())
+    raising = _line_of(_cell(notebook, "output_sizes"), "raise NotImplementedError")
+    calling = _line_of(_cell(notebook, "check_1_1"), "conv_output_size(")
+    code, stderr = _check_q1(ASSIGNMENT / "q1.ipynb")
+    assert code == 1
+    assert (f"q1.ipynb, cell output_sizes, line {raising} (in conv_output_size, called from cell check_1_1, line "
+            f"{calling}): NotImplementedError: conv_output_size is not implemented yet") in stderr, stderr
+
+
+def test_the_grader_and_check_q1_name_the_same_answer_cell_and_line(tmp_path):
+    """An answer that raises inside its function: the grader's 1.1 message and `make check-q1` both
+    name the answer cell and the line that raised."""
+    from tests.conftest import autograder_outcome
+
+    notebook = json.loads((SOLUTION / "q1.ipynb").read_text())
+    cell = _cell(notebook, "output_sizes")
+    source = "".join(cell["source"])
+    anchor = "    return (input_size + 2 * padding - kernel_size) // stride + 1"
+    assert source.count(anchor) == 1
+    cell["source"] = source.replace(anchor, "    raise ValueError('ANSWER-CELL-ERROR')\n" + anchor)
+    line = _line_of(cell, "ANSWER-CELL-ERROR")
+    tree = make_tree(tmp_path)
+    (tree / "q1.ipynb").write_text(json.dumps(notebook))
+    status, message = autograder_outcome(tree, "1.1-output-sizes")
+    assert status == "failed" and f"(q1.ipynb, cell output_sizes, line {line}, in conv_output_size)" in message, message
+    code, stderr = _check_q1(tree / "q1.ipynb")
+    assert code == 1 and f"q1.ipynb, cell output_sizes, line {line} (in conv_output_size, called from cell " in stderr
+    assert "ValueError: ANSWER-CELL-ERROR" in stderr, stderr

@@ -35,7 +35,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from .compare import (CRASHED, FAILED, NOT_IMPLEMENTED, OUT_OF_MEMORY, PASSED, RAISED, TIMED_OUT, UNREADABLE,
                       CheckFailure, fail, shown)
 
-from .submission import ATTENTION, CNN_FILE, DECODER, NOTEBOOK
+from .submission import ATTENTION, CNN_FILE, DECODER, NOTEBOOK, cell_of
 from .wire import ANSWER, DTYPE_NAMES, tensor_problem
 
 PROBES = {}
@@ -129,8 +129,13 @@ class TestTimeout(Exception):
 
 
 def _student_frame(error, workdir):
+    """Where in the student's files `error` was raised: the innermost of their frames (a notebook's: its cell)."""
     frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename.startswith(str(workdir))]
-    return f" ({os.path.basename(frames[-1].filename)}, line {frames[-1].lineno}, in {frames[-1].name})" if frames else ""
+    if not frames:
+        return ""
+    name = os.path.basename(frames[-1].filename)
+    cell = cell_of(name, NOTEBOOK)
+    return f" ({name if cell is None else f'{NOTEBOOK}, cell {cell}'}, line {frames[-1].lineno}, in {frames[-1].name})"
 
 
 def run_probe(sub, name, inputs, seconds=None, memory_gb=None):
