@@ -2,6 +2,7 @@
 training loop's progress bar), and where their error is (the answer cell, not the check cell that
 called it)."""
 
+import ast
 import json
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from tests.conftest import ASSIGNMENT, ROOT, SOLUTION, make_tree
+from tests.conftest import ASSIGNMENT, ROOT, SOLUTION, autograder_outcome, make_tree
 
 PROVIDED = '''
 from tqdm import tqdm
@@ -37,7 +38,7 @@ CAPTURE = """
 import contextlib, sys, warnings
 from pathlib import Path
 from autograder.child import runner
-from autograder.child.submission import load_module
+from autograder.child.submission import cell_filename, load_module
 
 folder = Path(sys.argv[1])
 provided, student = load_module(folder, "train.py"), load_module(folder, "decoder.py")
@@ -47,7 +48,7 @@ with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
     student.in_a_thread()
     print("GRADER-PRINT")
     warnings.warn("GRADER-WARNING")
-    exec(compile('print("CELL-PRINT")', str(folder / "q1.ipynb") + " [cell answer]", "exec"), {})
+    exec(compile('print("CELL-PRINT")', cell_filename(folder / "q1.ipynb", "answer"), "exec"), {})
 flood = runner.CappedOutput(folder)
 with contextlib.redirect_stdout(flood):
     for _ in range(300):
@@ -68,8 +69,9 @@ def test_only_the_students_own_files_output_is_kept(tmp_path):
     done = subprocess.run([sys.executable, "-W", "always", "-c", CAPTURE, str(tmp_path)], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
-    text, flood = (eval(line) for line in done.stdout.splitlines()[-2:])
-    assert text.count("STUDENT-PRINT") == 3 and text.count("UserWarning: STUDENT-WARNING") == 3 and "CELL-PRINT" in text, text
+    text, flood = (ast.literal_eval(line) for line in done.stdout.splitlines()[-2:])
+    assert text.count("STUDENT-PRINT") == 3 and text.count("UserWarning: STUDENT-WARNING") == 3, text
+    assert "CELL-PRINT" in text, text
     for other in ("PROVIDED-PRINT", "PROVIDED-BAR", "GRADER-PRINT", "GRADER-WARNING", "STUDENT-THREAD", "%|"):
         assert other not in text, text
     assert len(flood) < OUTPUT_LIMIT + 50 and "more characters" in flood, flood
@@ -102,30 +104,27 @@ def test_a_print_in_the_decoder_shows_and_the_training_loops_bar_does_not(tmp_pa
 CNN_500 = [("nn.Linear(32 * 6 * 6, 600)", "nn.Linear(32 * 6 * 6, 500)"), ("nn.Linear(600, 120)", "nn.Linear(500, 120)")]
 FC_RENAMED = [("self.fc = nn.Linear(decoder_dim, vocab_size)", "self.out = nn.Linear(decoder_dim, vocab_size)"),
               ("scores = self.fc(self.dropout(h))", "scores = self.out(self.dropout(h))")]
-FULL_ATT_WITHOUT_BIAS = [("self.full_att = nn.Linear(attention_dim, 1)", "self.full_att = nn.Linear(attention_dim, 1, bias=False)")]
+FULL_ATT_WITHOUT_BIAS = [("self.full_att = nn.Linear(attention_dim, 1)",
+                          "self.full_att = nn.Linear(attention_dim, 1, bias=False)")]
 
 
 def test_an_equivalence_test_says_why_it_could_not_compare_without_repeating_another_test(tmp_path):
     """Layers other than the statement's: 2.2-equivalence refers to 2.2-architecture's list instead of
     repeating it; a decoder's equivalence test, the only one to count changed provided layers, names
     them; and a changed Attention layer is not charged again in 3.1b-decoder-equivalence."""
-    from tests.conftest import autograder_outcome
-
-    for name in ("cnn", "decoder", "attention"):
-        (tmp_path / name).mkdir()
-    cnn = make_tree(tmp_path / "cnn", CNN_500, "h2-q2.py")
+    cnn = make_tree(tmp_path, CNN_500, "h2-q2.py", name="cnn")
     architecture = autograder_outcome(cnn, "2.2-architecture")
     status, message = autograder_outcome(cnn, "2.2-equivalence")
     assert architecture[0] == status == "failed" and "(500, 1152)" in architecture[1]
     assert "could not be compared" in message and "2.2-architecture" in message and "500" not in message, message
 
-    decoder = make_tree(tmp_path / "decoder", FC_RENAMED, "decoder.py")
+    decoder = make_tree(tmp_path, FC_RENAMED, "decoder.py", name="decoder")
     assert autograder_outcome(decoder, "3.1a-output-shape")[0] == "passed"
     status, message = autograder_outcome(decoder, "3.1a-equivalence")
     assert status == "failed" and "could not be compared" in message, message
     assert "'fc.weight', 'fc.bias'" in message and "'out.weight', 'out.bias'" in message, message
 
-    attention = make_tree(tmp_path / "attention", FULL_ATT_WITHOUT_BIAS, "decoder_with_attention.py")
+    attention = make_tree(tmp_path, FULL_ATT_WITHOUT_BIAS, "decoder_with_attention.py", name="attention")
     status, message = autograder_outcome(attention, "3.1b-attention-equivalence")
     assert status == "failed" and "full_att.bias" in message, message
     status, message = autograder_outcome(attention, "3.1b-decoder-equivalence")
@@ -163,8 +162,6 @@ def test_check_q1_names_the_answer_cell_and_line_where_the_error_is():
 def test_the_grader_and_check_q1_name_the_same_answer_cell_and_line(tmp_path):
     """An answer that raises inside its function: the grader's 1.1 message and `make check-q1` both
     name the answer cell and the line that raised."""
-    from tests.conftest import autograder_outcome
-
     notebook = json.loads((SOLUTION / "q1.ipynb").read_text())
     cell = _cell(notebook, "output_sizes")
     source = "".join(cell["source"])

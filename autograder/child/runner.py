@@ -34,7 +34,7 @@ from .compare import CRASHED, FAILED, PASSED, UNREADABLE
 from .confine import confine
 from .probes import TestTimeout, run_probe
 from .seeds import seed_everything
-from .submission import GRADED_FILES, NOTEBOOK, Submission
+from .submission import GRADED_FILES, NOTEBOOK, Submission, cell_of
 from .wire import REQUEST, WireError, decode, encode, read_message, write_message
 
 MEMORY_GB = float(os.environ.get("HW2_MEMORY_GB", 8))  # address-space limit of this process
@@ -86,9 +86,9 @@ class CappedOutput(io.TextIOBase):
 
 
 def student_file(name):
-    """Whether `name`, a code object's file name relative to the working folder, is a graded file
-    (a notebook's cells are compiled as "q1.ipynb [cell <id>]")."""
-    return name in GRADED_FILES or name.startswith(f"{NOTEBOOK} [cell ")
+    """Whether `name`, a code object's file name relative to the working folder, is a graded file's
+    (a notebook's code is its cells')."""
+    return name in GRADED_FILES or cell_of(name, NOTEBOOK) is not None
 
 
 PR_SET_CHILD_SUBREAPER = 36
