@@ -11,7 +11,7 @@ import torch.nn as nn
 
 from autograder import thresholds
 from autograder.checks import check, data_missing
-from autograder.checks.public_q2 import random_images
+from autograder.checks.public_q2 import SHAPES, random_images
 from autograder.child.compare import (CheckFailure, expect_close, expect_float, expect_same_operations, expect_tensor,
                                       expect_varies, fail, shown)
 from autograder.child.probes import CNN_FILE, load_by_shape, log_probabilities, median_seconds, small_classifier
@@ -30,8 +30,25 @@ def in_log_space(output, batch):
     return log_probabilities(output)
 
 
+LAYERS_DIFFER = ("your CNN's outputs and gradients could not be compared with the statement's network: its layers "
+                 "differ from the statement's (counted in 2.2-architecture), so the statement's weights cannot be "
+                 "loaded into it")
+
+
+def layers_differ(sub):
+    """Whether the parameter shapes of the student's CNN (built as 2.2-equivalence builds it) are not the
+    statement's: 2.2-architecture names them."""
+    try:
+        found = sorted(tuple(shape) for shape, _ in sub.run("cnn.parameters", dropout=0.0))
+    except (TypeError, ValueError):  # not a list of (shape, trainable): the next request says what is wrong
+        return False
+    return found != sorted(SHAPES)
+
+
 @check("2.2-equivalence")
 def equivalence(sub):
+    if layers_differ(sub):
+        fail(LAYERS_DIFFER)
     torch.manual_seed(0)
     reference = _statement_network(sub, 0.3).eval()
     x = random_images(12)

@@ -33,9 +33,9 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from .compare import (CRASHED, FAILED, NOT_IMPLEMENTED, OUT_OF_MEMORY, PASSED, RAISED, TIMED_OUT, UNREADABLE,
-                      CheckFailure, fail)
+                      CheckFailure, fail, shown)
 
-from .submission import ATTENTION, CNN_FILE, DECODER, NOTEBOOK
+from .submission import ATTENTION, CNN_FILE, DECODER, NOTEBOOK, cell_of
 from .wire import ANSWER, DTYPE_NAMES, tensor_problem
 
 PROBES = {}
@@ -129,8 +129,13 @@ class TestTimeout(Exception):
 
 
 def _student_frame(error, workdir):
+    """Where in the student's files `error` was raised: the innermost of their frames (a notebook's: its cell)."""
     frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename.startswith(str(workdir))]
-    return f" ({os.path.basename(frames[-1].filename)}, line {frames[-1].lineno}, in {frames[-1].name})" if frames else ""
+    if not frames:
+        return ""
+    name = os.path.basename(frames[-1].filename)
+    cell = cell_of(name, NOTEBOOK)
+    return f" ({name if cell is None else f'{NOTEBOOK}, cell {cell}'}, line {frames[-1].lineno}, in {frames[-1].name})"
 
 
 def run_probe(sub, name, inputs, seconds=None, memory_gb=None):
@@ -474,11 +479,23 @@ def student_decoder(student, use_attention, sizes, dropout=0.5):
 
 
 def load_provided_layers(model, state):
+    """Load `state` (the statement's weights) into the student's `model`, or fail naming the layers
+    that differ: no other test counts a changed provided layer, so this message says which."""
+    own = {name: tuple(value.shape) for name, value in model.state_dict().items()}
+    given = {name: tuple(value.shape) for name, value in state.items()}
+    missing, extra = [n for n in given if n not in own], [n for n in own if n not in given]
+    resized = [f"{n} of shape {own[n]}, not {given[n]}" for n in given if n in own and own[n] != given[n]]
+    differences = ([f"missing: {shown(missing, 150)}"] if missing else []) + (
+        [f"not the statement's: {shown(extra, 150)}"] if extra else []) + resized[:3]
+    if differences:
+        fail(f"your {type(model).__name__} could not be compared with the statement's: its provided layers were "
+             f"changed ({'; '.join(differences)}), so the statement's weights cannot be loaded into it; keep the "
+             f"layers of __init__ as given")
     try:
         model.load_state_dict(state)
     except RuntimeError as error:
         fail(f"the provided layers of {type(model).__name__} were changed; they must stay as given "
-             f"({str(error).splitlines()[0]})")
+             f"({str(error).splitlines()[0][:300]})")
 
 
 class FixedContext(nn.Module):
@@ -550,11 +567,13 @@ def decoder_with_weights(student, use_attention, sizes, state, inputs, target, t
     seeding torch with `train_seed`, and {parameter: gradient} of a loss of the eval-mode step.
     `context`: a context the attention is replaced by (when the student's attention is wrong)."""
     models = {}
+    if context is not None:  # the attention's layers are not loaded: its own tests judge them
+        state = {name: value for name, value in state.items() if not name.startswith("attention.")}
     for mode, dropout in (("eval", 0.0), ("train", 0.5)):  # eval mode without dropout: placement is train's
         models[mode] = student_decoder(student, use_attention, sizes, dropout)
-        load_provided_layers(models[mode], state)
         if context is not None:
             models[mode].attention = FixedContext(context)
+        load_provided_layers(models[mode], state)
     result = {}
     for mode, model in models.items():
         getattr(model, mode)()

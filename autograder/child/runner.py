@@ -6,7 +6,7 @@ Started (inside the sandbox) by `autograder.isolation`. `<workdir>` holds the pr
 the student's graded files; `<shown-as>` is the student's folder, named in messages. Each request
 names a probe (probes.py) and its inputs; the answer is the probe's plain values, or the message
 of what went wrong (not implemented, an exception and where, timed out, out of memory), with
-what the student's code printed (wire.py has the format).
+what the student's own files printed (CappedOutput; wire.py has the format).
 
 Python, numpy and torch are seeded before every request; each has a limit of CPU time (a timer
 that counts this process's CPU time, ITIMER_PROF; the grader also measures every process the
@@ -25,6 +25,7 @@ import resource
 import signal
 import sys
 import tempfile
+import threading
 import time
 
 import torch
@@ -33,7 +34,7 @@ from .compare import CRASHED, FAILED, PASSED, UNREADABLE
 from .confine import confine
 from .probes import TestTimeout, run_probe
 from .seeds import seed_everything
-from .submission import Submission
+from .submission import GRADED_FILES, NOTEBOOK, Submission, cell_of
 from .wire import REQUEST, WireError, decode, encode, read_message, write_message
 
 MEMORY_GB = float(os.environ.get("HW2_MEMORY_GB", 8))  # address-space limit of this process
@@ -44,14 +45,34 @@ OUTPUT_LIMIT = 1500
 
 
 class CappedOutput(io.TextIOBase):
-    """Keeps the first OUTPUT_LIMIT characters printed and counts the rest, so a flood of
-    output costs neither memory nor time."""
+    """What the student's own code prints during one request: the first OUTPUT_LIMIT characters,
+    and a count of the rest, so that a flood of output costs neither memory nor time.
 
-    def __init__(self):
+    A write is the student's when the innermost frame of the working folder (`workdir`) on the
+    writing stack is one of the student's files: their prints and the warnings their calls raise
+    (also inside the provided training loop, which calls their forward), not the provided files'
+    output (train.py's progress bar, utils.py's prints) nor the grader's (the probes, torch's
+    warnings about the probes' own calls). Only writes from the thread that runs the request count:
+    a thread the student's code left running cannot write into a later test's output."""
+
+    def __init__(self, workdir):
+        self.folder = os.path.join(os.path.realpath(workdir), "")
+        self.thread = threading.get_ident()
         self.kept, self.dropped = [], 0
         self.size = 0
 
+    def students(self, frame):
+        """Whether the innermost frame of the working folder, from `frame` outwards, is a student file's."""
+        while frame is not None:
+            filename = frame.f_code.co_filename
+            if filename.startswith(self.folder):
+                return student_file(filename[len(self.folder):])
+            frame = frame.f_back
+        return False
+
     def write(self, text):
+        if threading.get_ident() != self.thread or not self.students(sys._getframe(1)):
+            return len(text)
         room = OUTPUT_LIMIT - self.size
         if room > 0:
             self.kept.append(text[:room])
@@ -62,6 +83,12 @@ class CappedOutput(io.TextIOBase):
     def getvalue(self):
         tail = f" [... {self.dropped:,} more characters]" if self.dropped else ""
         return "".join(self.kept).strip() + tail
+
+
+def student_file(name):
+    """Whether `name`, a code object's file name relative to the working folder, is a graded file's
+    (a notebook's code is its cells')."""
+    return name in GRADED_FILES or cell_of(name, NOTEBOOK) is not None
 
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -84,7 +111,7 @@ def answer(sub, request, spent=0.0):
     with "printed". `spent`: CPU seconds of this process that the grader counts in this request already
     (a new child's start)."""
     seed_everything()
-    captured = CappedOutput()
+    captured = CappedOutput(sub.workdir)
     signal.setitimer(signal.ITIMER_PROF, max(0.1, float(request["seconds"]) - spent))  # CPU time of this process
     try:
         with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):

@@ -70,12 +70,23 @@ def notebook_cells(path, checks=False):
     return cells
 
 
+def cell_filename(path, grade_id):
+    """The file name a notebook's cell is compiled under, which tracebacks name: "<path> [cell <id>]"."""
+    return f"{path} [cell {grade_id}]"
+
+
+def cell_of(filename, path):
+    """The grade id of the cell of notebook `path` that `filename` (a code object's) names, else None."""
+    prefix = cell_filename(path, "")[:-1]
+    return filename[len(prefix):-1] if filename.startswith(prefix) and filename.endswith("]") else None
+
+
 def load_notebook(path, name):
     """The answers of a notebook as a module: its provided and answer cells run in order."""
     module = types.ModuleType(name)
     module.__file__ = str(path)
     for grade_id, source in notebook_cells(path):
-        exec(compile(source, f"{path} [cell {grade_id}]", "exec"), module.__dict__)
+        exec(compile(source, cell_filename(path, grade_id), "exec"), module.__dict__)
     return module
 
 
