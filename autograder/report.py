@@ -49,7 +49,8 @@ FONT_SIZE = 11  # points: tick labels, bar labels and titles of the figures (the
 # NotImplementedError("<function> is not implemented yet"); the notebook's say "<function> (in q1.ipynb) ...".
 # A student's code can raise that message too: a "name" longer than any function's (the skeleton's: at most
 # 28 characters) is no cause line, its message is shown cut among the test's messages
-NOT_IMPLEMENTED_NAME = re.compile(r"^(?:not implemented yet: )?([\w.]{1,80})(?: \(in [^)]{0,80}\))? is not implemented yet")
+NOT_IMPLEMENTED_NAME = re.compile(r"^(?:not implemented yet: )?([\w.]{1,80})(?: \(in [^)]{0,80}\))?"
+                                  r" is not implemented yet")
 # what students whose file cannot run did, for "<N> students <this>", by the tests' typed reason (grade.FILE_REASONS)
 _FILE_CAUSES = {MISSING_FILE: "did not submit {file}", REFUSED_FILE: "submitted a {file} the grader refuses",
                 SYNTAX_ERROR: "have a syntax error in {file}", IMPORT_ERROR: "have a {file} that fails at import"}
