@@ -46,8 +46,11 @@ ALERT_COLOUR, BAR_COLOUR = "#c0392b", "#4c72b0"
 POINT_BINS = 30  # a histogram of whole points up to this many has a bin per point (a question's: 2 to 27)
 FONT_SIZE = 11  # points: tick labels, bar labels and titles of the figures (the page shows them at 100 dpi)
 # the function named by a "not implemented" message: the skeleton's stubs raise
-# NotImplementedError("<function> is not implemented yet"); the notebook's say "<function> (in q1.ipynb) ..."
-NOT_IMPLEMENTED_NAME = re.compile(r"^(?:not implemented yet: )?([\w.]+)(?: \(in [^)]*\))? is not implemented yet")
+# NotImplementedError("<function> is not implemented yet"); the notebook's say "<function> (in q1.ipynb) ...".
+# A student's code can raise that message too: a "name" longer than any function's (the skeleton's: at most
+# 28 characters) is no cause line, its message is shown cut among the test's messages
+NOT_IMPLEMENTED_NAME = re.compile(r"^(?:not implemented yet: )?([\w.]{1,80})(?: \(in [^)]{0,80}\))?"
+                                  r" is not implemented yet")
 # what students whose file cannot run did, for "<N> students <this>", by the tests' typed reason (grade.FILE_REASONS)
 _FILE_CAUSES = {MISSING_FILE: "did not submit {file}", REFUSED_FILE: "submitted a {file} the grader refuses",
                 SYNTAX_ERROR: "have a syntax error in {file}", IMPORT_ERROR: "have a {file} that fails at import"}
@@ -390,8 +393,10 @@ def _problem_rank(status):
 def problems(grades):
     """(student, status, why) of every grading that needs a second look: every status but `graded`
     first, each with why; then graded ones with a note (interrupted, unsandboxed, results unreadable);
-    then folders gradebook.csv does not list."""
-    listed = sorted(((s.name, s.status, "; ".join(s.problems) or s.status) for s in grades.students
+    then folders gradebook.csv does not list. Each part of a why is cut on its own (EXAMPLE_CHARS), so
+    that a student's long message (the status's why comes first) cannot push the grader's notes out."""
+    listed = sorted(((s.name, s.status, "; ".join(_cut(p, EXAMPLE_CHARS) for p in s.problems) or s.status)
+                     for s in grades.students
                      if s.problems or s.status != GRADED), key=lambda row: (_problem_rank(row[1]), row[0]))
     return listed + [(name, "not in gradebook", why) for name, why in grades.strays]
 
@@ -548,11 +553,13 @@ def _fmt(value):
     return f"{round(value, 1):g}"
 
 
-def _escape(text, limit=None):
+def _cut(text, limit):
     text = str(text)
-    if limit is not None and len(text) > limit:
-        text = text[:limit] + " [...]"
-    return html.escape(text, quote=True)
+    return text[:limit] + " [...]" if len(text) > limit else text
+
+
+def _escape(text, limit=None):
+    return html.escape(_cut(text, limit) if limit is not None else str(text), quote=True)
 
 
 def _table(header, rows):
@@ -652,7 +659,7 @@ def problems_section(grades):
         return ("<h2>Gradings to look at</h2><p>None: every student's status is graded, every grading finished "
                 "and its results are readable.</p>")
     rows = [(_escape(name), (_escape(status), "" if status == GRADED else ' class="alert"'),
-             f"<pre>{_escape(why, EXAMPLE_CHARS)}</pre>") for name, status, why in listed]
+             f"<pre>{_escape(why)}</pre>") for name, status, why in listed]  # each part cut by problems()
     return (f'<h2>Gradings to look at ({len(listed)})</h2><p>Every status but <i>graded</i>, with why: a grading '
             f'without a total (grader error, incomplete, timed out at its bounds) is not final, grade it again; '
             f'the others are final, but the student\'s code did not run as a whole (a file missing, refused, that '

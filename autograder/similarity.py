@@ -344,7 +344,7 @@ def analyse(submissions, reference_tree=REFERENCE_TREE, provided_tree=PROVIDED_T
 
 
 def write_csvs(report, out):
-    with open(out / "similarity.csv", "w", newline="") as f:
+    with open(out / "similarity.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["student_a", "student_b", "score", "robust_z", "flagged", "most_similar_file",
                          "most_similar_file_score", "shared_tokens", "why_flagged"])
@@ -352,8 +352,8 @@ def write_csvs(report, out):
             name, score = p.most_similar_file
             writer.writerow([spreadsheet_text(p.a), spreadsheet_text(p.b), f"{p.score:.4f}", f"{p.z:.2f}",
                              "yes" if p.flagged else "", spreadsheet_text(name or ""), f"{score:.4f}" if name else "",
-                             f"{p.shared_tokens:.0f}", p.why])
-    with open(out / "reference.csv", "w", newline="") as f:
+                             f"{p.shared_tokens:.0f}", spreadsheet_text(p.why)])
+    with open(out / "reference.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["student", "similarity_to_reference", "robust_z", "close_to_reference", "closest_file",
                          "closest_file_score", "shared_tokens", "why_flagged"])
@@ -361,7 +361,7 @@ def write_csvs(report, out):
             name, score = p.most_similar_file
             writer.writerow([spreadsheet_text(p.a), f"{p.score:.4f}", f"{p.z:.2f}", "yes" if p.flagged else "",
                              spreadsheet_text(name or ""), f"{score:.4f}" if name else "", f"{p.shared_tokens:.0f}",
-                             p.why])
+                             spreadsheet_text(p.why)])
 
 
 def _highlighted(fingerprint_, slices, css):

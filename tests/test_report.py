@@ -402,3 +402,70 @@ def _div_or_list(page, element_id):
     match = re.search(rf'<(ul|div)[^>]* id="{re.escape(element_id)}">(.*?)</\1>', page, re.S)
     assert match, f"no block with id {element_id}"
     return match.group(2)
+
+
+# ---- what students write reaches the page: it stays text, bounded, and hides no one ---------------
+
+def _hostile_class(out):
+    """Students whose own text (exception messages, what their code printed, error.txt) is written to
+    hurt the page: markup, a NotImplementedError naming a 'function' of thousands of characters, and a
+    first line long enough to push the grader's own notes out of the problems table."""
+    def failing(reason, message, test=0):
+        tests = _tests_of(1, "x")
+        old = tests[test]
+        tests[test] = grading.TestResult(old.id, old.question, old.name, old.max_score, "visible", FAILED, 0.0,
+                                         message, 0.5, reason)
+        return tests
+
+    students = {
+        # an import error whose message fills the why, graded unsandboxed: the note must still show
+        "loud": ("import error", failing("import error", f"your code raised ImportError: {SCRIPT}" + "A" * 2000),
+                 "NONE: --unsandboxed"),
+        # a stub message naming a function of 3,900 characters, and one naming markup
+        "stub": ("graded", failing("not implemented", "B" * 3900 + " is not implemented yet"), "bubblewrap"),
+        "mark": ("graded", failing("not implemented", f'x" onclick="alert(1) is not implemented yet{SCRIPT}'),
+                 "bubblewrap"),
+    }
+    rows = {}
+    for student, (status, tests, sandbox) in students.items():
+        results = grading.GradingResults(student, QUESTIONS, tests, seconds=10.0, sandbox=sandbox)
+        results.write(out / student)
+        (out / student / "status.txt").write_text(status + "\n")
+        rows[student] = _row(results.to_gradescope(), status, list(QUESTIONS), student)
+    (out / "boom").mkdir()
+    (out / "boom" / "error.txt").write_text(f"grading stopped on this submission: RuntimeError: {SCRIPT}</pre>\n")
+    (out / "boom" / "status.txt").write_text("grader error\n")
+    rows["boom"] = _row(None, "grader error", list(QUESTIONS), "boom")
+    write_gradebook(out, rows, list(QUESTIONS))
+
+
+def test_a_long_message_does_not_hide_the_graders_notes(tmp_path):
+    """The why of a row is the status's reason (the student's message) then the grader's notes: a message
+    of thousands of characters is cut on its own, and 'graded UNSANDBOXED' still shows."""
+    _hostile_class(tmp_path)
+    page = write_report(tmp_path).read_text()
+    problems = _div(page, "problems")
+    loud = re.search(r"<tr><td>loud</td>.*?</tr>", problems, re.S).group(0)
+    assert loud.count("A") < report.EXAMPLE_CHARS + 100, "the student's message is cut"
+    assert "graded UNSANDBOXED" in loud, "the grader's note survives a long message before it"
+
+
+def test_student_text_stays_text_in_every_section(tmp_path):
+    """Markup in an exception message, a stub's message or error.txt is escaped wherever it is shown (the
+    problems, the causes, the messages per test); the only script is the page's own."""
+    _hostile_class(tmp_path)
+    page = write_report(tmp_path).read_text()
+    assert SCRIPT not in page and "</pre>\n" not in page and 'x" onclick' not in page
+    assert page.count("<script") == 1 and page.endswith(f"<script>{report.SCRIPT}</script></body></html>\n")
+    assert "RuntimeError: &lt;script&gt;alert(1)&lt;/script&gt;&lt;/pre&gt;" in _div(page, "problems")
+
+
+def test_a_stub_message_names_a_function_only_when_it_looks_like_one(tmp_path):
+    """'<name> is not implemented yet' makes a cause line naming <name>: a name of thousands of characters
+    is no function of the skeleton, and its message is shown cut, among the messages per test."""
+    _hostile_class(tmp_path)
+    page = write_report(tmp_path).read_text()
+    causes = _div_or_list(page, "causes") if 'id="causes"' in page else ""
+    assert "B" * 200 not in causes
+    assert "B" * 200 in _div(page, "messages-1.1-output-sizes")
+    assert [len(run) for run in re.findall("B{20,}", page)] == [report.EXAMPLE_CHARS], "shown once, cut"

@@ -8,9 +8,12 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 import textwrap
 import time
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -569,3 +572,26 @@ def test_one_short_function_written_alike_is_not_a_flag(tmp_path):
     pair = _pair(report, "pat", "quinn")
     assert pair.score == 1.0 and pair.shared_tokens < similarity.MIN_SHARED_TOKENS
     assert not pair.flagged and not report.flagged
+
+
+def test_the_csvs_are_utf8_whatever_the_locale(tmp_path):
+    """Students' names keep letters of any script (batch.safe_name): the CSVs are written in UTF-8 even
+    where the locale's encoding cannot write them (a C locale here; cp1252 on a Windows laptop), as
+    similarity.html is, rather than the command failing after the whole comparison."""
+    code = f"""
+from pathlib import Path
+from autograder import similarity as s
+a, b = "Jos\\u00e9", "\\u674e"
+pair = s.Pair(a, b, 0.9, {{"decoder.py": (0.9, 200.0, 200.0, 220.0, 220.0)}}, 5.0, s.NEAR_IDENTICAL_WHY)
+report = s.Report("x", [a, b], [pair], [s.Pair(b, s.REFERENCE, 0.2, {{}})], 0.2, 0.05, [], {{}})
+s.write_csvs(report, Path({str(tmp_path)!r}))
+"""
+    env = dict(os.environ, PYTHONUTF8="0", PYTHONCOERCECLOCALE="0", LC_ALL="C")
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent.parent, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-500:]
+    with open(tmp_path / "similarity.csv", encoding="utf-8") as f:
+        row = next(csv.DictReader(f))
+    assert (row["student_a"], row["student_b"], row["why_flagged"]) == ("Jos\u00e9", "\u674e", "near-identical")
+    with open(tmp_path / "reference.csv", encoding="utf-8") as f:
+        assert next(csv.DictReader(f))["student"] == "\u674e"
