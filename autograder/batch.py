@@ -607,7 +607,7 @@ def store(out, student, graded, submission, insecure=None):
     for name, text in graded.files.items():
         if name in RESULT_FILES:
             (partial / name).write_text(text, errors="replace")
-    (partial / SUBMISSION_FILE).write_text(submission + "\n", errors="replace")
+    (partial / SUBMISSION_FILE).write_text(submission + "\n", encoding="utf-8", errors="replace")
     if insecure:
         (partial / INSECURE_FILE).write_text(insecure + "\n")
     if target.exists():
@@ -622,7 +622,7 @@ GRADEBOOK_COLUMNS = ("student", "total", "status", "sandbox", "submission")  # t
 def write_gradebook(out, rows, questions):
     """gradebook.csv: a row per student (rows: student -> _row), the text cells kept from being formulas."""
     path = Path(out) / "gradebook.csv"
-    with open(path, "w", newline="") as f:
+    with open(path, "w", newline="", encoding="utf-8") as f:  # names in any script, read back as UTF-8
         writer = csv.writer(f)
         writer.writerow([spreadsheet_text(c) for c in ["student", *questions, *GRADEBOOK_COLUMNS[1:]]])
         for student in sorted(rows):
@@ -656,7 +656,8 @@ def _previous(out, student, path, questions, selected):
     try:
         folder = out / student
         status = (folder / "status.txt").read_text().strip()
-        if (folder / SUBMISSION_FILE).read_text().strip() != path.name or status in ("grader error", "incomplete"):
+        graded = (folder / SUBMISSION_FILE).read_text(encoding="utf-8", errors="replace").strip()
+        if graded != path.name or status in ("grader error", "incomplete"):
             return None
         results = json.loads((folder / "results.json").read_text())
         extra = results.get("extra_data", {})
