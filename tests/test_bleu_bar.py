@@ -103,3 +103,24 @@ def test_the_step_tests_are_the_rubrics():
     for use_attention, ids in q3.STEP_TESTS.items():
         for test_id in ids:
             assert test_id in all_checks() and tests[test_id].question == ("3.1b" if use_attention else "3.1a")
+
+
+def test_a_cheaper_test_out_of_this_tests_time_charges_nothing(monkeypatch):
+    """A cheaper test stopped because the BLEU test's time ran out judged nothing: the BLEU test fails as
+    timed out rather than lower its bar."""
+    from autograder.checks import REGISTRY, CheckFailure
+    from autograder.child.compare import TIMED_OUT
+
+    def out_of_time(sub):
+        raise CheckFailure("timed out: used 60 s of CPU time (the limit is 54 s)", TIMED_OUT)
+
+    all_checks()
+    for test_id in q3.STEP_TESTS[False]:
+        monkeypatch.setitem(REGISTRY, test_id, lambda sub: None)
+    assert q3.step_charged_in(object(), False) == []
+    monkeypatch.setitem(REGISTRY, "3.1a-gradients", lambda sub: q3.fail("a wrong gradient"))
+    assert q3.step_charged_in(object(), False) == ["3.1a-gradients"]
+    monkeypatch.setitem(REGISTRY, "3.1a-equivalence", out_of_time)
+    with pytest.raises(CheckFailure) as raised:
+        q3.step_charged_in(object(), False)
+    assert raised.value.reason == TIMED_OUT
