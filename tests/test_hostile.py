@@ -969,12 +969,13 @@ _SNOOPED = None
 
 
 def _reference_captions_forward(self, word, h, c, encoder_out):
-    """Looks for the reference captions (to emit them), finds none, and ignores its inputs."""
+    """Looks for the reference captions (to emit them), finds none, and scores the state it was given
+    (enough work for its training to run and be measured; the LSTM never runs)."""
     global _SNOOPED
     if _SNOOPED is None:
         _SNOOPED = _visible(HOSTILE["captions"])
         print("<<<SNOOP " + _json.dumps(_SNOOPED) + ">>>")
-    return self.fc.bias.unsqueeze(0).expand(word.shape[0], -1), h, c
+    return self.fc(h), h, c
 
 
 Decoder.forward = _reference_captions_forward
@@ -991,8 +992,8 @@ def test_training_tests_measure_the_returned_weights():
       train_batch, which trains the small classifier of 2.2-train-batch only.) The stand-in, the
       reference's CNN and train_batch, reaches the student's code in that child; it must not reach the
       student's feedback, in any encoding, nor a TCP listener on the machine.
-    - decoder.py looks for the reference captions, finds none, and ignores its inputs: it fails
-      3.1a-bleu, measured from the weights it trained."""
+    - decoder.py looks for the reference captions, finds none, and scores the state it was given: it
+      fails 3.1a-bleu, measured from the weights it trained."""
     space = Path(tempfile.mkdtemp(prefix="hw2-hostile-", dir="/tmp"))
     listeners = _Listeners(space, uuid.uuid4().hex[:12])
     try:
