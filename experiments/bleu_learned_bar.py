@@ -65,9 +65,9 @@ def does_no_work(tree, use_attention):
 
 
 def bleu_of(tree, use_attention, budget):
-    """(BLEU-4 as the test scores it: the statement's step with the trained weights, the same weights
-    decoded by the tree's own step) as text; for information only, the grader never decodes with the
-    student's step."""
+    """BLEU-4 of the trained weights decoded by the statement's step, (by the tree's own step, which the
+    grader never runs to decode), [by the grader's copy of the step when it is a known mistake:
+    q3.known_mistake] as text."""
     sub = LocalSubmission(tree)
     try:
         seed_everything()
@@ -75,7 +75,9 @@ def bleu_of(tree, use_attention, budget):
         own = q3._statement_decoder(type("Own", (), {"reference": staticmethod(
             lambda name: load_module(tree, name))}), use_attention, q3._grading_sizes())
         own.load_state_dict(model.state_dict())
-        return f"{q3.validation_bleu(sub, model):.4f} ({q3.validation_bleu(sub, own):.4f})"
+        known = q3.known_mistake(sub, use_attention, ())
+        copy = f" [{q3.validation_bleu(sub, q3.KnownStepDecoder(model, known[1])):.4f}]" if known else ""
+        return f"{q3.validation_bleu(sub, model):.4f} ({q3.validation_bleu(sub, own):.4f}){copy}"
     except CheckFailure as error:
         return f"fails ({str(error).splitlines()[0][:60]})"
     finally:
@@ -96,7 +98,7 @@ def main(argv=None):
             use_attention = question == "3.1b"
             budget = budgets(opt.budget)[f"{question}-bleu"]
             print(f"\n### {question}-bleu, budget {opt.budget} {budget} (seeds {opt.seeds})\n")
-            print("| decoder | cheaper tests lost | " + " | ".join(f"BLEU-4 seed {s} (own step)" for s in seeds) + " |")
+            print("| decoder | cheaper tests lost | " + " | ".join(f"BLEU-4 seed {s} (own step) [grader's copy]" for s in seeds) + " |")
             print("|---|---|" + "---|" * len(seeds))
             reference = make_tree(space, name=f"reference-{question}")
             sub = LocalSubmission(reference)
