@@ -97,8 +97,8 @@ def grading_section(rubric):
         f"and shows their points, {_points(visible)} at most: a preview, since your grade comes from the full "
         "grading after the due date.",
         "- **Gradescope**: upload the files to the assignment (the files themselves, a zip of them, or your "
-        "GitHub repository; a top folder is fine). You may upload again until the due date; the last upload is "
-        "graded.", "",
+        "GitHub repository; a top folder is fine). You may upload again until the due date; Gradescope grades "
+        "your last upload unless you activate an earlier one.", "",
         "### What you see, and when", "",
         f"- **At once**: the public tests ({len(visible)} tests, {_points(visible)} points). `make test` runs them on "
         f"your machine, GitHub Classroom on every push, Gradescope on every upload (\"Visible tests: ... / "
