@@ -16,7 +16,9 @@ becomes, at the same indentation,
 naming the function it stands in. Nested, unclosed or stray markers are errors. Notebooks
 (`q1.ipynb`, an nbgrader source notebook) go through nbgrader's own `generate_assignment`, in a
 temporary course folder: solution cells become stubs (`raise NotImplementedError("not implemented
-yet")`, "YOUR ANSWER HERE" in markdown answers), check cells are locked. The student tree is
+yet")`, "YOUR ANSWER HERE" in markdown answers), check cells are locked; the points of its graded cells
+are the rubric's (`nbgrader_points`: a question's check cell its autograded points, a proof graded by
+hand its own), whatever the reference notebook says, so nbgrader and the rubric agree. The student tree is
 therefore never edited by hand; `tests/test_generate.py` fails when it differs from what this
 module makes of the reference.
 """
@@ -88,13 +90,53 @@ NOTEBOOK_STUB = 'raise NotImplementedError("not implemented yet")'  # nbgrader's
 NBGRADER_CONFIG = f"c = get_config()\nc.ClearSolutions.code_stub = {{'python': {'# YOUR CODE HERE' + chr(10) + NOTEBOOK_STUB!r}}}\n"
 
 
-def strip_notebook(path):
-    """The student copy of the nbgrader source notebook `path`, made by `nbgrader generate_assignment`."""
+def nbgrader_points(rubric):
+    """{grade_id: points} of the graded cells of the rubric's notebooks: the check cell of each question
+    (`check_1_3` for 1.3) holds its autograded points, the answer of each test graded by hand
+    (`proof_rank` for 1.3-proof-rank) that test's points."""
+    points = {}
+    for number, question in rubric.questions.items():
+        if question.file.endswith(".ipynb"):
+            points["check_" + number.replace(".", "_")] = rubric.max_points(number)
+            points.update({test.id.split("-", 1)[1].replace("-", "_"): test.points for test in rubric.tests
+                           if test.manual and test.question == number})
+    return points
+
+
+def with_rubric_points(notebook_text, points, filename="<notebook>"):
+    """The notebook with the nbgrader points of its graded cells set to `points` ({grade_id: points});
+    MarkerError when a graded cell has none there, or a cell named there is not a graded cell."""
+    import nbformat
+
+    notebook = nbformat.reads(notebook_text, as_version=4)
+    graded = {}
+    for cell in notebook.cells:
+        metadata = cell.metadata.get("nbgrader", {})
+        if metadata.get("grade"):
+            graded[metadata.get("grade_id")] = metadata
+    for grade_id in sorted(set(graded) - set(points), key=str):
+        raise MarkerError(f"{filename}: the graded cell {grade_id} has no points in the rubric: name it "
+                          f"check_<question> (check_1_3 for 1.3) or after a test graded by hand (proof_rank for "
+                          f"1.3-proof-rank)")
+    for grade_id in sorted(set(points) - set(graded)):
+        raise MarkerError(f"{filename}: the rubric gives points to a graded cell {grade_id}, which the notebook lacks")
+    for grade_id, metadata in graded.items():
+        value = points[grade_id]
+        metadata["points"] = int(value) if float(value).is_integer() else value
+    return nbformat.writes(notebook)
+
+
+def strip_notebook(path, rubric=None):
+    """The student copy of the nbgrader source notebook `path`, made by `nbgrader generate_assignment`, its
+    graded cells worth the rubric's points."""
+    from autograder import rubric as rubric_module
+
     path = Path(path)
+    rubric = rubric or rubric_module.load()
     with tempfile.TemporaryDirectory(prefix="hw2-nbgrader-") as course:
         source = Path(course, "source", "homework")
         source.mkdir(parents=True)
-        shutil.copy(path, source / path.name)
+        (source / path.name).write_text(with_rubric_points(path.read_text(), nbgrader_points(rubric), str(path)))
         Path(course, "nbgrader_config.py").write_text(NBGRADER_CONFIG)
         result = subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", "homework", "--no-db",
                                  "--force", "--log-level=WARN"], cwd=course, capture_output=True, text=True)
@@ -124,8 +166,9 @@ def _name_the_stubs(notebook_text):
     return nbformat.writes(notebook).encode() + b"\n"
 
 
-def generate(reference_dir, student_dir):
-    """Write the student tree for `reference_dir` into `student_dir` (replacing what was there)."""
+def generate(reference_dir, student_dir, rubric=None):
+    """Write the student tree for `reference_dir` into `student_dir` (replacing what was there); a notebook's
+    graded cells are worth `rubric`'s points (default: autograder/rubric.toml's)."""
     reference_dir, student_dir = Path(reference_dir), Path(student_dir)
     files = {}
     for path in sorted(reference_dir.rglob("*")):
@@ -135,7 +178,7 @@ def generate(reference_dir, student_dir):
         if path.suffix == ".py":
             files[relative] = strip_solutions(path.read_text(), str(path)).encode()
         elif path.suffix == ".ipynb":
-            files[relative] = strip_notebook(path)
+            files[relative] = strip_notebook(path, rubric)
         else:
             files[relative] = path.read_bytes()
     # everything is computed before anything is written, so a marker error leaves the tree intact

@@ -7,8 +7,17 @@ calibrated thresholds, provided files), a copy of Sydney-Captions (the dataset i
 the image cannot fetch it), and the two scripts from gradescope/. The zip is a private build
 product: it holds the solution. The per-test isolation is the same as `make grade`'s; Gradescope's
 container adds one container per submission around it.
+
+`run_autograder` then rewrites results.json for Gradescope (`python -m autograder.gradescope results DIR`,
+`for_gradescope`): the answers graded by hand (the proofs of 1.3, `manual = true` in the rubric) are
+Gradescope's manual questions, not autograder tests, so they leave its list of tests (a test of 0/0 points
+without a status would show as passed); the autograder's total there is then the autograded points.
 """
 
+import json
+import os
+import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -58,3 +67,29 @@ def build(zip_path, sydney_dir):
             names.append(name)
     partial.replace(zip_path)
     return names
+
+
+def for_gradescope(results):
+    """results.json (parsed) as Gradescope is to show it: the tests graded by hand left out of `tests` (they are
+    the assignment's manual questions there), named in extra_data's `graded_by_hand` instead."""
+    by_hand = [t for t in results["tests"] if t.get("extra_data", {}).get("manual")]
+    named = [{"id": t["extra_data"]["id"], "name": t["name"], "number": t["number"]} for t in by_hand]
+    return dict(results, tests=[t for t in results["tests"] if t not in by_hand],
+                extra_data=dict(results.get("extra_data", {}), graded_by_hand=named))
+
+
+def rewrite_results(results_dir):
+    """Rewrite `results_dir`/results.json for Gradescope (for_gradescope), atomically."""
+    path = Path(results_dir) / "results.json"
+    text = json.dumps(for_gradescope(json.loads(path.read_text(encoding="utf-8"))), indent=2) + "\n"
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=".results.json.", delete=False,
+                                     encoding="utf-8") as tmp:
+        tmp.write(text)
+    os.chmod(tmp.name, 0o644)
+    os.replace(tmp.name, path)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[1] != "results":
+        sys.exit("usage: python -m autograder.gradescope results <folder of results.json>")
+    rewrite_results(sys.argv[2])

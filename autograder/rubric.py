@@ -114,6 +114,8 @@ def load(path=RUBRIC_FILE):
         unknown = set(entry) - TEST_KEYS
         if unknown:
             raise RubricError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+        if not entry.get("manual") and (entry["visibility"] == "visible") != entry.get("public", False):
+            raise RubricError(f"{where}: {_visible_not_public(entry)}")
         allowance = entry.get("time_allowance")
         if allowance is not None and (not _is_number(allowance) or allowance <= 0):
             raise RubricError(f"{where}: time_allowance must be a positive number")
@@ -131,6 +133,17 @@ def load(path=RUBRIC_FILE):
                               f"each a positive number")
         grading[key] = float(value)
     return Rubric(questions, tests, grading)
+
+
+def _visible_not_public(entry):
+    """Why an autograded test that is visible but not public, or public but not visible, is refused."""
+    if entry.get("public"):
+        return (f"it is public but its visibility is {entry['visibility']!r}: students run a public test themselves "
+                f"and GitHub Classroom shows its points on every push, so set visibility = \"visible\" (or remove "
+                f"public = true and move its check out of autograder/checks/public_*.py)")
+    return ("it is visible but not public: a student sees a visible test's result at once, so it must be one they "
+            "can run themselves (public = true, its check in autograder/checks/public_*.py, needing neither the "
+            "reference nor data); otherwise give it visibility = \"after_due_date\"")
 
 
 def _is_number(value):

@@ -246,7 +246,7 @@ def _grade_all(submissions, out, only, env=None):
 
 
 NO_TRAINING = "2.2-architecture,2.2-output-shape,2.2-log-probabilities,2.2-equivalence,2.2-dropout,2.2-gradients," \
-              "2.2-vectorized,2.2-train-batch"
+              "2.2-vectorized,2.2-speed,2.2-train-batch"
 
 
 def _full_marks(results):
@@ -260,7 +260,7 @@ def _full_marks(results):
 def test_a_classmate_burning_the_cpu_costs_an_honest_submission_nothing(tmp_path, env, accounting):
     """A classmate graded at the same time keeps 60 busy processes (as many as its process limit allows),
     each in a session of its own, during each of its requests; an honest copy of the reference keeps full
-    marks on 2.2's tests but the training one (the dearest: the CPU-time ratio of 2.2-vectorized is among
+    marks on 2.2's tests but the training one (the dearest: the CPU-time ratio of 2.2-speed is among
     them). With control groups the classmate's processes share one core; without, a test of the honest
     one that timed out meanwhile would be graded again alone."""
     subs = tmp_path / "subs"

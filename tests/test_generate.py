@@ -70,3 +70,50 @@ def test_a_marker_error_leaves_the_existing_tree_intact(tmp_path):
     with pytest.raises(MarkerError):
         generate(reference, student)
     assert (student / "keep.py").exists()
+
+
+def _graded_points(notebook_text):
+    import json
+
+    return {cell["metadata"]["nbgrader"]["grade_id"]: cell["metadata"]["nbgrader"]["points"]
+            for cell in json.loads(notebook_text)["cells"] if cell["metadata"].get("nbgrader", {}).get("grade")}
+
+
+def test_the_notebooks_nbgrader_points_are_the_rubrics():
+    """Each check cell is worth its question's autograded points, each proof its points graded by hand."""
+    from autograder import rubric as rubric_module
+
+    rubric = rubric_module.load()
+    points = _graded_points((ASSIGNMENT / "q1.ipynb").read_text())
+    questions = [n for n, q in rubric.questions.items() if q.file == "q1.ipynb"]
+    assert points == {**{f"check_{n.replace('.', '_')}": rubric.max_points(n) for n in questions},
+                      "proof_rank": 3, "proof_heads": 3}
+    assert sum(points.values()) == sum(t.points for t in rubric.tests if t.question in questions) == 16
+
+
+def test_a_change_of_points_in_the_rubric_reaches_the_notebook():
+    from dataclasses import replace
+
+    from autograder import rubric as rubric_module
+    from autograder.generate import strip_notebook
+
+    rubric = rubric_module.load()
+    rubric = replace(rubric, tests=[replace(t, points=5.0) if t.id in ("1.3-proof-heads", "1.1-output-sizes") else t
+                                    for t in rubric.tests])
+    points = _graded_points(strip_notebook(SOLUTION / "q1.ipynb", rubric).decode())
+    assert points["proof_heads"] == 5 and points["check_1_1"] == 7 and points["proof_rank"] == 3
+
+
+def test_a_graded_cell_the_rubric_does_not_know_is_named():
+    import nbformat
+
+    from autograder.generate import with_rubric_points
+
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("assert True", metadata={"nbgrader": {
+        "grade": True, "grade_id": "check_9_9", "locked": True, "points": 0, "schema_version": 3, "solution": False,
+        "task": False}})])
+    with pytest.raises(MarkerError, match="the graded cell check_9_9 has no points in the rubric"):
+        with_rubric_points(nbformat.writes(notebook), {})
+    with pytest.raises(MarkerError, match="gives points to a graded cell proof_rank, which the notebook lacks"):
+        with_rubric_points(nbformat.writes(notebook), {"check_9_9": 1, "proof_rank": 3})
+    assert '"points": 2' in with_rubric_points(nbformat.writes(notebook), {"check_9_9": 2.0})

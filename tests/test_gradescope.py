@@ -68,6 +68,41 @@ def test_the_bundle_needs_the_dataset(tmp_path):
     assert not (tmp_path / "autograder.zip").exists()
 
 
+def _graded_like_the_rubric(tmp_path):
+    """results.json of a grading of every rubric test (the visible ones passed, the others failed), as the
+    grader writes it, in tmp_path."""
+    from autograder.results import MANUAL, GradingResults, TestResult
+
+    rubric = rubric_module.load()
+    results = GradingResults("tree", {n: q.title for n, q in rubric.questions.items()}, results=[
+        TestResult(t.id, t.question, t.name, 0.0, t.visibility, MANUAL, 0.0, f"graded by hand ({t.points:g} points)")
+        if t.manual else
+        TestResult(t.id, t.question, t.name, t.points, t.visibility, "passed" if t.visibility == "visible" else "failed",
+                   t.points if t.visibility == "visible" else 0.0, "") for t in rubric.tests])
+    results.write(tmp_path)
+    return rubric
+
+
+def test_gradescope_gets_no_test_for_the_proofs_and_the_visible_total_of_the_public_tests(tmp_path):
+    """Gradescope shows a test without a status as passed: the proofs graded by hand are its manual
+    questions, not autograder tests; the autograder's total there is the autograded points, and its
+    visible tests are the public tests students run (GitHub Classroom's total)."""
+    rubric = _graded_like_the_rubric(tmp_path)
+    assert any(t["extra_data"]["manual"] for t in json.loads((tmp_path / "results.json").read_text())["tests"])
+    result = subprocess.run([sys.executable, "-m", "autograder.gradescope", "results", str(tmp_path)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert {t["extra_data"]["id"] for t in results["tests"]} == {t.id for t in rubric.tests if not t.manual}
+    assert all(t["status"] in ("passed", "failed") for t in results["tests"])
+    assert sum(t["max_score"] for t in results["tests"]) == rubric.max_points() == 100
+    assert [t["id"] for t in results["extra_data"]["graded_by_hand"]] == [t.id for t in rubric.tests if t.manual]
+    public = sum(t.points for t in rubric.public_tests())
+    assert sum(t["max_score"] for t in results["tests"] if t["visibility"] == "visible") == public
+    assert results["output"].startswith(f"Visible tests: {public:g} / {public:g} points;"), results["output"]
+    assert results["score"] == public
+
+
 @pytest.mark.slow
 def test_run_autograder_grades_the_reference(bundle, tmp_path):
     root = _unpack_like_gradescope(bundle, tmp_path / "autograder")
@@ -92,9 +127,11 @@ def test_run_autograder_grades_the_skeleton_in_a_nested_folder(bundle, tmp_path)
     rubric = rubric_module.load()
     assert "homework2-main" in stdout
     assert results["score"] == 0
-    assert len(results["tests"]) == len(rubric.tests)
+    autograded = [t for t in rubric.tests if not t.manual]  # the proofs are Gradescope's manual questions
+    assert [t["extra_data"]["id"] for t in results["tests"]] == [t.id for t in autograded]
     by_visibility = {t["visibility"] for t in results["tests"]}
-    assert by_visibility == {test.visibility for test in rubric.tests}
-    autograded = [t for t in results["tests"] if not t["extra_data"]["manual"]]
-    assert all("not implemented yet" in t["output"] for t in autograded), \
-        [t["output"][:200] for t in autograded if "not implemented yet" not in t["output"]]
+    assert by_visibility == {test.visibility for test in autograded}
+    assert all(t["status"] == "failed" and "not implemented yet" in t["output"] for t in results["tests"]), \
+        [t["output"][:200] for t in results["tests"] if "not implemented yet" not in t["output"]]
+    public = sum(t.points for t in rubric.public_tests())
+    assert results["output"].startswith(f"Visible tests: 0 / {public:g} points;"), results["output"]

@@ -95,6 +95,71 @@ def test_the_release_holds_no_solution_hidden_test_or_threshold(released):
     assert {t.id for t in shipped_rubric.tests} == public_ids
 
 
+# when a student sees a test's result, by its visibility: what the README must say (a test graded by hand: by hand)
+SEEN = {"visible": "at once", "after_due_date": "after the due date", "after_published": "when grades are published",
+        "hidden": "never"}
+
+
+def test_the_students_readme_is_generated_from_the_rubric(released):
+    """The README students get has the rubric's table: every test, its points and when they see it; the
+    totals; how to hand the work in. It is exactly what the generator makes of the rubric."""
+    rubric = rubric_module.load()
+    readme = (released / "README.md").read_text()
+    assert readme == release.students_readme(rubric)
+    rows = re.findall(r"^\| `([^`]+)` \| .+ \| ([0-9.]+) \| ([^|]+) \|$", readme, re.MULTILINE)
+    assert {test_id: (float(points), when.strip()) for test_id, points, when in rows} == {
+        t.id: (t.points, "graded by hand" if t.manual else SEEN[t.visibility]) for t in rubric.tests}
+    assert len(rows) == len(rubric.tests)
+    autograded = [t for t in rubric.tests if not t.manual]
+    public = rubric.public_tests()
+    at_once = sum(t.points for t in public)
+    later = sum(t.points for t in autograded if t.visibility == "after_due_date")
+    assert (f"Total: {rubric.max_points():g} points autograded and {rubric.manual_points():g} graded by hand: "
+            f"{at_once:g} at once, {later:g} after the due date, {rubric.manual_points():g} graded by hand.") in readme
+    assert f"the public tests ({len(public)} tests, {at_once:g} points)" in readme
+    handing_in = readme.split("### Handing in", 1)[1].split("###", 1)[0]
+    assert all(f"`{name}`" in handing_in for name in GRADED_FILES)
+    assert "GitHub Classroom" in handing_in and "Gradescope" in handing_in and "Autograding Tests" in handing_in
+    assert "5.9 GB" in readme and "PIP_EXTRA='--extra-index-url https://download.pytorch.org/whl/cpu'" in readme
+
+
+def test_a_change_in_the_rubric_reaches_the_students_readme():
+    from dataclasses import replace
+
+    rubric = rubric_module.load()
+    changed = replace(rubric, tests=[replace(t, points=7.0) if t.id == "2.2-dropout" else t for t in rubric.tests])
+    assert "| `2.2-dropout` | CNN dropout: only in training mode, in the right place | 7 | after the due date |" in \
+        release.students_readme(changed)
+
+
+def test_the_classroom_workflow_has_classrooms_shape_and_the_visible_points(released):
+    """The workflow GitHub Classroom generates: its name and single job (how Classroom finds the points), on
+    push and repository_dispatch, its permissions, graders and reporter; one grader per public test with its
+    points, so that Classroom's total is the visible tests' total (Gradescope's "Visible tests")."""
+    import yaml
+
+    rubric = rubric_module.load()
+    workflow = yaml.safe_load((released / ".github" / "workflows" / "classroom.yml").read_text())
+    assert workflow["name"] == "Autograding Tests"
+    assert workflow[True] == {"push": None, "repository_dispatch": None}  # YAML 1.1 reads the key `on` as true
+    assert workflow["permissions"] == {"checks": "write", "actions": "read", "contents": "read"}
+    assert list(workflow["jobs"]) == ["run-autograding-tests"]
+    job = workflow["jobs"]["run-autograding-tests"]
+    assert job["if"] == "github.actor != 'github-classroom[bot]'"
+    graders = [s for s in job["steps"] if s.get("uses") == "classroom-resources/autograding-command-grader@v1"]
+    public = rubric.public_tests()
+    assert [re.fullmatch(r".*'tests/test_public.py::test_public\[(.+)\]'", g["with"]["command"]).group(1)
+            for g in graders] == [t.id for t in public]
+    assert [g["with"]["max-score"] for g in graders] == [t.points for t in public]
+    visible = sum(t.points for t in rubric.tests if t.visibility == "visible" and not t.manual)
+    assert sum(g["with"]["max-score"] for g in graders) == visible > 0
+    reporter = job["steps"][-1]
+    assert reporter["uses"] == "classroom-resources/autograding-grading-reporter@v1"
+    assert reporter["with"]["runners"].split(",") == [g["id"] for g in graders]
+    assert reporter["env"] == {f"{g['id'].upper()}_RESULTS": f"${{{{ steps.{g['id']}.outputs.result }}}}"
+                               for g in graders}
+
+
 def test_the_release_is_refused_inside_the_repository():
     with pytest.raises(ValueError, match="inside the repository"):
         release.build(ROOT / "solution")
@@ -176,6 +241,9 @@ def test_the_notebook_checks_fail_on_the_skeleton_and_pass_on_the_reference(inst
 PUBLIC_IDS = {t.id for t in rubric_module.load().public_tests()}
 PUBLIC_MISTAKES = [next(w for w in WRONG_SUBMISSIONS if w[3].startswith(question) and w[3] in PUBLIC_IDS)
                    for question in ("2.2", "3.1a", "3.1b")]
+# and one for each test that became public with the rule "visible if and only if public"
+PUBLIC_MISTAKES += [next(w for w in WRONG_SUBMISSIONS if w[3] == test_id)
+                    for test_id in ("2.2-train-batch", "2.2-vectorized", "3.1b-attention-vectorized")]
 
 
 @pytest.mark.parametrize("name, file, changes, test_id, words", PUBLIC_MISTAKES, ids=[w[0] for w in PUBLIC_MISTAKES])

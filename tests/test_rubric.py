@@ -18,7 +18,7 @@ id = "2.2-accuracy"
 question = "2.2"
 name = "accuracy"
 points = 5
-visibility = "visible"
+visibility = "after_due_date"
 '''
 TRAINING = '''[tests.training]
 train_size = 100
@@ -68,6 +68,29 @@ def test_a_training_test_holds_its_budget_and_margin_for_both_budgets(tmp_path, 
 def test_a_wrong_setting_is_named(tmp_path, extra, message):
     with pytest.raises(RubricError, match=message):
         _load(tmp_path, TEST + extra)
+
+
+def test_every_visible_test_is_public_and_every_public_test_visible():
+    """What a student sees at once (Gradescope's visible tests) is what they run themselves (the public tests,
+    GitHub Classroom's): the same tests, the same total."""
+    rubric = rubric_module.load()
+    autograded = [t for t in rubric.tests if not t.manual]
+    visible = {t.id for t in autograded if t.visibility == "visible"}
+    assert visible == {t.id for t in rubric.public_tests()}
+    assert sum(t.points for t in autograded if t.id in visible) == sum(t.points for t in rubric.public_tests()) > 0
+
+
+@pytest.mark.parametrize("flags, message", [
+    ('visibility = "visible"\n', "is visible but not public: .*public = true, its check in autograder/checks/public_"),
+    ('visibility = "after_due_date"\npublic = true\n', "is public but its visibility is 'after_due_date'"),
+    ('visibility = "hidden"\npublic = true\n', "is public but its visibility is 'hidden'"),
+])
+def test_a_visible_test_that_is_not_public_and_the_converse_are_refused(tmp_path, flags, message):
+    text = TEST.replace('visibility = "after_due_date"\n', flags)
+    with pytest.raises(RubricError, match=f"test 2.2-accuracy: it {message}"):
+        _load(tmp_path, text)
+    # a test graded by hand is neither run by students nor by the autograder: any visibility
+    _load(tmp_path, TEST.replace('visibility = "after_due_date"\n', 'visibility = "visible"\nmanual = true\n'))
 
 
 def test_the_grading_time_settings_are_the_rubrics_unless_overridden(tmp_path, monkeypatch):

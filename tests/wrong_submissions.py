@@ -145,8 +145,8 @@ FORWARD_2_2 = "        x = F.max_pool2d(F.relu(self.conv1(x)), kernel_size=2, st
 STEP_3_1A = "        embeddings = self.embedding(word)  # (batch, embed_dim)\n"
 ALL_3_1A = {"3.1a-output-shape", "3.1a-equivalence", "3.1a-state-and-dropout", "3.1a-gradients", "3.1a-bleu"}
 ALL_3_1B = {"3.1b-attention-shape", "3.1b-attention-weights", "3.1b-attention-equivalence",
-            "3.1b-attention-vectorized", "3.1b-decoder-shape", "3.1b-decoder-equivalence", "3.1b-gradients",
-            "3.1b-bleu"}
+            "3.1b-attention-vectorized", "3.1b-attention-speed", "3.1b-decoder-shape", "3.1b-decoder-equivalence",
+            "3.1b-gradients", "3.1b-bleu"}
 PRECISION = [
     ("float64 output", "h2-q2.py",
      [("return F.log_softmax(self.fc3(x), dim=1)", "return F.log_softmax(self.fc3(x), dim=1).double()")],
@@ -167,7 +167,7 @@ PRECISION = [
     ("constant forward", "h2-q2.py",
      [(FORWARD_2_2, "        return torch.full((len(x), 10), -2.302585)\n" + FORWARD_2_2)],
      {"2.2-output-shape", "2.2-log-probabilities", "2.2-equivalence", "2.2-dropout", "2.2-gradients",
-      "2.2-vectorized", "2.2-accuracy"}, set()),
+      "2.2-vectorized", "2.2-speed", "2.2-accuracy"}, set()),
     ("an import error in decoder_with_attention.py", "decoder_with_attention.py",
      [("import torch.nn as nn\n", "import torch.nn as nn\nimport a_module_that_does_not_exist\n")],
      ALL_3_1B, {"3.1a-bleu"}),

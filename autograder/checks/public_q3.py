@@ -1,5 +1,5 @@
 """Public checks of Questions 3.1a (`decoder.py`) and 3.1b (`decoder_with_attention.py`):
-shapes, use of the state, dropout, attention weights and gradients.
+shapes, use of the state, dropout, attention weights, vectorization (the tensor operations) and gradients.
 
 They need neither the reference solution nor data, so they also ship with the students'
 repository as its public tests (`make release`), giving the same messages as the autograder.
@@ -8,7 +8,8 @@ repository as its public tests (`make release`), giving the same messages as the
 import torch
 
 from autograder.checks import check
-from autograder.child.compare import CheckFailure, expect_same_jacobians, expect_tensor, expect_varies, fail
+from autograder.child.compare import (CheckFailure, expect_same_jacobians, expect_same_operations, expect_tensor,
+                                      expect_varies, fail)
 
 # (batch, num_locations, encoder_dim, decoder_dim, embed_dim, attention_dim, vocab_size)
 SIZES = [(1, 256, 1280, 256, 100, 100, 190), (5, 9, 48, 16, 12, 7, 30), (8, 196, 512, 64, 20, 11, 50)]
@@ -223,6 +224,42 @@ def attention_weights(sub):
     if torch.allclose(weights_of(cases[2], contexts[2]), weights_of(cases[3], contexts[3]), atol=1e-7):
         fail("the attention weights do not change with the decoder's hidden state: add decoder_att(decoder_hidden) "
              "to the projected encoder features of every location")
+
+
+def operation_cases():
+    """Two (encoder_out, hidden) whose tensor operations are counted, 2 images of 4 locations and 8 of 16: a
+    vectorized Attention.forward performs the same on both."""
+    encoder_dim, decoder_dim = 1280, 256
+    return [(torch.randn(2, 4, encoder_dim, generator=seeded(2)), torch.randn(2, decoder_dim, generator=seeded(3))),
+            (torch.randn(8, 16, encoder_dim, generator=seeded(4)), torch.randn(8, decoder_dim, generator=seeded(5)))]
+
+
+def expect_no_attention_loop(found):
+    counts = found["operations"] if isinstance(found.get("operations"), list) else [None, None]
+    expect_same_operations("Attention.forward", counts[0], counts[-1], "a batch of 2 with 4 locations",
+                           "a batch of 8 with 16 locations", "it loops over the batch or the locations; apply "
+                           "each layer once to the whole tensor")
+
+
+def attention_loops(found):
+    """Whether the operations of the probe "attention.speed" (`found`) grow with the batch or the locations
+    (3.1b-attention-vectorized fails)."""
+    try:
+        expect_no_attention_loop(found)
+        return False
+    except CheckFailure:
+        return True
+
+
+@check("3.1b-attention-vectorized")
+def attention_vectorized(sub):
+    small, large = operation_cases()
+    # the probe also times a call on `large` (a few milliseconds here): only the operations are judged
+    found = sub.run("attention.speed", cases=[small, large], encoder_out=large[0], hidden=large[1], attention_dim=100)
+    # only that it computes something from its inputs: its shape and values are other tests' to judge
+    output = expect_tensor("Attention.forward's output", found["output"], None, None)
+    expect_varies("Attention.forward's output", output)
+    expect_no_attention_loop(found)
 
 
 # ---- 3.1b: the decoder ------------------------------------------------------------------------

@@ -11,4 +11,4 @@ def pytest_terminal_summary(terminalreporter):
                 possible += properties["possible"]
     if possible:
         terminalreporter.write_sep("=", f"public tests: {earned:g} / {possible:g} points "
-                                        f"(grading adds the hidden tests)")
+                                        f"(grading adds the tests shown after the due date)")

@@ -1,6 +1,7 @@
 """The public tests of Homework 2: the same checks, with the same messages, as the autograder's
-tests marked public in the rubric. The autograder also runs hidden tests (equivalence with the
-statement's networks, vectorization, train_batch, short trainings); see README.md.
+tests marked public in the rubric, the ones you see at once. The autograder also runs tests shown
+after the due date (equivalence with the statement's networks, CPU time, short trainings); see
+README.md.
 
     make test                                   # all public tests
     .venv/bin/python -m pytest -k 3.1b          # one question's
