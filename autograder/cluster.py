@@ -85,7 +85,7 @@ def scheduler_address(scheduler):
         try:
             return str(json.loads(Path(scheduler).read_text())["address"])
         except (OSError, ValueError, KeyError, TypeError) as error:
-            raise ClusterRefused(f"{scheduler} is not a scheduler file of `dask scheduler --scheduler-file` "
+            raise ClusterRefused(f"{scheduler} is not a scheduler file of `.venv/bin/dask scheduler --scheduler-file` "
                                  f"({type(error).__name__}: {error})") from None
     return scheduler
 
@@ -203,8 +203,8 @@ def connect(scheduler, tls=None, insecure=False, timeout=30):
     looks_like_file = os.sep in scheduler and "://" not in scheduler or scheduler.endswith(".json")
     if looks_like_file and not os.path.isfile(scheduler):
         raise selfcheck.EnvironmentBroken(f"the scheduler file {scheduler} does not exist: give the file the "
-                                          f"scheduler wrote (dask scheduler --scheduler-file ...) or its address, "
-                                          f"e.g. tls://host:8786")
+                                          f"scheduler wrote (.venv/bin/dask scheduler --scheduler-file ...) or its "
+                                          f"address, e.g. tls://host:8786")
     address = scheduler_address(scheduler)
     if address.startswith("tls://"):
         if tls is None:
@@ -213,8 +213,8 @@ def connect(scheduler, tls=None, insecure=False, timeout=30):
         security, insecure = tls_security(tls), False
     elif tls is not None:
         raise ClusterRefused(f"--tls was given but the scheduler at {address} is not a tls:// address: start the "
-                             f"scheduler with the course's certificates (dask scheduler --tls-ca-file ... --tls-cert "
-                             f"... --tls-key ...) and give its tls:// address")
+                             f"scheduler with the course's certificates (.venv/bin/dask scheduler --tls-ca-file ... "
+                             f"--tls-cert ... --tls-key ...) and give its tls:// address")
     elif not insecure:
         raise ClusterRefused(f"the scheduler at {address} talks plain TCP, without authentication: any program that "
                              f"can reach it (a student's code that reads its address in /proc included) could run "
@@ -230,9 +230,9 @@ def connect(scheduler, tls=None, insecure=False, timeout=30):
         return Client(address, timeout=timeout, security=security), insecure
     except (OSError, ValueError, TimeoutError) as error:
         raise selfcheck.EnvironmentBroken(f"no Dask scheduler answers at {address} ({type(error).__name__}: "
-                                          f"{error}); start one (dask scheduler), check that its certificates are "
-                                          f"signed by the same CA as --tls's, or grade on this machine without "
-                                          f"SCHEDULER") from None
+                                          f"{error}); start one (.venv/bin/dask scheduler), check that its "
+                                          f"certificates are signed by the same CA as --tls's, or grade on this "
+                                          f"machine without SCHEDULER") from None
 
 
 def grade_on_cluster(scheduler, todo, only, allow_unsandboxed, submissions, log=print, tls=None, insecure=False):
