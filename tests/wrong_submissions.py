@@ -24,6 +24,22 @@ WRONG_SUBMISSIONS = [
     ("B^-1 instead of B^-T", "q1.ipynb",
      [("W_K @ torch.linalg.inv(B).T", "W_K @ torch.linalg.inv(B)")], "1.3-equivalent-heads", ["W_Q2 W_K2^T"]),
     # ---- 2.2: CNN ----------------------------------------------------------------------------
+    # a loop whose operations do not grow with the batch: under 3 times the statement's CPU time on a batch of
+    # 64, so only the count against the statement's (10 times at most) catches it
+    ("conv1 as a Python loop over its 784 output pixels", "h2-q2.py",
+     [("        x = F.max_pool2d(F.relu(self.conv1(x)), kernel_size=2, stride=2)  # (batch, 16, 14, 14)\n",
+       "        p = F.pad(x, (1, 1, 1, 1))\n"
+       "        out = x.new_empty(len(x), 16, 28, 28)\n"
+       "        for i in range(28):\n"
+       "            for j in range(28):\n"
+       "                out[:, :, i, j] = p[:, :, i:i + 3, j:j + 3].flatten(1) @ self.conv1.weight.flatten(1).t() + self.conv1.bias\n"
+       "        x = F.max_pool2d(F.relu(out), kernel_size=2, stride=2)\n")],
+     "2.2-speed", ["tensor operations on a batch of 16", "loop over pixels"]),
+    ("attention scores as a Python loop over the attention units", "decoder_with_attention.py",
+     [("        att = self.full_att(self.relu(att1 + att2.unsqueeze(1))).squeeze(2)  # (batch, num_locations)\n",
+       "        att = self.full_att.bias + sum(self.full_att.weight[0, k] * self.relu(att1[:, :, k] + att2[:, None, k])\n"
+       "                                       for k in range(att1.shape[-1]))\n")],
+     "3.1b-attention-speed", ["tensor operations on a batch of 8 with 16 locations"]),
     ("missing ReLU after conv1", "h2-q2.py",
      [("F.max_pool2d(F.relu(self.conv1(x))", "F.max_pool2d(self.conv1(x)")],
      "2.2-equivalence", ["differ from the expected"]),

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from autograder import thresholds
 from autograder.checks import NotRun, check, data_missing
+from autograder.checks.q2 import expect_few_operations
 from autograder.checks.public_q3 import (attention_loops, check_context, check_state_used, check_step, fixed_context,
                                          operation_cases, seeded, sizes_of, step_inputs)
 from autograder.child.compare import TIMED_OUT, CheckFailure, expect_close, expect_tensor, expect_varies, fail
@@ -109,6 +110,9 @@ def attention_speed(sub):
         return "the time was not judged: your Attention.forward loops, which 3.1b-attention-vectorized counts"
     reference = _reference_attention(sub, encoder_dim, decoder_dim, 100)
     with torch.no_grad():
+        expect_few_operations("your Attention.forward", found, lambda: reference(*operation_cases()[-1]),
+                              "a batch of 8 with 16 locations",
+                              "a Python loop over features or attention units? Apply each layer to the whole tensor")
         reference(encoder_out, hidden)  # warm-up
         ratio = found["seconds"] / median_seconds(lambda: reference(encoder_out, hidden), 5)
     if ratio > 5:
