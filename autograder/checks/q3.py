@@ -246,7 +246,7 @@ def untrained_bleu(sub, use_attention, seed, step=None):
 #   3.1b cell's result unpacked as c, h    0.0025 (0.1498)  0.0000 (0.1495) 0.0000 (0.1495) 0.1159 (0.3470)
 #   3.1b input [context, word]             0.0000 (0.1277)  0.0000 (0.1402) 0.0000 (0.1301) 0.0000 (0.3253)
 #   3.1a scores from the previous h        0.0000 (0.1306)                                  0.0000 (0.2439)
-#   3.1b scores from the previous h        0.0000 (0.1143)
+#   3.1b scores from the previous h        0.0000 (0.1143)                                  0.0000 (0.1102)
 #   no work: returns zeros                 the training fails (no gradient reaches the weights)
 #   no work: scores from the word only,    3.1a 0.1700      0.1179          0.0801          0.1849
 #     the state untouched                  3.1b 0.0000      0.0021          0.0055          0.0000
