@@ -6,6 +6,8 @@ that a change of the reference that breaks an entry is noticed. Add an entry whe
 way to be wrong gets full marks.
 """
 
+ATTENTION_SCORES = "        att = self.full_att(self.relu(att1 + att2.unsqueeze(1))).squeeze(2)  # (batch, num_locations)\n"
+
 WRONG_SUBMISSIONS = [
     # ---- 1: the notebook ------------------------------------------------------------------------
     ("convolution output size without the +1", "q1.ipynb",
@@ -24,6 +26,23 @@ WRONG_SUBMISSIONS = [
     ("B^-1 instead of B^-T", "q1.ipynb",
      [("W_K @ torch.linalg.inv(B).T", "W_K @ torch.linalg.inv(B)")], "1.3-equivalent-heads", ["W_Q2 W_K2^T"]),
     # ---- 2.2: CNN ----------------------------------------------------------------------------
+    # a loop whose operations do not grow with the batch: under 3 times the statement's CPU time on a batch of
+    # 64, so only the count against the statement's (10 times at most) catches it
+    ("conv1 as a Python loop over its 784 output pixels", "h2-q2.py",
+     [("        x = F.max_pool2d(F.relu(self.conv1(x)), kernel_size=2, stride=2)  # (batch, 16, 14, 14)\n",
+       "        p = F.pad(x, (1, 1, 1, 1))\n"
+       "        out = x.new_empty(len(x), 16, 28, 28)\n"
+       "        w = self.conv1.weight.flatten(1).t()  # (9, 16)\n"
+       "        for i in range(28):\n"
+       "            for j in range(28):\n"
+       "                out[:, :, i, j] = p[:, :, i:i + 3, j:j + 3].flatten(1) @ w + self.conv1.bias\n"
+       "        x = F.max_pool2d(F.relu(out), kernel_size=2, stride=2)\n")],
+     "2.2-speed", ["tensor operations on a batch of 16", "loop over pixels"]),
+    ("attention scores as a Python loop over the attention units", "decoder_with_attention.py",
+     [(ATTENTION_SCORES,
+       "        att = self.full_att.bias + sum(self.full_att.weight[0, k] * self.relu(att1[:, :, k] + att2[:, None, k])\n"
+       "                                       for k in range(att1.shape[-1]))\n")],
+     "3.1b-attention-speed", ["tensor operations on a batch of 8 with 16 locations"]),
     ("missing ReLU after conv1", "h2-q2.py",
      [("F.max_pool2d(F.relu(self.conv1(x))", "F.max_pool2d(self.conv1(x)")],
      "2.2-equivalence", ["differ from the expected"]),
@@ -208,6 +227,7 @@ PRECISION += [
 CELL_3_1A = "        h, c = self.decode_step(embeddings, (decoder_hidden_state, decoder_cell_state))"
 CELL_3_1B = "        h, c = self.decode_step(lstm_input, (decoder_hidden_state, decoder_cell_state))"
 RETURN_STEP = "        return scores, h, c\n"
+SCORES_STEP = "        scores = self.fc(self.dropout(h))  # (batch, vocab_size)\n"
 DECODER_STEP_MISTAKES = [
     ("the LSTM cell's result unpacked as c, h", "decoder.py",
      [(CELL_3_1A, CELL_3_1A.replace("h, c =", "c, h ="))], {"3.1a-equivalence"}, {"3.1a-bleu"}),
@@ -227,6 +247,12 @@ DECODER_STEP_MISTAKES = [
      {"3.1b-decoder-equivalence"}, {"3.1b-bleu"}),
     ("the LSTM cell's result unpacked as c, h, with attention", "decoder_with_attention.py",
      [(CELL_3_1B, CELL_3_1B.replace("h, c =", "c, h ="))], {"3.1b-decoder-equivalence"}, {"3.1b-bleu"}),
+    ("the scores computed from the previous hidden state", "decoder.py",
+     [(SCORES_STEP, "        scores = self.fc(self.dropout(decoder_hidden_state))  # (batch, vocab_size)\n")],
+     {"3.1a-equivalence", "3.1a-state-and-dropout"}, {"3.1a-bleu"}),
+    ("the scores computed from the previous hidden state, with attention", "decoder_with_attention.py",
+     [(SCORES_STEP, "        scores = self.fc(self.dropout(decoder_hidden_state))  # (batch, vocab_size)\n")],
+     {"3.1b-decoder-equivalence"}, {"3.1b-bleu"}),
     # no work
     ("scores from the word only, the state returned untouched", "decoder.py",
      [(CELL_3_1A, "        h, c = self.decode_step(embeddings)"),

@@ -13,7 +13,7 @@ from autograder.checks import check, data_missing
 from autograder.checks.public_q2 import (SHAPES, diagnose_train_batch, loops_over_the_batch, operation_batches,
                                          random_images)
 from autograder.child.compare import CheckFailure, expect_close, expect_tensor, expect_varies, fail, shown
-from autograder.child.probes import CNN_FILE, load_by_shape, log_probabilities, median_seconds
+from autograder.child.probes import CNN_FILE, count_operations, load_by_shape, log_probabilities, median_seconds
 
 FILE = CNN_FILE
 
@@ -110,14 +110,34 @@ def speed(sub):
                   expect_tensor("CNN.forward's output on a batch of 64", found.get("output"), None, None))
     if loops_over_the_batch(found):
         return "the time was not judged: your forward loops over the batch, which 2.2-vectorized counts"
-    # a loop over pixels or channels performs as many operations at any batch size: time bounds it
+    # a loop over pixels or channels performs as many operations at any batch size: its count against the
+    # reference's, and the time, bound it
     reference = _statement_network(sub, 0.3).eval()
     with torch.no_grad():
+        expect_few_operations("your forward", found, lambda: reference(operation_batches()[-1]), "a batch of 16",
+                              "a Python loop over pixels or positions? Apply each layer to the whole tensor")
         reference(timed)  # warm-up
         ratio = found["seconds"] / median_seconds(lambda: reference(timed))
     if ratio > 5:
         fail(f"your forward on a batch of 64 takes {ratio:.1f} times as long as a vectorized one (allowed: 5x); "
              f"avoid Python loops over examples or pixels")
+
+
+# A vectorized forward performs a handful of tensor operations whatever the batch (the statement's CNN: 16);
+# a Python loop over pixels performs that many per pixel (a loop over conv1's 784 positions: 7,858) and, on
+# a batch of 64, still only about 3 times the statement's CPU time: the count catches what time cannot.
+# Within the bound: loops over conv1's 28 rows (101) or its 16 channels (64), and any vectorized variant.
+OPERATIONS_FACTOR = 10
+
+
+def expect_few_operations(what, found, run_reference, case, hint):
+    """Fails when `found["operations"][-1]` (the student's counts on the last counted `case`, already
+    checked to be counts) hold more than OPERATIONS_FACTOR times the tensor operations of `run_reference()`."""
+    performed = sum(found["operations"][-1].values())
+    expected = sum(count_operations(run_reference)[0].values())
+    if performed > OPERATIONS_FACTOR * expected:
+        fail(f"{what} performs {performed:,} tensor operations on {case} where the statement's performs {expected} "
+             f"(allowed: {OPERATIONS_FACTOR} times as many): {hint}")
 
 
 @functools.lru_cache(maxsize=1)

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from autograder import thresholds
 from autograder.checks import NotRun, check, data_missing
+from autograder.checks.q2 import expect_few_operations
 from autograder.checks.public_q3 import (attention_loops, check_context, check_state_used, check_step, fixed_context,
                                          operation_cases, seeded, sizes_of, step_inputs)
 from autograder.child.compare import TIMED_OUT, CheckFailure, expect_close, expect_tensor, expect_varies, fail
@@ -109,6 +110,9 @@ def attention_speed(sub):
         return "the time was not judged: your Attention.forward loops, which 3.1b-attention-vectorized counts"
     reference = _reference_attention(sub, encoder_dim, decoder_dim, 100)
     with torch.no_grad():
+        expect_few_operations("your Attention.forward", found, lambda: reference(*operation_cases()[-1]),
+                              "a batch of 8 with 16 locations", "a Python loop over features or attention units? "
+                              "Apply each layer to the whole tensor")
         reference(encoder_out, hidden)  # warm-up
         ratio = found["seconds"] / median_seconds(lambda: reference(encoder_out, hidden), 5)
     if ratio > 5:
@@ -241,6 +245,8 @@ def untrained_bleu(sub, use_attention, seed, step=None):
 #   3.1b h and c detached                  0.1381           0.1097          0.1429          0.2973
 #   3.1b cell's result unpacked as c, h    0.0025 (0.1498)  0.0000 (0.1495) 0.0000 (0.1495) 0.1159 (0.3470)
 #   3.1b input [context, word]             0.0000 (0.1277)  0.0000 (0.1402) 0.0000 (0.1301) 0.0000 (0.3253)
+#   3.1a scores from the previous h        0.0000 (0.1306)                                  0.0000 (0.2439)
+#   3.1b scores from the previous h        0.0000 (0.1143)                                  0.0000 (0.1102)
 #   no work: returns zeros                 the training fails (no gradient reaches the weights)
 #   no work: scores from the word only,    3.1a 0.1700      0.1179          0.0801          0.1849
 #     the state untouched                  3.1b 0.0000      0.0021          0.0055          0.0000
@@ -304,10 +310,11 @@ def step_charged_in(sub, use_attention):
 # here, with the weights the student's code trained. Still no student code chooses what is scored.
 STEP_MISTAKES = {"context_first": "the context before the word embedding in the LSTM's input",
                  "state_swapped": "the state passed to the LSTM cell as (c, h)",
-                 "result_swapped": "the LSTM cell's result unpacked as c, h"}
+                 "result_swapped": "the LSTM cell's result unpacked as c, h",
+                 "scores_before": "the scores computed from the previous hidden state, before the LSTM cell"}
 
 
-def _mistaken_step(context_first, state_swapped, result_swapped):
+def _mistaken_step(context_first, state_swapped, result_swapped, scores_before):
     """The statement's step (on a statement decoder's layers) with the STEP_MISTAKES flagged True."""
     def step(model, word, h, c, encoder_out):
         x = model.embedding(word)  # (batch, embed_dim)
@@ -317,7 +324,8 @@ def _mistaken_step(context_first, state_swapped, result_swapped):
         new_h, new_c = model.decode_step(x, (c, h) if state_swapped else (h, c))  # (batch, decoder_dim) each
         if result_swapped:
             new_h, new_c = new_c, new_h
-        return model.fc(model.dropout(new_h)), new_h, new_c  # (batch, vocab_size), (batch, decoder_dim) x 2
+        scores = model.fc(model.dropout(h if scores_before else new_h))  # (batch, vocab_size)
+        return scores, new_h, new_c  # (batch, decoder_dim) x 2
     return step
 
 
