@@ -98,6 +98,10 @@ def main(argv=None):
                   f"again to grade the rest", file=sys.stderr)
             sys.exit(130)
         print(f"Wrote {path} ({len(rows)} students) and {args.out}/<student>/results.json, feedback.md")
+        from autograder.batch import REDUCED_BUDGET
+        from autograder.thresholds import budget_in_use
+        if budget_in_use()[0] == "test":
+            print(f"WARNING: {REDUCED_BUDGET}")
     elif args.command == "generate":
         from autograder.generate import MarkerError, generate
 

@@ -56,6 +56,9 @@ STATUSES = ("graded", "missing files", "refused file", "syntax error", "import e
 STATUS_OF_REASON = {MISSING_FILE: "missing files", REFUSED_FILE: "refused file", SYNTAX_ERROR: "syntax error",
                     IMPORT_ERROR: "import error", TIMED_OUT: "timed out", CRASHED: "crashed",
                     GRADER_ERROR: "grader error"}
+# HW2_BUDGET=test (the repository's own tests' budget): said when grade-all starts and ends, and by the report
+REDUCED_BUDGET = ("HW2_BUDGET=test: the training tests run with the reduced budget of this repository's own tests; "
+                  "these totals are NOT GRADES (unset HW2_BUDGET to grade)")
 RESERVED = {"gradebook.csv", "report.html", "report-tests.csv", "report", "similarity"}  # names of the batch's own outputs
 SUBMISSION_FILE = "submission.txt"  # in <out>/<student>/: the name of the folder or zip graded there
 INSECURE_FILE = "insecure-cluster.txt"  # in <out>/<student>/: graded through a plain tcp:// scheduler
@@ -791,6 +794,8 @@ def grade_all(submissions, out, jobs=2, only=None, regrade=False, log=print, all
     log(f"{len(found)} submissions: {len(rows)} already graded (--regrade to redo), {len(todo)} to grade, {where}")
     if insecure:
         log(f"WARNING: {insecure}; the gradebook's sandbox column says {INSECURE_MARK}")
+    if thresholds.budget_in_use()[0] == "test":
+        log(f"WARNING: {REDUCED_BUDGET}")
     previous_handler = interrupt_on_sigterm()
     try:
         with tqdm(total=len(todo), unit="student") as bar:

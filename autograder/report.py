@@ -51,6 +51,11 @@ FONT_SIZE = 11  # points: tick labels, bar labels and titles of the figures (the
 # 28 characters) is no cause line, its message is shown cut among the test's messages
 NOT_IMPLEMENTED_NAME = re.compile(r"^(?:not implemented yet: )?([\w.]{1,80})(?: \(in [^)]{0,80}\))?"
                                   r" is not implemented yet")
+# a training test whose student code does not run (checks/q2.py, q3.py) names its stubs after this start, e.g.
+# "this test judges that your decoder learns, and its step does not run yet: Decoder.forward is not implemented
+# yet", or two of them ("...your CNN does no work yet (CNN.__init__ is not implemented yet); your train_batch ...")
+JUDGES = "this test judges that "
+STUB_NAMED = re.compile(r"(?:: |\()([\w.]{1,80})(?: \(in [^)]{0,80}\))? is not implemented yet")
 # what students whose file cannot run did, for "<N> students <this>", by the tests' typed reason (grade.FILE_REASONS)
 _FILE_CAUSES = {MISSING_FILE: "did not submit {file}", REFUSED_FILE: "submitted a {file} the grader refuses",
                 SYNTAX_ERROR: "have a syntax error in {file}", IMPORT_ERROR: "have a {file} that fails at import"}
@@ -324,23 +329,26 @@ class Cause:
 
 
 def _cause_of(o, files, timed_out_in):
-    """(key, text) of the cause that explains the failed test `o`, or None when it is the test's own:
-    a function not implemented (whatever the test), a file that cannot run (FILE_REASONS: missing,
-    refused, syntax or import error), or a file whose code timed out in a test (`timed_out_in`: the
-    (student, test id) that later tests name when they were not tried)."""
+    """[(key, text)] of the causes that explain the failed test `o`, or None when it is the test's own: a
+    function not implemented (whatever the test; a training test may name two), a file that cannot run
+    (FILE_REASONS: missing, refused, syntax or import error), or a file whose code timed out in a test
+    (`timed_out_in`: the (student, test id) that later tests name when they were not tried)."""
     if o.reason == NOT_IMPLEMENTED:
-        name = NOT_IMPLEMENTED_NAME.match(o.message.strip())
-        if name:
-            return (NOT_IMPLEMENTED, name.group(1)), f"have not implemented {name.group(1)}"
+        message = o.message.strip()
+        name = NOT_IMPLEMENTED_NAME.match(message)
+        names = [name.group(1)] if name else \
+            [m.group(1) for m in STUB_NAMED.finditer(message[:600])] if message.startswith(JUDGES) else []
+        if names:
+            return [((NOT_IMPLEMENTED, name), f"have not implemented {name}") for name in dict.fromkeys(names)]
     file = files.get(o.question, f"question {o.question}'s file")
     if o.reason in FILE_REASONS:
-        return (o.reason, file), _FILE_CAUSES.get(o.reason, "have {file} failing: " + o.reason).format(file=file)
+        return [((o.reason, file), _FILE_CAUSES.get(o.reason, "have {file} failing: " + o.reason).format(file=file))]
     if o.reason == TIMED_OUT:
         not_tried = NOT_TRIED.match(o.message)
         first = not_tried.group(2) if not_tried else o.id if (o.student, o.id) in timed_out_in else None
         if first:
-            return ((TIMED_OUT, file, first), f"timed out in {first} (code in {file}), so the later tests of that "
-                                              f"file were not tried")
+            return [((TIMED_OUT, file, first), f"timed out in {first} (code in {file}), so the later tests of that "
+                                               f"file were not tried")]
     return None
 
 
@@ -361,12 +369,12 @@ def failure_causes(grades):
         if found is None:
             rest.append(o)
             continue
-        key, text = found
-        cause = causes.setdefault(key, Cause(text, o.message, o.reason))
-        if o.id not in cause.tests:
-            cause.tests.append(o.id)
-        if o.student not in cause.students:
-            cause.students.append(o.student)
+        for key, text in found:
+            cause = causes.setdefault(key, Cause(text, o.message, o.reason))
+            if o.id not in cause.tests:
+                cause.tests.append(o.id)
+            if o.student not in cause.students:
+                cause.students.append(o.student)
     return sorted(causes.values(), key=lambda c: (-len(c.students), position[c.tests[0]])), rest
 
 

@@ -398,6 +398,23 @@ def test_failures_one_cause_explains_are_one_line_each(tmp_path):
     assert 'id="alarming"' not in page  # every test fails, each for a cause above: nothing says a test is wrong
 
 
+def test_a_training_test_of_stubs_counts_in_their_causes():
+    """A training test whose student code is a stub (checks/q2.py, q3.py keep its reason) names one stub or
+    two after "this test judges that": each is that stub's cause, not a message of the test's own."""
+    def outcome(test_id, reason, message):
+        return report.Outcome("s", test_id, test_id.split("-")[0], "", FAILED, 0.0, 5.0, reason, 1.0, message)
+
+    both = outcome("2.2-accuracy", "not implemented", "this test judges that your CNN and train_batch learn together, "
+                   "and your CNN does no work yet (CNN.__init__ is not implemented yet); your train_batch does no "
+                   "work yet (train_batch is not implemented yet)")
+    assert [text for _, text in report._cause_of(both, {}, set())] == [
+        "have not implemented CNN.__init__", "have not implemented train_batch"]
+    step = outcome("3.1a-bleu", "not implemented", "this test judges that your decoder learns, and its step does not "
+                   "run yet: Decoder.forward is not implemented yet")
+    assert [text for _, text in report._cause_of(step, {}, set())] == ["have not implemented Decoder.forward"]
+    assert report._cause_of(outcome("3.1a-bleu", "wrong", step.message), {}, set()) is None  # the test's own failure
+
+
 def _div_or_list(page, element_id):
     match = re.search(rf'<(ul|div)[^>]* id="{re.escape(element_id)}">(.*?)</\1>', page, re.S)
     assert match, f"no block with id {element_id}"

@@ -12,7 +12,8 @@ from autograder import thresholds
 from autograder.checks import check, data_missing
 from autograder.checks.public_q2 import (SHAPES, diagnose_train_batch, loops_over_the_batch, operation_batches,
                                          random_images)
-from autograder.child.compare import CheckFailure, expect_close, expect_tensor, expect_varies, fail, shown
+from autograder.child.compare import (DID_NOT_RUN, WRONG, CheckFailure, expect_close, expect_tensor, expect_varies, fail,
+                                      shown)
 from autograder.child.probes import CNN_FILE, count_operations, load_by_shape, log_probabilities, median_seconds
 
 FILE = CNN_FILE
@@ -190,8 +191,8 @@ def _cnn_state(sub):
                                None)
         expect_varies("CNN.forward's output on 8 different images", output)
     except CheckFailure as error:
-        return str(error), False
-    return statement_cnn_problem(sub), True
+        return str(error), False, error.reason
+    return statement_cnn_problem(sub), True, WRONG
 
 
 def _train_batch_state(sub):
@@ -199,8 +200,14 @@ def _train_batch_state(sub):
     try:
         problem = diagnose_train_batch(sub)
     except CheckFailure as error:
-        return str(error), False
-    return problem, problem is None or "did not change" not in problem
+        return str(error), False, error.reason
+    return problem, problem is None or "did not change" not in problem, WRONG
+
+
+def _reason(state):
+    """The typed reason a part that does no work (a `_cnn_state` or `_train_batch_state`) gives 2.2-accuracy:
+    its own when its code did not run at all (DID_NOT_RUN), else WRONG."""
+    return state[2] if state[2] in DID_NOT_RUN else WRONG
 
 
 @check("2.2-accuracy")
@@ -211,11 +218,16 @@ def accuracy(sub):
     spec = thresholds.get("2.2-accuracy")
     budget, threshold = spec["budget"], spec["threshold"]
     fashion_mnist()  # the data first: without it the test is not run
-    (cnn_problem, cnn_works), (step_problem, step_works) = _cnn_state(sub), _train_batch_state(sub)
+    cnn, step = _cnn_state(sub), _train_batch_state(sub)
+    (cnn_problem, cnn_works), (step_problem, step_works) = cnn[:2], step[:2]
     idle = [f"your {name} does no work yet ({problem})" for name, problem, works in
             (("CNN", cnn_problem, cnn_works), ("train_batch", step_problem, step_works)) if not works]
-    if idle:
-        fail("this test judges that your CNN and train_batch learn together, and " + "; ".join(idle))
+    if not cnn_works and not step_works and cnn_problem == step_problem:  # one cause: their file cannot run
+        idle = [f"neither does any work yet ({cnn_problem})"]
+    if idle:  # a stub or a file that cannot run keeps its reason, as in the own tests of that code
+        reasons = {_reason(state) for state in (cnn, step) if not state[1]}
+        raise CheckFailure("this test judges that your CNN and train_batch learn together, and " + "; ".join(idle),
+                           reasons.pop() if len(reasons) == 1 else WRONG)
     use, notes = [], []
     if step_problem:
         use.append("train_batch")

@@ -15,7 +15,7 @@ from autograder.checks import NotRun, check, data_missing
 from autograder.checks.q2 import expect_few_operations
 from autograder.checks.public_q3 import (attention_loops, check_context, check_state_used, check_step, fixed_context,
                                          operation_cases, seeded, sizes_of, step_inputs)
-from autograder.child.compare import TIMED_OUT, CheckFailure, expect_close, expect_tensor, expect_varies, fail
+from autograder.child.compare import DID_NOT_RUN, TIMED_OUT, WRONG, CheckFailure, expect_close, expect_tensor, expect_varies, fail
 from autograder.child.probes import ATTENTION, DECODER, build_decoder, median_seconds
 
 SWAPPED = "(your Attention.forward has a problem counted in its own tests, so a correct one was used here)"
@@ -276,8 +276,10 @@ def _step_does_work(sub, use_attention, use):
         scores = check_step("forward", found.get("base"), batch, decoder_dim, vocab)[0]
         changed = [expect_tensor(f"the scores with another {name}", found.get(key), (batch, vocab), None)
                    for key, name in (("h", "hidden state h"), ("c", "cell state c"))]
-    except CheckFailure as error:
-        fail(f"this test judges that your decoder learns, and its step does not run yet: {error}{note}")
+    except CheckFailure as error:  # a stub or a file that cannot run keeps its reason, as in the step's own tests
+        reason = error.reason if error.reason in DID_NOT_RUN else WRONG
+        raise CheckFailure(f"this test judges that your decoder learns, and its step does not run yet: {error}"
+                           f"{note if reason == WRONG else ''}", reason) from None
     if all(torch.allclose(other, scores) for other in changed):
         fail("this test judges that your decoder learns, and its step does no work yet: its scores change with "
              "neither the previous hidden state h nor the cell state c, so nothing of the image's initial state or "

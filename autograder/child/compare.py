@@ -18,6 +18,10 @@ WRONG, NOT_IMPLEMENTED, RAISED, TIMED_OUT, OUT_OF_MEMORY, CRASHED = (
 MISSING_FILE, SYNTAX_ERROR, IMPORT_ERROR, REFUSED_FILE = "missing file", "syntax error", "import error", "refused file"
 REASONS = (WRONG, NOT_IMPLEMENTED, RAISED, TIMED_OUT, OUT_OF_MEMORY, CRASHED, MISSING_FILE, SYNTAX_ERROR, IMPORT_ERROR,
            REFUSED_FILE)
+# the code a test needed did not run at all: a stub, or a file that cannot run. A test that needs that code
+# through another (a training test, a decoder given a replaced attention) fails for this same reason, and
+# says nothing of what it would have replaced or judged
+DID_NOT_RUN = (NOT_IMPLEMENTED, MISSING_FILE, SYNTAX_ERROR, IMPORT_ERROR, REFUSED_FILE)
 
 
 # the start of the message of a value the grader cannot read (wire.py's format), typed CRASHED
