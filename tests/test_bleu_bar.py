@@ -174,3 +174,18 @@ def test_a_cheaper_test_out_of_this_tests_time_charges_nothing(monkeypatch):
     with pytest.raises(CheckFailure) as raised:
         q3.step_charged_in(object(), False)
     assert raised.value.reason == TIMED_OUT
+
+
+@pytest.mark.parametrize("test_id, name, known", [
+    ("3.1a-equivalence", "the state passed to the LSTM cell as (c, h)", "the state passed to the LSTM cell as (c, h)"),
+    ("3.1b-decoder-equivalence", "the context before the word embedding",
+     "the context before the word embedding in the LSTM's input")])
+def test_the_equivalence_test_names_a_known_mistake(tmp_path, test_id, name, known):
+    """The step the BLEU test recognises is named where it is charged, in its equivalence test."""
+    file, changes = _mistake(name)
+    sub = LocalSubmission(make_tree(tmp_path, changes, file, name="student"))
+    try:
+        status, message = outcome(all_checks()[test_id], sub)[:2]
+    finally:
+        sub.cleanup()
+    assert status == FAILED and f"Your step gives what the statement's step gives with {known}." in message, message

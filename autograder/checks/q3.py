@@ -15,7 +15,8 @@ from autograder.checks import NotRun, check, data_missing
 from autograder.checks.q2 import expect_few_operations
 from autograder.checks.public_q3 import (attention_loops, check_context, check_state_used, check_step, fixed_context,
                                          operation_cases, seeded, sizes_of, step_inputs)
-from autograder.child.compare import DID_NOT_RUN, TIMED_OUT, WRONG, CheckFailure, expect_close, expect_tensor, expect_varies, fail
+from autograder.child.compare import (DID_NOT_RUN, TIMED_OUT, WRONG, CheckFailure, expect_close, expect_tensor,
+                                      expect_varies, fail)
 from autograder.child.probes import ATTENTION, DECODER, build_decoder, median_seconds
 
 SWAPPED = "(your Attention.forward has a problem counted in its own tests, so a correct one was used here)"
@@ -25,31 +26,47 @@ def _reference_attention(sub, encoder_dim, decoder_dim, attention_dim):
     return sub.reference(ATTENTION).Attention(encoder_dim, decoder_dim, attention_dim)
 
 
-def _equivalence(sub, use_attention, swap_attention=False):
-    batch, locations, encoder_dim, decoder_dim, embed, attention_dim, vocab = 6, 20, 40, 24, 10, 9, 35
+EQUIVALENCE_SIZES = dict(batch=6, locations=20, encoder_dim=40, decoder_dim=24, embed=10, attention_dim=9, vocab=35)
+
+
+def _step_probe(sub, use_attention, swap_attention):
+    """The equivalence test's probe: (the statement's decoder with seeded weights, the step's inputs, a
+    target, what the student's step with the same weights returned: "decoder.with-weights"). With
+    `swap_attention` the student's step gets the correct attention's context."""
+    n = EQUIVALENCE_SIZES
     torch.manual_seed(0)
-    reference = build_decoder(sub.reference(ATTENTION if use_attention else DECODER), use_attention, vocab, embed,
-                              decoder_dim, encoder_dim, attention_dim)
-    inputs = step_inputs(batch, locations, encoder_dim, decoder_dim, vocab)
-    target = torch.randint(0, vocab, (batch,), generator=seeded(3))
-    note, context = "", None
-    if swap_attention:  # the student's step gets the correct context for these inputs
-        note = " " + SWAPPED
+    reference = build_decoder(sub.reference(ATTENTION if use_attention else DECODER), use_attention, n["vocab"],
+                              n["embed"], n["decoder_dim"], n["encoder_dim"], n["attention_dim"])
+    inputs = step_inputs(n["batch"], n["locations"], n["encoder_dim"], n["decoder_dim"], n["vocab"])
+    target = torch.randint(0, n["vocab"], (n["batch"],), generator=seeded(3))
+    context = None
+    if swap_attention:
         with torch.no_grad():
             context = reference.attention(inputs[3], inputs[1])
     found = sub.run("decoder.with-weights", use_attention=use_attention,
-                    sizes=sizes_of(vocab, embed, decoder_dim, encoder_dim, attention_dim),
+                    sizes=sizes_of(n["vocab"], n["embed"], n["decoder_dim"], n["encoder_dim"], n["attention_dim"]),
                     state=reference.state_dict(), inputs=inputs, target=target, train_seed=7, context=context)
+    return reference, inputs, target, found
+
+
+def _equivalence(sub, use_attention, swap_attention=False):
+    batch, decoder_dim, vocab = EQUIVALENCE_SIZES["batch"], EQUIVALENCE_SIZES["decoder_dim"], EQUIVALENCE_SIZES["vocab"]
+    reference, inputs, target, found = _step_probe(sub, use_attention, swap_attention)
+    note = " " + SWAPPED if swap_attention else ""
     for mode in ("eval", "train"):
         getattr(reference, mode)()
         torch.manual_seed(7)
         with torch.no_grad():
             expected = reference(*inputs)
         got = check_step("forward", found.get(mode), batch, decoder_dim, vocab)
+        hint = "Dropout goes on the new hidden state, before self.fc, only there."
+        if mode == "eval":
+            mistake = _matching_mistake(reference, inputs, got, use_attention)
+            hint = (f"Your step gives what the statement's step gives with {mistake[0]}." if mistake else
+                    "Check the order of the steps in the docstring.")
         for name, g, e in zip(("scores", "h", "c"), got, expected):
             expect_close(f"{name} in {mode} mode (same weights{' and random seed' if mode == 'train' else ''})", g, e,
-                         hint=("Dropout goes on the new hidden state, before self.fc, only there." if mode == "train"
-                               else "Check the order of the steps in the docstring.") + note)
+                         hint=hint + note)
     # gradients, eval mode
     reference.eval()
     scores, h, c = reference(*inputs)
@@ -358,31 +375,29 @@ class KnownStepDecoder(nn.Module):
         return self.step(self.model, word, decoder_hidden_state, decoder_cell_state, encoder_out)
 
 
+def _matching_mistake(reference, inputs, got, use_attention):
+    """(what is wrong, the grader's copy) of the `known_steps` whose eval-mode scores, h and c on `inputs`,
+    with `reference`'s weights, are `got` (the student's step's, checked for shape); None if none is."""
+    for what, step in known_steps(use_attention).items():
+        with torch.no_grad():
+            expected = step(reference.eval(), *inputs)
+        if all(g.shape == e.shape and torch.allclose(g.float(), e, rtol=1e-4, atol=1e-5)
+               for g, e in zip(got, expected)):
+            return what, step
+    return None
+
+
 def known_mistake(sub, use_attention, use):
     """(what is wrong, the grader's copy of the step) when the student's step is one of `known_steps`: the
     same scores, h and c in eval mode as that copy on the equivalence test's inputs and weights (with
     `use`, the correct attention's context); None otherwise."""
-    batch, locations, encoder_dim, decoder_dim, embed, attention_dim, vocab = 6, 20, 40, 24, 10, 9, 35
-    torch.manual_seed(0)
-    reference = build_decoder(sub.reference(ATTENTION if use_attention else DECODER), use_attention, vocab, embed,
-                              decoder_dim, encoder_dim, attention_dim).eval()
-    inputs = step_inputs(batch, locations, encoder_dim, decoder_dim, vocab)
-    with torch.no_grad():
-        context = reference.attention(inputs[3], inputs[1]) if use else None
-    found = sub.run("decoder.with-weights", use_attention=use_attention,
-                    sizes=sizes_of(vocab, embed, decoder_dim, encoder_dim, attention_dim),
-                    state=reference.state_dict(), inputs=inputs,
-                    target=torch.randint(0, vocab, (batch,), generator=seeded(3)), train_seed=7, context=context)
+    reference, inputs, _, found = _step_probe(sub, use_attention, swap_attention=bool(use))
     try:
-        got = check_step("forward", found.get("eval"), batch, decoder_dim, vocab)
+        got = check_step("forward", found.get("eval"), EQUIVALENCE_SIZES["batch"], EQUIVALENCE_SIZES["decoder_dim"],
+                         EQUIVALENCE_SIZES["vocab"])
     except CheckFailure:
         return None
-    for what, step in known_steps(use_attention).items():
-        with torch.no_grad():
-            expected = step(reference, *inputs)
-        if all(g.shape == e.shape and torch.allclose(g.float(), e, rtol=1e-4, atol=1e-5) for g, e in zip(got, expected)):
-            return what, step
-    return None
+    return _matching_mistake(reference, inputs, got, use_attention)
 
 
 def _bleu(sub, use_attention, test_id):
