@@ -108,7 +108,7 @@ sweep-q3: features  ## both decoders, 3 seeds each, write results/q3_table.md
 bench-q3: features  ## decoder training throughput and the vectorized attention step against a loop
 	$(PY) -m experiments.bench_q3
 
-test: data  ## the repository's own tests, all of them (what CI runs; about 26 minutes)
+test: data  ## the repository's own tests, all of them (what CI runs; about 27 minutes)
 	$(FEATURES_IF_DATA)
 	$(PY) -m pytest
 
