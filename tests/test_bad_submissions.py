@@ -38,8 +38,11 @@ def _tree(tmp_path, anchor, insert):
     return tree
 
 
-# 3.1a (the question the broken decoder.py fails) and enough of 3.1b to show the other file keeps its points
-OTHERS = "3.1a,3.1b-attention-shape,3.1b-attention-equivalence,3.1b-decoder-shape,3.1b-gradients"
+# 3.1a (the question the broken decoder.py fails) but its training test (a broken decoder fails it at once, a wrong
+# one only after training: the verdicts asserted here are the other tests'), and enough of 3.1b to show the other
+# file keeps its points
+OTHERS = ("3.1a-output-shape,3.1a-equivalence,3.1a-state-and-dropout,3.1a-gradients,"
+          "3.1b-attention-shape,3.1b-attention-equivalence,3.1b-decoder-shape,3.1b-gradients")
 
 
 def _grade(tree, out, seconds):
@@ -54,11 +57,11 @@ def _grade(tree, out, seconds):
 @pytest.mark.parametrize("name, anchor, insert, words", BAD, ids=[b[0] for b in BAD])
 def test_bad_decoder_is_graded_to_completion(tmp_path, name, anchor, insert, words):
     results, seconds = _grade(_tree(tmp_path, anchor, insert), tmp_path / "out", seconds=4)
-    decoder_tests = [t for t in results["tests"] if t["number"] == "3.1a" and t["extra_data"]["id"] != "3.1a-bleu"]
+    decoder_tests = [t for t in results["tests"] if t["number"] == "3.1a"]
     assert all(t["score"] == 0 for t in decoder_tests), name
     assert any(words in t["output"] for t in decoder_tests), [t["output"][:200] for t in decoder_tests]
     # the other question keeps its points (its training test is left out here: it needs more than 4 s)
-    other = [t for t in results["tests"] if t["number"] == "3.1b" and t["extra_data"]["id"] != "3.1b-bleu"]
+    other = [t for t in results["tests"] if t["number"] == "3.1b"]
     assert all(t["status"] == "passed" for t in other), [t["output"][:200] for t in other if t["status"] != "passed"]
     assert seconds < 240
 
@@ -116,5 +119,5 @@ def test_tampering_earns_nothing(tmp_path, name, prelude):
     by_id = {t["extra_data"]["id"]: t for t in results["tests"]}
     assert by_id["3.1a-equivalence"]["score"] == 0, by_id["3.1a-equivalence"]["output"]
     # failed, not "not run": tampering cannot make a test look like the grader's fault
-    assert not any(t["extra_data"]["not_run"] for t in results["tests"] if "bleu" not in t["extra_data"]["id"])
+    assert not any(t["extra_data"]["not_run"] for t in results["tests"])
     assert by_id["3.1b-attention-equivalence"]["status"] == "passed"  # the other question is untouched
