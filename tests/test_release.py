@@ -203,9 +203,9 @@ PUBLIC_MISTAKES += [next(w for w in WRONG_SUBMISSIONS if w[3] == test_id)
                     for test_id in ("2.2-train-batch", "2.2-vectorized", "3.1b-attention-vectorized")]
 
 
-def _runs(installed, tmp_path):
+def _runs(installed, tmp_path, mistakes):
     """{run: (the release's tree, its command)}: the students' commands on the skeleton and the reference,
-    and each public mistake's public test."""
+    and the public test of each of `mistakes` (names of PUBLIC_MISTAKES)."""
     reference = _copy_of(installed, tmp_path / "reference")
     for name in GRADED_FILES:
         shutil.copy(SOLUTION / name, reference / name)
@@ -217,6 +217,8 @@ def _runs(installed, tmp_path):
             "check-q1, skeleton": (installed, ["make", "check-q1"]),
             "check-q1, reference": (notebook, ["make", "check-q1"])}
     for index, (name, file, changes, test_id, words) in enumerate(PUBLIC_MISTAKES):
+        if name not in mistakes:
+            continue
         tree = _copy_of(installed, tmp_path / f"mistake-{index}")
         shutil.copy(make_tree(tmp_path / f"mistake-{index}", changes, file) / file, tree / file)
         runs[name] = (tree, [*pytest_command, f"tests/test_public.py::test_public[{test_id}]"])
@@ -224,17 +226,21 @@ def _runs(installed, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def public_runs(installed, tmp_path_factory):
+def public_runs(installed, tmp_path_factory, request):
     """{run: (exit code, output)} of _runs, two at a time (each is mostly a Python starting torch): the
-    students' `make test` (or the pytest it runs) and `make check-q1` in copies of the installed release."""
+    students' `make test` (or the pytest it runs) and `make check-q1` in copies of the installed release;
+    the public mistakes' runs of the tests selected (the slow ones are left out by `make test-fast`)."""
     from concurrent.futures import ThreadPoolExecutor
+
+    mistakes = {item.callspec.params["name"] for item in request.session.items
+                if item.module is request.module and item.originalname == "test_a_public_test_says_what_the_autograder_says"}
 
     def run(where_and_command):
         where, command = where_and_command
         result = subprocess.run(command, cwd=where, capture_output=True, text=True, timeout=300)
         return result.returncode, result.stdout + result.stderr
 
-    runs = _runs(installed, tmp_path_factory.mktemp("public-runs"))
+    runs = _runs(installed, tmp_path_factory.mktemp("public-runs"), mistakes)
     with ThreadPoolExecutor(2) as pool:
         return dict(zip(runs, pool.map(run, runs.values())))
 
@@ -267,6 +273,7 @@ def test_the_notebook_checks_fail_on_the_skeleton_and_pass_on_the_reference(publ
     assert code == 0, output[-2000:]
 
 
+@pytest.mark.slow  # each runs a public test in the release's environment: a Python starting torch and the check
 @pytest.mark.parametrize("name, file, changes, test_id, words", PUBLIC_MISTAKES, ids=[w[0] for w in PUBLIC_MISTAKES])
 def test_a_public_test_says_what_the_autograder_says(public_runs, tmp_path, name, file, changes, test_id, words):
     status, message = autograder_outcome(make_tree(tmp_path, changes, file), test_id)
