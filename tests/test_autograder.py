@@ -3,7 +3,6 @@ skeleton gets zero and still completes, every plausible wrong submission loses p
 should, broken submissions and missing data are reported as such."""
 
 import json
-import shutil
 import subprocess
 import sys
 

@@ -54,20 +54,25 @@ def _grade(tree, out, seconds):
     return json.loads((out / "results.json").read_text()), time.time() - start
 
 
-@pytest.fixture(scope="module")
-def bad_decoders(tmp_path_factory, request):
-    """{name: (results.json as a dict, wall seconds)} of the BAD cases selected (-k), graded two at a time
-    (the sleeping one mostly waits for its backstop, the others for their children)."""
+def _graded_at_once(request, folder, test, trees, seconds):
+    """{name: (results.json as a dict, wall seconds)} of the trees ({name: function making it in a folder}) whose
+    case of `test` is selected (-k), graded two at a time (each mostly waits: for a backstop, for its children)."""
     from concurrent.futures import ThreadPoolExecutor
 
     selected = {item.callspec.params["name"] for item in request.session.items
-                if item.module is request.module and item.originalname == "test_bad_decoder_is_graded_to_completion"}
-    folder = tmp_path_factory.mktemp("bad-decoders")
-    trees = {name: _tree(folder / str(i), anchor, insert) for i, (name, anchor, insert, _) in enumerate(BAD)
-             if name in selected}
+                if item.module is request.module and item.originalname == test}
+    made = {name: make(folder / str(i)) for i, (name, make) in enumerate(trees.items()) if name in selected}
     with ThreadPoolExecutor(2) as pool:
-        graded = pool.map(lambda tree: _grade(tree, tree.parent / "out", seconds=4), trees.values())
-        return dict(zip(trees, graded))
+        return dict(zip(made, pool.map(lambda tree: _grade(tree, tree.parent / "out", seconds), made.values())))
+
+
+@pytest.fixture(scope="module")
+def bad_decoders(tmp_path_factory, request):
+    """The BAD cases selected, graded two at a time with 4 s per test."""
+    trees = {name: lambda folder, anchor=anchor, insert=insert: _tree(folder, anchor, insert)
+             for name, anchor, insert, _ in BAD}
+    return _graded_at_once(request, tmp_path_factory.mktemp("bad-decoders"), "test_bad_decoder_is_graded_to_completion",
+                           trees, seconds=4)
 
 
 @pytest.mark.parametrize("name, anchor, insert, words", BAD, ids=[b[0] for b in BAD])
@@ -123,15 +128,30 @@ for name in list(autograder.child.probes.PROBES):  # every later probe answers w
 '''
 
 
-@pytest.mark.parametrize("name, prelude", [("patching the comparisons", TAMPER), ("forging answers", FORGE),
-                                           ("answers of the wrong form", MISSHAPE)])
-def test_tampering_earns_nothing(tmp_path, name, prelude):
-    """A wrong decoder that patches torch or the grader, forges results files or answers, and prints a
-    fake summary still fails the tests its mistake fails; the grade is computed where it cannot reach."""
-    tree = _tree(tmp_path, "import torch\n", prelude.format() + "import torch\n")
+TAMPERING = {"patching the comparisons": TAMPER, "forging answers": FORGE, "answers of the wrong form": MISSHAPE}
+
+
+def _tampering(folder, prelude):
+    """A decoder whose step is wrong (scores * 2), with `prelude` run at import."""
+    tree = _tree(folder, "import torch\n", prelude.format() + "import torch\n")
     text = (tree / "decoder.py").read_text()
     (tree / "decoder.py").write_text(text.replace("return scores, h, c", "return scores * 2, h, c"))
-    results, _ = _grade(tree, tmp_path / "out", seconds=30)
+    return tree
+
+
+@pytest.fixture(scope="module")
+def tampered(tmp_path_factory, request):
+    """The TAMPERING cases selected, graded two at a time with 30 s per test."""
+    trees = {name: lambda folder, prelude=prelude: _tampering(folder, prelude) for name, prelude in TAMPERING.items()}
+    return _graded_at_once(request, tmp_path_factory.mktemp("tampered"), "test_tampering_earns_nothing", trees,
+                           seconds=30)
+
+
+@pytest.mark.parametrize("name", TAMPERING)
+def test_tampering_earns_nothing(tampered, name):
+    """A wrong decoder that patches torch or the grader, forges results files or answers, and prints a
+    fake summary still fails the tests its mistake fails; the grade is computed where it cannot reach."""
+    results, _ = tampered[name]
     by_id = {t["extra_data"]["id"]: t for t in results["tests"]}
     assert by_id["3.1a-equivalence"]["score"] == 0, by_id["3.1a-equivalence"]["output"]
     # failed, not "not run": tampering cannot make a test look like the grader's fault
