@@ -29,11 +29,12 @@ from autograder.batch import grade_all
 from autograder.submission import PROVIDED_FILES
 
 
-def grading_process(tree):
-    """One grading process on `tree`, every test, sampled from /proc: a dict of its peaks and times."""
+def grading_process(tree, only=None):
+    """One grading process on `tree`, every test (or those of `only`), sampled from /proc: a dict of its peaks
+    and times."""
     peak = {"VmHWM": 0, "VmPeak": 0, "VmData": 0}
     with tempfile.TemporaryDirectory() as folder:
-        request = {"kind": "grade", "student": "bench", "path": os.path.abspath(tree), "only": None,
+        request = {"kind": "grade", "student": "bench", "path": os.path.abspath(tree), "only": only,
                    "allow_unsandboxed": False, "check": None}  # the grading process runs its self-check too
         start, first_test = time.time(), None
         process = subprocess.Popen([sys.executable, "-m", "autograder.batch", folder], stdin=subprocess.PIPE,
@@ -84,10 +85,10 @@ def main(argv=None):
     parser.add_argument("--no-dask", action="store_true", help="only this machine's JOBS=1 and JOBS=2")
     parser.add_argument("--grading-process", metavar="TREE", help="only one grading process on TREE, with its peaks")
     args = parser.parse_args(argv)
-    if args.grading_process:
-        print(json.dumps(grading_process(args.grading_process)))
-        return
     only = args.only.split(",") if args.only else None
+    if args.grading_process:
+        print(json.dumps(grading_process(args.grading_process, only)))
+        return
 
     seconds = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -40,7 +40,7 @@ def numpy_buffer_forward(model, x):
 def forward_samples_per_second(forward, batch, repeats):
     x = torch.rand(batch, 1, 28, 28)
     with torch.no_grad():
-        for _ in range(3):  # warm-up
+        for _ in range(min(3, repeats)):  # warm-up
             forward(x)
         start = time.perf_counter()
         for _ in range(repeats):
@@ -52,7 +52,7 @@ def samples_per_second(model, batch, repeats):
     x = torch.rand(batch, 1, 28, 28)
     y = torch.randint(0, 10, (batch,))
     loss_fn = torch.nn.NLLLoss()
-    for _ in range(3):  # warm-up
+    for _ in range(min(3, repeats)):  # warm-up
         loss_fn(model(x), y).backward()
     start = time.perf_counter()
     for _ in range(repeats):
@@ -65,6 +65,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tree", default="solution")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median is kept")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="batches per measurement (default: 480 samples' worth, at least 10; 1: a smoke test)")
     args = parser.parse_args(argv)
 
     torch.manual_seed(0)
@@ -76,7 +78,7 @@ def main(argv=None):
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; forward+backward, training mode")
     speedups = {}
     for batch in (8, 64):
-        repeats = max(10, 480 // batch)
+        repeats = args.repeats or max(10, 480 // batch)
         rates = {"vectorized": [], "loop": []}
         for _ in range(args.rounds):
             rates["vectorized"].append(samples_per_second(vectorized, batch, repeats))
@@ -90,7 +92,7 @@ def main(argv=None):
     looped.eval()
     forward_speedups = {}
     for batch in (8, 64):
-        repeats = max(10, 960 // batch)
+        repeats = args.repeats or max(10, 960 // batch)
         rates = {"vectorized": [], "loop": [], "numpy": []}
         for _ in range(args.rounds):
             rates["vectorized"].append(forward_samples_per_second(vectorized, batch, repeats))

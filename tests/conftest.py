@@ -125,3 +125,62 @@ def autograder_outcome(tree, test_id):
         return outcome(all_checks()[test_id], sub)
     finally:
         sub.cleanup()
+
+
+class Graded:
+    """results.json (as a dict), feedback.md and the printed summary of one grading written to `out`."""
+
+    def __init__(self, out, stdout):
+        self.out, self.stdout = Path(out), stdout
+        self.results = json.loads((self.out / "results.json").read_text())
+        self.feedback = (self.out / "feedback.md").read_text()
+
+
+def _grading(tree, out, env, cwd=ROOT):
+    """`python -m autograder grade <tree> --out <out>` started in `cwd` (every test), in the background."""
+    return subprocess.Popen([sys.executable, "-m", "autograder", "grade", str(tree), "--out", str(out)], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _finished(run, tree):
+    stdout, stderr = run.communicate(timeout=900)
+    assert run.returncode == 0, f"the shared grading of {tree} failed: {stderr[-3000:]}"
+    return stdout
+
+
+@pytest.fixture(scope="session")
+def graded_skeleton(tmp_path_factory):
+    """One whole grading of assignment/ (the skeleton) through the command line, with the tests' budget: shared by
+    the tests that only read its results (tests/test_autograder.py, the skeleton's golden files)."""
+    out = tmp_path_factory.mktemp("graded-skeleton") / "out"
+    env = dict(os.environ, HW2_BUDGET="test")
+    return Graded(out, _finished(_grading(ASSIGNMENT, out, env), ASSIGNMENT))
+
+
+def checkout_under_tmp(tmp_path):
+    """A copy of the repository's files (as git lists them) under /tmp, where CI systems clone."""
+    clone = tmp_path / "checkout"
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for name in files:
+        if (ROOT / name).is_file():
+            (clone / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, clone / name)
+    return clone
+
+
+@pytest.fixture(scope="session")
+def graded_reference(tmp_path_factory):
+    """Two whole gradings of solution/ at once with the grading's budget (the grader uses one thread each): one
+    from this checkout, one from a copy under /tmp with SYDNEY_DIR given through a symbolic link. Shared by the
+    tests that only read the reference's results: (this checkout's, the copy's)."""
+    from data import CACHE_DIR
+
+    tmp_path = tmp_path_factory.mktemp("graded-reference")
+    clone = checkout_under_tmp(tmp_path)
+    link = tmp_path / "sydney-link"
+    link.symlink_to(os.environ.get("SYDNEY_DIR") or tmp_path / "nowhere")
+    here = dict(os.environ, HW2_BUDGET="grading")
+    there = dict(here, SYDNEY_DIR=str(link), HW2_CACHE_DIR=str(CACHE_DIR), PYTHONPATH=str(clone))
+    runs = [_grading(SOLUTION, tmp_path / "here", here),
+            _grading("solution", tmp_path / "there", there, cwd=clone)]
+    return tuple(Graded(tmp_path / where, _finished(run, SOLUTION)) for where, run in zip(("here", "there"), runs))

@@ -241,7 +241,7 @@ def test_the_client_stops_when_no_worker_able_to_grade_is_left(monkeypatch):
 
     monkeypatch.setattr(cluster, "as_completed", Waiting)
     monkeypatch.setattr(cluster, "_able_workers", lambda client: 0)
-    monkeypatch.setattr(cluster, "NO_WORKER_SECONDS", 2)
+    monkeypatch.setattr(cluster, "NO_WORKER_SECONDS", 0.5)  # raised at the second wait (a second each)
     with pytest.raises(selfcheck.EnvironmentBroken, match="no worker able to grade"):
         list(cluster._as_completed(None, {}))
 

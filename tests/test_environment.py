@@ -61,6 +61,38 @@ def test_a_submission_that_hangs_everywhere_finishes_within_the_budget(tmp_path)
     assert took < 150, f"a submission hanging everywhere took {took:.0f} s"
 
 
+def _descendants(pid):
+    """The processes below `pid` (from /proc's parent ids)."""
+    parents = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = open(f"/proc/{entry}/stat").read()
+        except OSError:
+            continue
+        parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, todo = set(), [pid]
+    while todo:
+        below = todo.pop()
+        children = [child for child, parent in parents.items() if parent == below]
+        found.update(children)
+        todo.extend(children)
+    return found
+
+
+def _runners(pids):
+    """Those of `pids` still running a grading child (autograder.child.runner), not a zombie."""
+    alive = []
+    for pid in pids:
+        try:
+            command = open(f"/proc/{pid}/cmdline", "rb").read()
+            state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if b"autograder.child.runner" in command and state != "Z":
+            alive.append(pid)
+    return alive
+
+
 def test_an_interruption_writes_what_is_done_and_charges_no_one(tmp_path):
     process = subprocess.Popen([sys.executable, "-m", "autograder", "grade", str(_hanging_tree(tmp_path)), "--out",
                                 str(tmp_path / "out")], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -70,6 +102,8 @@ def test_an_interruption_writes_what_is_done_and_charges_no_one(tmp_path):
     while not results_file.exists() and time.time() < deadline:  # the self-check has passed: grading started
         time.sleep(0.5)
     time.sleep(3)
+    children = _descendants(process.pid)  # this grading's (other gradings may run on the machine meanwhile)
+    assert _runners(children), "the grading was interrupted before its first child started"
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr[-2000:]
@@ -84,4 +118,4 @@ def test_an_interruption_writes_what_is_done_and_charges_no_one(tmp_path):
     assert all(t["score"] == 0 for t in results["tests"])
     assert len(results["tests"]) == len(rubric.load().tests)
     time.sleep(1)
-    assert not subprocess.run(["pgrep", "-f", "autograder.child.runner"], capture_output=True).stdout.strip()
+    assert not _runners(children), "a grading child outlived the interrupted grading"

@@ -92,15 +92,16 @@ def test_the_notebooks_nbgrader_points_are_the_rubrics():
 
 
 def test_a_change_of_points_in_the_rubric_reaches_the_notebook():
+    """The points strip_notebook gives nbgrader's source notebook (that nbgrader keeps them, the two tests above)."""
     from dataclasses import replace
 
     from autograder import rubric as rubric_module
-    from autograder.generate import strip_notebook
+    from autograder.generate import nbgrader_points, with_rubric_points
 
     rubric = rubric_module.load()
     rubric = replace(rubric, tests=[replace(t, points=5.0) if t.id in ("1.3-proof-heads", "1.1-output-sizes") else t
                                     for t in rubric.tests])
-    points = _graded_points(strip_notebook(SOLUTION / "q1.ipynb", rubric).decode())
+    points = _graded_points(with_rubric_points((SOLUTION / "q1.ipynb").read_text(), nbgrader_points(rubric)))
     assert points["proof_heads"] == 5 and points["check_1_1"] == 7 and points["proof_rank"] == 3
 
 

@@ -2,9 +2,10 @@
 grade`), results.json and feedback.md, stored under tests/golden/<case>/. A change of a message's
 wording, of points or of visibility then shows in review as a diff of these files.
 
-Only tests whose verdicts depend neither on training nor on timing are graded (no *-accuracy,
-*-bleu, *-vectorized); what varies between runs (times, the temporary folder, the sandbox's uid)
-is normalised before comparing and storing. After an intended change, rewrite the files with
+Only tests whose verdicts depend neither on training nor on timing are graded: the skeleton's every
+test (each fails at once with "not implemented": its grading is the one tests/conftest.py's
+graded_skeleton shares), the others without *-accuracy, *-bleu, *-vectorized; what varies between
+runs (times, the temporary folder, the sandbox's uid) is normalised before comparing and storing. After an intended change, rewrite the files with
 
     HW2_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_golden.py
 
@@ -22,23 +23,16 @@ import pytest
 from tests.conftest import ASSIGNMENT, DEFAULT_SYDNEY_DIR, ROOT, make_tree
 from tests.wrong_submissions import WRONG_SUBMISSIONS
 
-pytestmark = pytest.mark.slow  # three gradings through the real grader
+pytestmark = pytest.mark.slow  # gradings through the real grader
 
 GOLDEN = ROOT / "tests" / "golden"
 UPDATE = os.environ.get("HW2_UPDATE_GOLDEN") == "1"
 UPDATE_COMMAND = "HW2_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_golden.py"
 FILES = ("results.json", "feedback.md")
 
-Q1 = "1.1,1.2,1.3"
 Q22 = "2.2-architecture,2.2-output-shape,2.2-log-probabilities,2.2-equivalence,2.2-dropout,2.2-gradients,2.2-train-batch"
 Q31A = "3.1a-output-shape,3.1a-equivalence,3.1a-state-and-dropout,3.1a-gradients"
-Q31B = ("3.1b-attention-shape,3.1b-attention-weights,3.1b-attention-equivalence,3.1b-decoder-shape,"
-        "3.1b-decoder-equivalence,3.1b-gradients")
 SOFTMAX = next(w for w in WRONG_SUBMISSIONS if w[0] == "softmax instead of log-softmax")
-
-
-def _skeleton(tmp_path):
-    return ASSIGNMENT
 
 
 def _decoder_exits(tmp_path):
@@ -52,9 +46,10 @@ def _softmax(tmp_path):
     return make_tree(tmp_path, changes, file, name="softmax")
 
 
-# case: (how its tree is made, the tests graded)
+# case: (how its tree is made, the tests graded); the skeleton: every test, the shared grading of assignment/
+SKELETON = "skeleton"  # every test fails with "not implemented"
 CASES = {
-    "skeleton": (_skeleton, ",".join([Q1, Q22, Q31A, Q31B])),  # every test fails with "not implemented"
+    SKELETON: (None, None),
     "decoder-exits": (_decoder_exits, Q31A),  # decoder.py calls sys.exit(3) on import
     "softmax-instead-of-log-softmax": (_softmax, Q22),  # one mistake of tests/wrong_submissions.py
 }
@@ -67,13 +62,13 @@ def grading_command(tree, out, only):
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory, request):
     """{case: {file name: normalised text}} of the cases selected (-k); their gradings run at once (each
-    mostly waits on its sandboxed children), which keeps this file at about half a minute."""
+    mostly waits on its sandboxed children), beside the shared grading of the skeleton."""
     env = dict(os.environ, HW2_BUDGET="test", SYDNEY_DIR=os.environ.get("SYDNEY_DIR", str(DEFAULT_SYDNEY_DIR)))
     selected = {item.callspec.params["case"] for item in request.session.items
                 if item.module is request.module and hasattr(item, "callspec")}
     runs = {}
     for case, (make, only) in CASES.items():
-        if case not in selected:
+        if case not in selected or case == SKELETON:
             continue
         tmp_path = tmp_path_factory.mktemp(case)
         tree, out = make(tmp_path), tmp_path / "out"
@@ -81,6 +76,9 @@ def graded(tmp_path_factory, request):
                                    stderr=subprocess.PIPE, text=True)
         runs[case] = (process, tree, out)
     found = {}
+    if SKELETON in selected:
+        skeleton = request.getfixturevalue("graded_skeleton")
+        found[SKELETON] = {name: normalise(name, (skeleton.out / name).read_text(), ASSIGNMENT) for name in FILES}
     for case, (process, tree, out) in runs.items():
         _, stderr = process.communicate(timeout=600)
         assert process.returncode == 0, f"grading {case} failed: {stderr[-3000:]}"
@@ -125,6 +123,6 @@ def test_grading_matches_the_golden_files(graded, case):
         differences.extend(diff)
     only = CASES[case][1]
     if differences:
-        pytest.fail(f"the grading of {case} (--only {only}) differs from tests/golden/{case}:\n"
+        pytest.fail(f"the grading of {case} ({f'--only {only}' if only else 'every test'}) differs from tests/golden/{case}:\n"
                     + "".join(differences) + f"\nIf the change is intended, rewrite the golden files with "
                     f"`{UPDATE_COMMAND}` and review their diff.", pytrace=False)

@@ -178,12 +178,6 @@ def _setup(out):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
 
 
-def _make_test(out, *pytest_args):
-    command = ["make", "test"] if not pytest_args else [str(out / ".venv/bin/python"), "-m", "pytest", *pytest_args]
-    result = subprocess.run(command, cwd=out, capture_output=True, text=True, timeout=300)
-    return result.returncode, result.stdout + result.stderr
-
-
 def _copy_of(installed, tmp_path):
     """A copy of the installed release to change files in, sharing its .venv."""
     tree = tmp_path / "homework2"
@@ -200,8 +194,59 @@ def installed(tmp_path_factory):
     return out
 
 
-def test_public_tests_fail_on_the_skeleton_with_not_implemented(installed):
-    code, output = _make_test(installed)
+# one plausible mistake per question that a public test catches
+PUBLIC_IDS = {t.id for t in rubric_module.load().public_tests()}
+PUBLIC_MISTAKES = [next(w for w in WRONG_SUBMISSIONS if w[3].startswith(question) and w[3] in PUBLIC_IDS)
+                   for question in ("2.2", "3.1a", "3.1b")]
+# and one for each test that became public with the rule "visible if and only if public"
+PUBLIC_MISTAKES += [next(w for w in WRONG_SUBMISSIONS if w[3] == test_id)
+                    for test_id in ("2.2-train-batch", "2.2-vectorized", "3.1b-attention-vectorized")]
+
+
+def _runs(installed, tmp_path, mistakes):
+    """{run: (the release's tree, its command)}: the students' commands on the skeleton and the reference,
+    and the public test of each of `mistakes` (names of PUBLIC_MISTAKES)."""
+    reference = _copy_of(installed, tmp_path / "reference")
+    for name in GRADED_FILES:
+        shutil.copy(SOLUTION / name, reference / name)
+    notebook = _copy_of(installed, tmp_path / "notebook")
+    shutil.copy(SOLUTION / "q1.ipynb", notebook / "q1.ipynb")
+    pytest_command = [str(installed / ".venv/bin/python"), "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    runs = {"make test, skeleton": (installed, ["make", "test"]),
+            "make test, reference": (reference, pytest_command),
+            "check-q1, skeleton": (installed, ["make", "check-q1"]),
+            "check-q1, reference": (notebook, ["make", "check-q1"])}
+    for index, (name, file, changes, test_id, words) in enumerate(PUBLIC_MISTAKES):
+        if name not in mistakes:
+            continue
+        tree = _copy_of(installed, tmp_path / f"mistake-{index}")
+        shutil.copy(make_tree(tmp_path / f"mistake-{index}", changes, file) / file, tree / file)
+        runs[name] = (tree, [*pytest_command, f"tests/test_public.py::test_public[{test_id}]"])
+    return runs
+
+
+@pytest.fixture(scope="module")
+def public_runs(installed, tmp_path_factory, request):
+    """{run: (exit code, output)} of _runs, two at a time (each is mostly a Python starting torch): the
+    students' `make test` (or the pytest it runs) and `make check-q1` in copies of the installed release;
+    the public mistakes' runs of the tests selected (the slow ones are left out by `make test-fast`)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    mistakes = {item.callspec.params["name"] for item in request.session.items
+                if item.module is request.module and item.originalname == "test_a_public_test_says_what_the_autograder_says"}
+
+    def run(where_and_command):
+        where, command = where_and_command
+        result = subprocess.run(command, cwd=where, capture_output=True, text=True, timeout=300)
+        return result.returncode, result.stdout + result.stderr
+
+    runs = _runs(installed, tmp_path_factory.mktemp("public-runs"), mistakes)
+    with ThreadPoolExecutor(2) as pool:
+        return dict(zip(runs, pool.map(run, runs.values())))
+
+
+def test_public_tests_fail_on_the_skeleton_with_not_implemented(public_runs):
+    code, output = public_runs["make test, skeleton"]
     public = rubric_module.load().public_tests()
     assert code != 0
     assert f"{len(public)} failed" in output, output[-3000:]
@@ -212,11 +257,8 @@ def test_public_tests_fail_on_the_skeleton_with_not_implemented(installed):
     assert f"public tests: 0 / {sum(t.points for t in public):g} points" in output
 
 
-def test_public_tests_pass_on_the_reference(installed, tmp_path):
-    tree = _copy_of(installed, tmp_path)
-    for name in GRADED_FILES:
-        shutil.copy(SOLUTION / name, tree / name)
-    code, output = _make_test(tree, "-q", "-p", "no:cacheprovider")
+def test_public_tests_pass_on_the_reference(public_runs):
+    code, output = public_runs["make test, reference"]
     public = rubric_module.load().public_tests()
     assert code == 0, output[-3000:]
     assert f"{len(public)} passed" in output
@@ -224,36 +266,19 @@ def test_public_tests_pass_on_the_reference(installed, tmp_path):
     assert f"public tests: {total:g} / {total:g} points" in output
 
 
-def test_the_notebook_checks_fail_on_the_skeleton_and_pass_on_the_reference(installed, tmp_path):
-    def check_q1(tree):
-        result = subprocess.run(["make", "check-q1"], cwd=tree, capture_output=True, text=True, timeout=300)
-        return result.returncode, result.stdout + result.stderr
-
-    code, output = check_q1(installed)
+def test_the_notebook_checks_fail_on_the_skeleton_and_pass_on_the_reference(public_runs):
+    code, output = public_runs["check-q1, skeleton"]
     assert code != 0 and "not implemented yet" in output, output[-2000:]
-    tree = _copy_of(installed, tmp_path)
-    shutil.copy(SOLUTION / "q1.ipynb", tree / "q1.ipynb")
-    code, output = check_q1(tree)
+    code, output = public_runs["check-q1, reference"]
     assert code == 0, output[-2000:]
 
 
-# one plausible mistake per question that a public test catches
-PUBLIC_IDS = {t.id for t in rubric_module.load().public_tests()}
-PUBLIC_MISTAKES = [next(w for w in WRONG_SUBMISSIONS if w[3].startswith(question) and w[3] in PUBLIC_IDS)
-                   for question in ("2.2", "3.1a", "3.1b")]
-# and one for each test that became public with the rule "visible if and only if public"
-PUBLIC_MISTAKES += [next(w for w in WRONG_SUBMISSIONS if w[3] == test_id)
-                    for test_id in ("2.2-train-batch", "2.2-vectorized", "3.1b-attention-vectorized")]
-
-
+@pytest.mark.slow  # each runs a public test in the release's environment: a Python starting torch and the check
 @pytest.mark.parametrize("name, file, changes, test_id, words", PUBLIC_MISTAKES, ids=[w[0] for w in PUBLIC_MISTAKES])
-def test_a_public_test_says_what_the_autograder_says(installed, tmp_path, name, file, changes, test_id, words):
-    student = make_tree(tmp_path, changes, file)
-    status, message = autograder_outcome(student, test_id)
+def test_a_public_test_says_what_the_autograder_says(public_runs, tmp_path, name, file, changes, test_id, words):
+    status, message = autograder_outcome(make_tree(tmp_path, changes, file), test_id)
     assert status == "failed"
-    tree = _copy_of(installed, tmp_path)
-    shutil.copy(student / file, tree / file)
-    code, output = _make_test(tree, "-q", "-p", "no:cacheprovider", f"tests/test_public.py::test_public[{test_id}]")
+    code, output = public_runs[name]
     assert code != 0
     assert message in output, f"the public test's message differs from the autograder's:\n{message}\n---\n{output[-2000:]}"
 
