@@ -31,7 +31,7 @@ import torch
 
 from autograder import rubric as rubric_module
 from autograder.rubric import RubricError
-from autograder import cgroups, sandbox, selfcheck, thresholds
+from autograder import cgroups, sandbox, selfcheck, standins, thresholds
 from autograder.checks import GRADER_ERROR, INTERRUPTED, NotRun, all_checks, run_check, seed_everything
 from autograder.child.compare import IMPORT_ERROR, MISSING_FILE, REFUSED_FILE, SYNTAX_ERROR, TIMED_OUT, CheckFailure
 from autograder.isolation import GRACE_SECONDS, WALL_FACTOR, StudentSubmission, capped
@@ -285,6 +285,7 @@ def _run_parallel(tree, plan, given, parallel, limits, floor, clock, on_result, 
     units = [_Unit(file, tests, START_SECONDS + sum(measured.get(t.id, limits[t.id]) for t in tests))
              for file, tests in children]
     pending = sorted(units, key=lambda u: -u.estimate)  # the longest first: the last to end ends soonest
+    standins.path()  # written once, here: a worker ends without running atexit (which removes it)
     uids = [sandbox.layer().uid] + sandbox.extra_uids(max(0, min(parallel, len(units)) - 1))
     free_uids = list(uids)
     running = {}  # reader fd -> unit

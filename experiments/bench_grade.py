@@ -7,9 +7,9 @@ question at a time.
     make bench-grade
     .venv/bin/python -m experiments.bench_grade --whole assignment [--sequential]
 
-Peaks, sampled from /proc every 0.2 s: grader_MB, the grading process and its worker processes together
-(their proportional set sizes, at one time: the pages they share counted once); children_MB, the grading children (autograder.child.runner) together at one time;
-child_MB, the largest child. Their sum is what a grading needs of the machine's memory (Gradescope: 4 GB).
+Peaks, sampled from /proc every 0.2 s, of proportional set sizes (Pss: the pages that forks share counted
+once): grader_MB, the grading process and its worker processes together; children_MB, the grading children
+(autograder.child.runner processes) together; child_MB, the largest child process. Their sum is what a grading needs of the machine's memory (Gradescope: 4 GB).
 Target: solution/ within 30 s, the skeleton within 15 s on 2 cores. Last line: `speedup: N.Nx` (solution/).
 """
 
@@ -38,20 +38,26 @@ def _resident_mb(pid, field="VmRSS", where="status"):
 
 
 def _watch(peak):
-    """Record the peaks (MB) of this grading process with its workers, and of the grading children."""
+    """Record the peaks (MB) of this grading process with its workers, and of its grading children."""
     me = str(os.getpid())
     while True:
-        # the grading process and its workers share pages (forks): their proportional sizes (Pss) add up
-        grader, children = _resident_mb(me, "Pss", "smaps_rollup"), []
+        parents, argvs = {}, {}
         for pid in filter(str.isdigit, os.listdir("/proc")):
             try:
-                argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
-                parent = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1]
+                argvs[pid] = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+                parents[pid] = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1]
             except OSError:
                 continue
+        grader, children = _resident_mb(me, "Pss", "smaps_rollup"), []
+        for pid, argv in argvs.items():
+            above = parents[pid]
+            while above in parents and above != me:  # only this grading's (the machine may run others)
+                above = parents[above]
+            if above != me:
+                continue
             if b"autograder.child.runner" in argv and not argv[0].endswith(b"bwrap"):
-                children.append(_resident_mb(pid))
-            elif parent == me and b"experiments.bench_grade" in argv:  # a worker: a fork of this process
+                children.append(_resident_mb(pid, "Pss", "smaps_rollup"))
+            elif parents[pid] == me and b"experiments.bench_grade" in argv:  # a worker: a fork of this process
                 grader += _resident_mb(pid, "Pss", "smaps_rollup")
         peak["grader_MB"] = max(peak["grader_MB"], grader)
         peak["children_MB"] = max(peak["children_MB"], sum(children))
