@@ -6,7 +6,10 @@ sandboxed child process, see autograder/isolation.py), score them by the rubric,
 
 Order and time: the self-check first (autograder/selfcheck.py: no student is graded by a broken
 grader); then every test but the training ones, one child per student file; the training tests
-last. Each test's time limit, in CPU time of the student's processes (autograder/isolation.py), is
+last. Up to HW2_PARALLEL children run at once (`parallel_children`: by default the CPUs over grade-all's
+HW2_JOBS), each training test then in a child of its own, the longest first, each child driven by a
+worker process (a fork of this one: its own uid slot, control groups, random state and alarm); their
+results are given in the order above and are those that order gives. Each test's time limit, in CPU time of the student's processes (autograder/isolation.py), is
 its time allowance (rubric.toml: the test's `time_allowance`, else [grading]'s) times the
 reference's CPU time for it (`make calibrate`), scaled by this machine's speed, and at least
 [grading]'s floor_seconds; the whole grading has total_seconds of wall time. After a test of a file times out, the file's remaining tests fail at once with
@@ -129,8 +132,9 @@ class CheckOverran(BaseException):
 
 def _run_within(check, sub, seconds):
     """`run_check(check, sub)`, stopped after `seconds` as a timed-out failure of the test (the child
-    stopped too; the next test starts a fresh one). The alarm (SIGALRM) needs the main thread: elsewhere
-    (grade() called from a worker thread) the check runs without it."""
+    stopped too; the next test starts a fresh one). The alarm (SIGALRM) needs the main thread: a parallel
+    grading's workers are processes, each its own main thread; elsewhere (grade() called from a thread,
+    one child at a time) the check runs without it."""
     if threading.current_thread() is not threading.main_thread():
         return run_check(check, sub)
 
