@@ -4,20 +4,20 @@ sandboxed child process, see autograder/isolation.py), score them by the rubric,
 
     python -m autograder grade <tree> [--out DIR] [--only 2.2,3.1b]      (or: make grade STUDENT=<tree>)
 
-Order and time: the self-check first (autograder/selfcheck.py: no student is graded by a broken
-grader); then every test but the training ones, one child per student file; the training tests
-last. Up to HW2_PARALLEL children run at once (`parallel_children`: by default the CPUs over grade-all's
-HW2_JOBS), each training test then in a child of its own, the longest first, each child driven by a
-worker process (a fork of this one: its own uid slot, control groups, random state and alarm); their
-results are given in the order above and are those that order gives. Each test's time limit, in CPU time of the student's processes (autograder/isolation.py), is
-its time allowance (rubric.toml: the test's `time_allowance`, else [grading]'s) times the
-reference's CPU time for it (`make calibrate`), scaled by this machine's speed, and at least
-[grading]'s floor_seconds; the whole grading has total_seconds of wall time. After a test of a file times out, the file's remaining tests fail at once with
-that reason instead of waiting again. A check still running here CHECK_MARGIN seconds after its
-test's wall-time backstop and the child's grace is stopped (an alarm, in the main thread), its test timed
-out. The results files list every selected test from the start
-(those not reached as "not run"), so an interruption (Ctrl-C, SIGTERM) leaves valid files marked
-incomplete and interrupted.
+Order and time: the self-check first (autograder/selfcheck.py: no student is graded by a broken grader);
+then every test but the training ones, one child per student file; the training tests last. Up to
+HW2_PARALLEL children run at once (`parallel_children`: by default the CPUs over grade-all's HW2_JOBS),
+each training test then in a child of its own, the longest first, each child driven by a worker process
+(a fork of this one: its own uid slot, control groups, random state and alarm); their results are given
+in the order above and are those that order gives. Each test's time limit, in CPU time of the student's
+processes (autograder/isolation.py), is its time allowance (rubric.toml: the test's `time_allowance`,
+else [grading]'s) times the reference's CPU time for it (`make calibrate`), scaled by this machine's
+speed, and at least [grading]'s floor_seconds; the whole grading has total_seconds of wall time. After a
+test of a file times out, the file's remaining tests fail at once with that reason instead of waiting
+again. A check still running here CHECK_MARGIN seconds after its test's wall-time backstop and the
+child's grace is stopped (an alarm, in the main thread), its test timed out. The results files list
+every selected test from the start (those not reached as "not run"), so an interruption (Ctrl-C,
+SIGTERM) leaves valid files marked incomplete and interrupted.
 """
 
 import difflib

@@ -8,7 +8,7 @@ Two layers, the first that works here is used (`HW2_SANDBOX=bubblewrap|user` for
   the student's working folder, and a stand-in module when a test needs one; a size-limited
   `/tmp` of its own and a minimal `/dev`; no network; an environment of a few variables. It runs
   as an unprivileged uid with no capabilities: run as root, bubblewrap sets up the mounts and the
-  child switches to a uid of its own (`setpriv`, one uid per concurrent grading); run as another
+  child switches to a uid of its own (`setpriv`, one uid per child running at once, of any grading); run as another
   user, `--unshare-user --uid 65534 --cap-drop ALL`. When the child exits, every process it
   started dies with its PID namespace.
 - **user** (no namespaces, as inside a Docker container such as Gradescope's; needs root): the

@@ -9,7 +9,8 @@ question at a time.
 
 Peaks, sampled from /proc every 0.2 s, of proportional set sizes (Pss: the pages that forks share counted
 once): grader_MB, the grading process and its worker processes together; children_MB, the grading children
-(autograder.child.runner processes) together; child_MB, the largest child process. Their sum is what a grading needs of the machine's memory (Gradescope: 4 GB).
+(autograder.child.runner processes) together; child_MB, the largest child process. Their sum is what a
+grading needs of the machine's memory (Gradescope: 4 GB).
 Target: solution/ within 30 s, the skeleton within 15 s on 2 cores. Last line: `speedup: N.Nx` (solution/).
 """
 
