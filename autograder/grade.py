@@ -240,6 +240,7 @@ class _Unit:
         self.dropped = None  # the test id from which its results are not kept (graded again alone), if any
         self.stopped = False  # stopped by the grading (its file's code timed out in an earlier test)
         self.reported = set()
+        self.priority = estimate
         self.buffer = b""
 
 
@@ -275,8 +276,10 @@ def _worker(unit, uid, tree, limits, floor, clock, write_fd):
 
 def _run_parallel(tree, plan, given, parallel, limits, floor, clock, on_result, log):
     """Run `plan` ([(file, tests, not read)] in the sequential order; `given`: {test id: result} of the tests
-    of the files not read) up to `parallel` children at once, the longest first: each file's tests but the
-    training ones in one child, each training test in one of its own. Results
+    of the files not read) up to `parallel` children at once: each file's tests but the training ones in one
+    child, each training test in one of its own once its file's other tests have ended without a timeout
+    (code that hangs costs its cheap tests' limits, as in that order, not a training test's), the longest
+    chain first. Results
     are passed to `on_result` in the sequential order, as the sequential grading would give them: a test of a
     file whose code timed out in an earlier test (in that order) fails at once, whatever its worker found (its
     worker is stopped). A test that timed out on wall time while a sibling child ran is graded again alone
@@ -288,7 +291,14 @@ def _run_parallel(tree, plan, given, parallel, limits, floor, clock, on_result, 
                 for test in (tests if tests[0].training is not None else tests[:1])]
     units = [_Unit(file, tests, START_SECONDS + sum(measured.get(t.id, limits[t.id]) for t in tests))
              for file, tests in children]
-    pending = sorted(units, key=lambda u: -u.estimate)  # the longest first: the last to end ends soonest
+    cheap_left = {}  # file -> its units of tests but the training ones not ended yet
+    for unit in units:
+        if unit.tests[0].training is None:
+            cheap_left[unit.file] = cheap_left.get(unit.file, 0) + 1
+    for unit in units:  # the priority: its own time and that of the training tests waiting for it
+        after = [u.estimate for u in units if u.file == unit.file and u.tests[0].training is not None]
+        unit.priority = unit.estimate + (max(after, default=0.0) if unit.tests[0].training is None else 0.0)
+    pending = sorted(units, key=lambda u: -u.priority)  # the longest chain first: the last to end ends soonest
     standins.path()  # written once, here: a worker ends without running atexit (which removes it)
     uids = [sandbox.layer().uid] + sandbox.extra_uids(max(0, min(parallel, len(units)) - 1))
     free_uids = list(uids)
@@ -343,6 +353,15 @@ def _run_parallel(tree, plan, given, parallel, limits, floor, clock, on_result, 
             on_result(*result)
             committed[0] += 1
 
+    def startable(unit):
+        return unit.tests[0].training is None or not cheap_left.get(unit.file)
+
+    def drop_training_of(file):
+        """Its code timed out in a test before its training tests: they are not run (see commit)."""
+        for unit in [u for u in pending if u.file == file and u.tests[0].training is not None]:
+            pending.remove(unit)
+            ready.update({t.id: None for t in unit.tests})
+
     def received(unit, message):
         kind, test_id, *rest = message
         if kind == "error":
@@ -355,13 +374,18 @@ def _run_parallel(tree, plan, given, parallel, limits, floor, clock, on_result, 
                 at = [t.id for t in unit.tests].index(test_id)
                 unit.dropped = test_id
                 again = _Unit(unit.file, unit.tests[at:], 0.0, alone=True)
-                pending.append(again)  # after every other unit: it starts when none runs
+                again.priority = float("inf")  # it starts as soon as none runs, and nothing starts meanwhile
+                pending.insert(0, again)
+                if again.tests[0].training is None:
+                    cheap_left[unit.file] += 1
                 regraded.append(test_id)
                 log(f"  (test {test_id} timed out while another child ran beside it: graded again alone)")
                 stop(unit)
                 unit.stopped = False
                 return
             timeouts[test_id] = (message_text, walled)
+            if unit.tests[0].training is None:
+                drop_training_of(unit.file)
             return
         unit.reported.add(test_id)
         ready[test_id] = (test_id, *rest)
@@ -372,6 +396,8 @@ def _run_parallel(tree, plan, given, parallel, limits, floor, clock, on_result, 
         del running[unit.reader]
         _, status = os.waitpid(unit.pid, 0)
         free_uids.append(unit.uid)
+        if unit.tests[0].training is None:
+            cheap_left[unit.file] -= 1
         if unit.dropped is not None or unit.stopped:
             sandbox.clear_uid(unit.uid)  # stopped mid-test: nothing of that child's may meet the next one
             if unit.stopped:  # its file's code timed out earlier: its tests are not run
@@ -387,10 +413,18 @@ def _run_parallel(tree, plan, given, parallel, limits, floor, clock, on_result, 
     try:
         while pending or running:
             while pending and len(running) < parallel:
-                unit = pending[0]
-                if running and (unit.alone or any(u.alone for u in running.values())):
+                alone = [u for u in pending if u.alone] + [u for u in running.values() if u.alone]
+                if alone and running:
                     break
-                start(pending.pop(0))
+                unit = alone[0] if alone else next((u for u in pending if startable(u)), None)
+                if unit is None and not running:  # (never: a file's other tests are pending or running)
+                    unit = pending[0]
+                if unit is None:
+                    break
+                pending.remove(unit)
+                start(unit)
+                if unit.alone:
+                    break
             readable, _, _ = select.select(list(running), [], [])
             for reader in readable:
                 unit = running[reader]

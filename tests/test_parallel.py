@@ -95,7 +95,10 @@ def test_results_come_in_the_sequential_order_and_siblings_never_share_a_uid(mon
     results, regraded, runs = _schedule(monkeypatch, tmp_path, script, plan)
     assert [r[0] for r in results] == ["a1", "a2", "b1", "a-train", "b-train"] and regraded == []
     assert all(r[1] == PASSED for r in results)
-    assert runs[0][0] == "a1" or runs[0][0] == "a-train"  # the longest first: a-train started at once
+    ends = {r[0]: r[2] for r in runs}
+    starts = {r[0]: r[1] for r in runs}
+    assert starts["a-train"] >= ends["a2"] and starts["b-train"] >= ends["b1"], "a training test ran before its " \
+                                                                                "file's other tests ended"
     assert _overlaps(runs, "a-train"), "no two children ran at once"
     for one in runs:
         for other in runs:
