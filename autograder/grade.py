@@ -277,9 +277,10 @@ def _worker(unit, uid, tree, limits, floor, clock, write_fd):
 def _run_parallel(tree, plan, given, parallel, limits, floor, clock, on_result, log):
     """Run `plan` ([(file, tests, not read)] in the sequential order; `given`: {test id: result} of the tests
     of the files not read) up to `parallel` children at once: each file's tests but the training ones in one
-    child, each training test in one of its own once its file's other tests have ended without a timeout
-    (code that hangs costs its cheap tests' limits, as in that order, not a training test's), the longest
-    chain first. Results
+    child, each training test in one of its own once its file's code has answered a test of the others
+    without a timeout (code that hangs costs its cheap tests' limits, as in that order, not a training
+    test's; a training test started before a later cheap test timed out is stopped), the longest chain
+    first. Results
     are passed to `on_result` in the sequential order, as the sequential grading would give them: a test of a
     file whose code timed out in an earlier test (in that order) fails at once, whatever its worker found (its
     worker is stopped). A test that timed out on wall time while a sibling child ran is graded again alone
@@ -354,13 +355,20 @@ def _run_parallel(tree, plan, given, parallel, limits, floor, clock, on_result, 
             committed[0] += 1
 
     def startable(unit):
-        return unit.tests[0].training is None or not cheap_left.get(unit.file)
+        """A training test waits until its file's code has answered a test of the others without a timeout."""
+        if unit.tests[0].training is None or not cheap_left.get(unit.file):
+            return True
+        cheap = [u for u in pending if u.file == unit.file and u.tests[0].training is None]
+        answering = [u for u in running.values() if u.file == unit.file and u.tests[0].training is None]
+        return not cheap and all(u.reported for u in answering)
 
     def drop_training_of(file):
         """Its code timed out in a test before its training tests: they are not run (see commit)."""
         for unit in [u for u in pending if u.file == file and u.tests[0].training is not None]:
             pending.remove(unit)
             ready.update({t.id: None for t in unit.tests})
+        for unit in [u for u in running.values() if u.file == file and u.tests[0].training is not None]:
+            stop(unit)
 
     def received(unit, message):
         kind, test_id, *rest = message

@@ -97,8 +97,8 @@ def test_results_come_in_the_sequential_order_and_siblings_never_share_a_uid(mon
     assert all(r[1] == PASSED for r in results)
     ends = {r[0]: r[2] for r in runs}
     starts = {r[0]: r[1] for r in runs}
-    assert starts["a-train"] >= ends["a2"] and starts["b-train"] >= ends["b1"], "a training test ran before its " \
-                                                                                "file's other tests ended"
+    assert starts["a-train"] >= ends["a1"] and starts["b-train"] >= ends["b1"], "a training test ran before its " \
+                                                                                "file's code answered a test"
     assert _overlaps(runs, "a-train"), "no two children ran at once"
     for one in runs:
         for other in runs:
@@ -107,20 +107,26 @@ def test_results_come_in_the_sequential_order_and_siblings_never_share_a_uid(mon
 
 
 def test_a_file_that_timed_out_fails_its_later_tests_at_once_whatever_ran_beside(monkeypatch, tmp_path):
-    script = {"a1": (0.3, "timeout"), "a2": (0.1, "pass"), "b1": (0.1, "pass"), "a-train": (3.0, "pass"),
-              "b-train": (0.2, "pass")}
-    plan = [("a", ["a1", "a2"]), ("b", ["b1"]), ("a", ["a-train"]), ("b", ["b-train"])]
+    """a-train starts once a's code answered a1, beside a2 (which times out): it is stopped, not tried."""
+    script = {"a1": (0.1, "pass"), "a2": (0.6, "timeout"), "a3": (0.1, "pass"), "b1": (0.1, "pass"),
+              "a-train": (3.0, "pass"), "b-train": (0.2, "pass")}
+    plan = [("a", ["a1", "a2", "a3"]), ("b", ["b1"]), ("a", ["a-train"]), ("b", ["b-train"])]
     start = time.time()
-    results, regraded, runs = _schedule(monkeypatch, tmp_path, script, plan)
-    assert [r[0] for r in results] == ["a1", "a2", "b1", "a-train", "b-train"]
+    results, regraded, runs = _schedule(monkeypatch, tmp_path, script, plan, parallel=3)
+    assert [r[0] for r in results] == ["a1", "a2", "a3", "b1", "a-train", "b-train"]
     by_id = {r[0]: r for r in results}
-    assert by_id["a1"][1:3] == (FAILED, "timed out: a1") and regraded == [], "a CPU-time timeout is final"
-    for later in ("a2", "a-train"):
+    assert by_id["a2"][1:3] == (FAILED, "timed out: a2") and regraded == [], "a CPU-time timeout is final"
+    for later in ("a3", "a-train"):
         assert by_id[later][1] == FAILED and by_id[later][2].startswith("not tried: your code in a timed out in "
-                                                                         "test a1")
+                                                                         "test a2")
         assert by_id[later][4] == TIMED_OUT
-    assert by_id["b1"][1] == by_id["b-train"][1] == PASSED
+    assert by_id["a1"][1] == by_id["b1"][1] == by_id["b-train"][1] == PASSED
     assert "a-train" not in [r[0] for r in runs] and time.time() - start < 2.5, "a-train's worker was not stopped"
+
+    (tmp_path / "record").unlink()  # code that hangs from its first test: its training test never starts
+    script["a1"] = (0.1, "timeout")
+    results, _, runs = _schedule(monkeypatch, tmp_path, script, plan, parallel=3)
+    assert [r[2][:46] for r in results if r[0] == "a-train"] == ["not tried: your code in a timed out in test a1"]
 
 
 def test_a_timeout_on_wall_time_beside_a_sibling_is_graded_again_alone(monkeypatch, tmp_path):
