@@ -49,8 +49,9 @@ bench-grade-all: data features  ## batch grading throughput: JOBS=1, JOBS=2, a l
 calibrate: data features  ## re-measure the thresholds of the training tests (autograder/calibration.json)
 	OMP_NUM_THREADS=1 $(PY) -m autograder calibrate
 
-bench-grade: data features  ## wall time of grading solution/, split by question
+bench-grade: data features  ## grading solution/ and the skeleton one child at a time and children at once (speedup), then grade-all's time per student at JOBS=1 and 2: make bench-grade [N=2]
 	$(PY) -m experiments.bench_grade
+	$(PY) -m experiments.bench_grade_all -n $(or $(N),2) --no-dask
 
 # OUT given on the command line or in the environment, else dist/homework2
 RELEASE_OUT = $(if $(filter command line environment,$(origin OUT)),$(OUT),dist/homework2)

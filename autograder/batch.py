@@ -696,6 +696,9 @@ def _on_this_machine(todo, jobs, only, allow_unsandboxed, check):
     again once every other grading has ended, alone, and that second grading is final."""
     pool = ThreadPoolExecutor(max_workers=jobs)
     running, overlapped, lock = set(), set(), threading.Lock()
+    # each grading runs its children up to the cores over JOBS at once (grade.parallel_children): jobs x children
+    # stay within the cores
+    environment = dict(grading_environment(), HW2_JOBS=str(jobs))
 
     def graded_noting_overlap(student, path):
         with lock:
@@ -703,7 +706,7 @@ def _on_this_machine(todo, jobs, only, allow_unsandboxed, check):
             if len(running) > 1:
                 overlapped.update(running)
         try:
-            return grade_student(student, path, only, allow_unsandboxed, check)
+            return grade_student(student, path, only, allow_unsandboxed, check, environment)
         finally:
             with lock:
                 running.discard(student)
@@ -723,7 +726,7 @@ def _on_this_machine(todo, jobs, only, allow_unsandboxed, check):
             yield student, graded
         for student, first in again.items():  # every other grading has ended
             try:
-                graded = grade_student(student, todo[student], only, allow_unsandboxed, check)
+                graded = grade_student(student, todo[student], only, allow_unsandboxed, check, environment)
             except GradingInterrupted as error:
                 graded = Graded.error(student, "grader error", f"{error}; grade again")
             yield student, regraded_alone(graded, first)

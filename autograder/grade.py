@@ -4,31 +4,37 @@ sandboxed child process, see autograder/isolation.py), score them by the rubric,
 
     python -m autograder grade <tree> [--out DIR] [--only 2.2,3.1b]      (or: make grade STUDENT=<tree>)
 
-Order and time: the self-check first (autograder/selfcheck.py: no student is graded by a broken
-grader); then every test but the training ones, one child per student file; the training tests
-last. Each test's time limit, in CPU time of the student's processes (autograder/isolation.py), is
-its time allowance (rubric.toml: the test's `time_allowance`, else [grading]'s) times the
-reference's CPU time for it (`make calibrate`), scaled by this machine's speed, and at least
-[grading]'s floor_seconds; the whole grading has total_seconds of wall time. After a test of a file times out, the file's remaining tests fail at once with
-that reason instead of waiting again. A check still running here CHECK_MARGIN seconds after its
-test's wall-time backstop and the child's grace is stopped (an alarm, in the main thread), its test timed
-out. The results files list every selected test from the start
-(those not reached as "not run"), so an interruption (Ctrl-C, SIGTERM) leaves valid files marked
-incomplete and interrupted.
+Order and time: the self-check first (autograder/selfcheck.py: no student is graded by a broken grader);
+then every test but the training ones, one child per student file; the training tests last. Up to
+HW2_PARALLEL children run at once (`parallel_children`: by default the CPUs over grade-all's HW2_JOBS),
+each training test then in a child of its own, the longest first, each child driven by a worker process
+(a fork of this one: its own uid slot, control groups, random state and alarm); their results are given
+in the order above and are those that order gives. Each test's time limit, in CPU time of the student's
+processes (autograder/isolation.py), is its time allowance (rubric.toml: the test's `time_allowance`,
+else [grading]'s) times the reference's CPU time for it (`make calibrate`), scaled by this machine's
+speed, and at least [grading]'s floor_seconds; the whole grading has total_seconds of wall time. After a
+test of a file times out, the file's remaining tests fail at once with that reason instead of waiting
+again. A check still running here CHECK_MARGIN seconds after its test's wall-time backstop and the
+child's grace is stopped (an alarm, in the main thread), its test timed out. The results files list
+every selected test from the start (those not reached as "not run"), so an interruption (Ctrl-C,
+SIGTERM) leaves valid files marked incomplete and interrupted.
 """
 
 import difflib
 import os
+import pickle
+import select
 import signal
 import threading
 import time
+import traceback
 from pathlib import Path
 
 import torch
 
 from autograder import rubric as rubric_module
 from autograder.rubric import RubricError
-from autograder import cgroups, sandbox, selfcheck, thresholds
+from autograder import cgroups, sandbox, selfcheck, standins, thresholds
 from autograder.checks import GRADER_ERROR, INTERRUPTED, NotRun, all_checks, run_check, seed_everything
 from autograder.child.compare import IMPORT_ERROR, MISSING_FILE, REFUSED_FILE, SYNTAX_ERROR, TIMED_OUT, CheckFailure
 from autograder.isolation import GRACE_SECONDS, WALL_FACTOR, StudentSubmission, capped
@@ -49,6 +55,8 @@ VISIBILITY_RANK = {"visible": 0, "after_due_date": 1, "after_published": 2, "hid
 # how long a check may go on in the grading process past its test's limit and the child's grace: then
 # it is stopped (values built to be slow to check must not hold up a whole batch)
 CHECK_MARGIN = 60
+# a child's start (the interpreter, torch, the student's file), added to the reference's time to order the work
+START_SECONDS = 1.5
 NOT_REACHED = "grading stopped before this test (interrupted); grade again"
 
 
@@ -124,8 +132,9 @@ class CheckOverran(BaseException):
 
 def _run_within(check, sub, seconds):
     """`run_check(check, sub)`, stopped after `seconds` as a timed-out failure of the test (the child
-    stopped too; the next test starts a fresh one). The alarm (SIGALRM) needs the main thread: elsewhere
-    (grade() called from a worker thread) the check runs without it."""
+    stopped too; the next test starts a fresh one). The alarm (SIGALRM) needs the main thread: a parallel
+    grading's workers are processes, each its own main thread; elsewhere (grade() called from a thread,
+    one child at a time) the check runs without it."""
     if threading.current_thread() is not threading.main_thread():
         return run_check(check, sub)
 
@@ -158,9 +167,11 @@ class _Clock:
         return self.end - time.time()
 
 
-def _run_file(tree, file, tests, limits, floor, clock, hung, on_result):
+def _run_file(tree, file, tests, limits, floor, clock, hung, on_result, timed_out=None):
     """Run the checks of `tests` (of one student file) here, their probes in one sandboxed child.
-    `hung`: {file: (test id, message)} of a timeout of a file's code, whose other tests would wait again."""
+    `hung`: {file: (test id, message)} of a timeout of a file's code, whose other tests would wait again.
+    `timed_out(test id, message, walled)`, if given, hears of each timeout before its result (`walled`: the
+    wall-time backstop was reached, which a sibling child sharing the cores may have caused)."""
     checks = all_checks()
     sub = StudentSubmission(tree, floor, files=CHILD_FILES.get(file))
     try:
@@ -188,12 +199,264 @@ def _run_file(tree, file, tests, limits, floor, clock, hung, on_result):
                                 f"test, whose limit is {limits[test.id]:.0f} s: the earlier tests of your code took "
                                 f"{clock.total - seconds:.0f} s)")
                 hung[file] = (test.id, message)
+                if timed_out is not None:
+                    timed_out(test.id, message, took >= wall - 1)
             printed = capped("\n".join(sub.printed).strip())
             if printed and status == FAILED:
                 message += f"\nYour code printed:\n{printed}"
             on_result(test.id, status, capped(message, 8000), took, reason, sub.cpu_spent)
     finally:
         sub.cleanup()
+
+
+def parallel_children(environ=None):
+    """How many children one grading runs at once: HW2_PARALLEL, else the CPUs this process may use
+    (os.sched_getaffinity) divided by HW2_JOBS (grade-all's gradings at a time, default 1), at least 1.
+    RubricError when HW2_PARALLEL or HW2_JOBS is not a positive whole number."""
+    environ = os.environ if environ is None else environ
+    numbers = {}
+    for variable in ("HW2_PARALLEL", "HW2_JOBS"):
+        if variable in environ:
+            try:
+                numbers[variable] = int(environ[variable])
+                assert numbers[variable] > 0
+            except (ValueError, AssertionError):
+                raise RubricError(f"{variable}={environ[variable]!r}: give a positive whole number (of children "
+                                  f"at once, or of gradings at once for HW2_JOBS), or unset it") from None
+    if "HW2_PARALLEL" in numbers:
+        return numbers["HW2_PARALLEL"]
+    return max(1, len(os.sched_getaffinity(0)) // numbers.get("HW2_JOBS", 1))
+
+
+class _Unit:
+    """Tests of one file run in one child, in a worker process of their own (a fork of the grading process:
+    its own uid slot, control groups, random state and alarm). `alone`: run with no sibling (a timeout met
+    beside one, graded again)."""
+
+    def __init__(self, file, tests, estimate, alone=False):
+        self.file, self.tests, self.estimate, self.alone = file, tests, estimate, alone
+        self.pid = self.reader = self.uid = None
+        self.overlapped = False
+        self.dropped = None  # the test id from which its results are not kept (graded again alone), if any
+        self.stopped = False  # stopped by the grading (its file's code timed out in an earlier test)
+        self.reported = set()
+        self.priority = estimate
+        self.buffer = b""
+
+
+def _worker(unit, uid, tree, limits, floor, clock, write_fd):
+    """The body of a unit's worker process: grade its tests, each result (and each timeout) sent as a
+    pickled message on `write_fd`; never returns."""
+    code = 0
+    try:
+        interrupt_on_sigterm()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        sandbox.use_uid(uid)
+        pipe = os.fdopen(write_fd, "wb")
+
+        def send(*message):
+            data = pickle.dumps(message)
+            pipe.write(len(data).to_bytes(8, "big") + data)
+            pipe.flush()
+
+        _run_file(tree, unit.file, unit.tests, limits, floor, clock, {},
+                  lambda *result: send("result", *result),
+                  lambda test_id, message, walled: send("timeout", test_id, message, walled))
+    except KeyboardInterrupt:
+        code = 3
+    except BaseException as error:  # SandboxError and grader bugs: the grading process says it
+        try:
+            send("error", error)
+        except Exception:
+            traceback.print_exc()
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _run_parallel(tree, plan, given, parallel, limits, floor, clock, on_result, log):
+    """Run `plan` ([(file, tests, not read)] in the sequential order; `given`: {test id: result} of the tests
+    of the files not read) up to `parallel` children at once: each file's tests but the training ones in one
+    child, each training test in one of its own once its file's code has answered a test of the others
+    without a timeout (code that hangs costs its cheap tests' limits, as in that order, not a training
+    test's; a training test started before a later cheap test timed out is stopped), the longest chain
+    first. Results
+    are passed to `on_result` in the sequential order, as the sequential grading would give them: a test of a
+    file whose code timed out in an earlier test (in that order) fails at once, whatever its worker found (its
+    worker is stopped). A test that timed out on wall time while a sibling child ran is graded again alone
+    once the others have ended (its later tests of that unit too)."""
+    measured = thresholds.timing().get("tests", {})
+    order = [(test, file) for file, tests, _ in plan for test in tests]
+    children = [(file, [test]) if test.training is not None else (file, tests)
+                for file, tests, not_read in plan if not not_read
+                for test in (tests if tests[0].training is not None else tests[:1])]
+    units = [_Unit(file, tests, START_SECONDS + sum(measured.get(t.id, limits[t.id]) for t in tests))
+             for file, tests in children]
+    cheap_left = {}  # file -> its units of tests but the training ones not ended yet
+    for unit in units:
+        if unit.tests[0].training is None:
+            cheap_left[unit.file] = cheap_left.get(unit.file, 0) + 1
+    for unit in units:  # the priority: its own time and that of the training tests waiting for it
+        after = [u.estimate for u in units if u.file == unit.file and u.tests[0].training is not None]
+        unit.priority = unit.estimate + (max(after, default=0.0) if unit.tests[0].training is None else 0.0)
+    pending = sorted(units, key=lambda u: -u.priority)  # the longest chain first: the last to end ends soonest
+    standins.path()  # written once, here: a worker ends without running atexit (which removes it)
+    uids = [sandbox.layer().uid] + sandbox.extra_uids(max(0, min(parallel, len(units)) - 1))
+    free_uids = list(uids)
+    running = {}  # reader fd -> unit
+    ready = dict(given)  # test id -> on_result's arguments, or None: not run (its file's code timed out earlier)
+    timeouts = {}  # test id -> (message, walled)
+    hung = {}
+    committed = [0]
+    regraded = []
+
+    def start(unit):
+        if running:
+            unit.overlapped = True
+            for other in running.values():
+                other.overlapped = True
+        unit.uid = free_uids.pop(0)
+        reader, writer = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(reader)
+            _worker(unit, unit.uid, tree, limits, floor, clock, writer)
+        os.close(writer)
+        unit.pid, unit.reader = pid, reader
+        running[reader] = unit
+
+    def stop(unit):
+        """Stop a running unit's worker (it cleans up its child); its unreported tests are not run."""
+        unit.stopped = True
+        try:
+            os.kill(unit.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+    def commit():
+        while committed[0] < len(order):
+            test, file = order[committed[0]]
+            if test.id not in ready:
+                return
+            result = ready.pop(test.id)
+            if file in hung:
+                result = (test.id, FAILED, f"not tried: your code in {file} timed out in test {hung[file][0]}, and "
+                                           f"this test runs the same code ({hung[file][1].splitlines()[0]})", 0.0,
+                          TIMED_OUT)
+            elif test.id in timeouts:
+                hung[file] = (test.id, timeouts[test.id][0])
+                for unit in list(running.values()):  # its other tests, later in the order, cannot count
+                    if unit.file == file:
+                        stop(unit)
+                for unit in [u for u in pending if u.file == file]:
+                    pending.remove(unit)
+                    ready.update({t.id: None for t in unit.tests})
+            on_result(*result)
+            committed[0] += 1
+
+    def startable(unit):
+        """A training test waits until its file's code has answered a test of the others without a timeout."""
+        if unit.tests[0].training is None or not cheap_left.get(unit.file):
+            return True
+        cheap = [u for u in pending if u.file == unit.file and u.tests[0].training is None]
+        answering = [u for u in running.values() if u.file == unit.file and u.tests[0].training is None]
+        return not cheap and all(u.reported for u in answering)
+
+    def drop_training_of(file):
+        """Its code timed out in a test before its training tests: they are not run (see commit)."""
+        for unit in [u for u in pending if u.file == file and u.tests[0].training is not None]:
+            pending.remove(unit)
+            ready.update({t.id: None for t in unit.tests})
+        for unit in [u for u in running.values() if u.file == file and u.tests[0].training is not None]:
+            stop(unit)
+
+    def received(unit, message):
+        kind, test_id, *rest = message
+        if kind == "error":
+            raise test_id
+        if unit.dropped is not None or unit.stopped:
+            return
+        if kind == "timeout":
+            message_text, walled = rest
+            if walled and unit.overlapped and not unit.alone:
+                at = [t.id for t in unit.tests].index(test_id)
+                unit.dropped = test_id
+                again = _Unit(unit.file, unit.tests[at:], 0.0, alone=True)
+                again.priority = float("inf")  # it starts as soon as none runs, and nothing starts meanwhile
+                pending.insert(0, again)
+                if again.tests[0].training is None:
+                    cheap_left[unit.file] += 1
+                regraded.append(test_id)
+                log(f"  (test {test_id} timed out while another child ran beside it: graded again alone)")
+                stop(unit)
+                unit.stopped = False
+                return
+            timeouts[test_id] = (message_text, walled)
+            if unit.tests[0].training is None:
+                drop_training_of(unit.file)
+            return
+        unit.reported.add(test_id)
+        ready[test_id] = (test_id, *rest)
+        commit()
+
+    def ended(unit):
+        os.close(unit.reader)
+        del running[unit.reader]
+        _, status = os.waitpid(unit.pid, 0)
+        free_uids.append(unit.uid)
+        if unit.tests[0].training is None:
+            cheap_left[unit.file] -= 1
+        if unit.dropped is not None or unit.stopped:
+            sandbox.clear_uid(unit.uid)  # stopped mid-test: nothing of that child's may meet the next one
+            if unit.stopped:  # its file's code timed out earlier: its tests are not run
+                ready.update({t.id: None for t in unit.tests if t.id not in unit.reported})
+            commit()
+            return
+        missing = [t for t in unit.tests if t.id not in unit.reported]
+        for test in missing:  # its worker died (a grader bug): the student loses nothing
+            ready[test.id] = (test.id, NOT_RUN, f"the grader's process for this test stopped (exit status {status}); "
+                                                f"please tell your instructor", 0.0, GRADER_ERROR)
+        commit()
+
+    try:
+        while pending or running:
+            while pending and len(running) < parallel:
+                alone = [u for u in pending if u.alone] + [u for u in running.values() if u.alone]
+                if alone and running:
+                    break
+                unit = alone[0] if alone else next((u for u in pending if startable(u)), None)
+                if unit is None and not running:  # (never: a file's other tests are pending or running)
+                    unit = pending[0]
+                if unit is None:
+                    break
+                pending.remove(unit)
+                start(unit)
+                if unit.alone:
+                    break
+            readable, _, _ = select.select(list(running), [], [])
+            for reader in readable:
+                unit = running[reader]
+                chunk = os.read(reader, 65536)
+                if not chunk:
+                    ended(unit)
+                    continue
+                unit.buffer += chunk
+                while len(unit.buffer) >= 8 and len(unit.buffer) >= 8 + int.from_bytes(unit.buffer[:8], "big"):
+                    size = int.from_bytes(unit.buffer[:8], "big")
+                    message, unit.buffer = pickle.loads(unit.buffer[8:8 + size]), unit.buffer[8 + size:]
+                    received(unit, message)
+    finally:
+        for unit in list(running.values()):  # interrupted, or an error: stop the others, wait for them
+            stop(unit)
+        for unit in list(running.values()):
+            try:
+                os.waitpid(unit.pid, 0)
+            except ChildProcessError:
+                pass
+            os.close(unit.reader)
+            sandbox.clear_uid(unit.uid)
+        running.clear()
+    return regraded
 
 
 def interrupt_on_sigterm():
@@ -279,14 +542,29 @@ def grade(tree, out=None, only=None, log=print, allow_unsandboxed=False, check=N
         if out is not None:
             results.write(out)
         # one child per student file (the questions of q1.ipynb share one), so a crash in one file's code
-        # cannot cost another file's tests; the training tests last, in children of their own
+        # cannot cost another file's tests; the training tests last, in children of their own. With more than
+        # one child at a time (HW2_PARALLEL), each training test has a child of its own too, and the results
+        # are given in this same order
+        plan, given = [], {}  # [(file, tests of one child)]; {test id: result} of the files not read
         for stage in ([t for t in tests if t not in training], training):
             for file in dict.fromkeys(q.file for q in rubric.questions.values()):
                 file_tests = [t for t in stage if rubric.questions[t.question].file == file and not t.manual]
                 if file in refused:  # not read at all: each of its tests says why
                     for test in file_tests:
-                        on_result(test.id, FAILED, f"{refused[file]} (the grader did not read it)", 0.0, REFUSED_FILE)
+                        given[test.id] = (test.id, FAILED, f"{refused[file]} (the grader did not read it)", 0.0,
+                                          REFUSED_FILE)
+                    plan.append((file, file_tests, True))
                 elif file_tests:
+                    plan.append((file, file_tests, False))
+        parallel = parallel_children()
+        if parallel > 1:
+            _run_parallel(tree, plan, given, parallel, limits, settings["floor_seconds"], clock, on_result, log)
+        else:
+            for file, file_tests, not_read in plan:
+                if not_read:
+                    for test in file_tests:
+                        on_result(*given[test.id])
+                else:
                     _run_file(tree, file, file_tests, limits, settings["floor_seconds"], clock, hung, on_result)
     except KeyboardInterrupt:
         results.interrupted = True

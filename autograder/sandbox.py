@@ -8,7 +8,7 @@ Two layers, the first that works here is used (`HW2_SANDBOX=bubblewrap|user` for
   the student's working folder, and a stand-in module when a test needs one; a size-limited
   `/tmp` of its own and a minimal `/dev`; no network; an environment of a few variables. It runs
   as an unprivileged uid with no capabilities: run as root, bubblewrap sets up the mounts and the
-  child switches to a uid of its own (`setpriv`, one uid per concurrent grading); run as another
+  child switches to a uid of its own (`setpriv`, one uid per child running at once, of any grading); run as another
   user, `--unshare-user --uid 65534 --cap-drop ALL`. When the child exits, every process it
   started dies with its PID namespace.
 - **user** (no namespaces, as inside a Docker container such as Gradescope's; needs root): the
@@ -30,6 +30,7 @@ passes `--unsandboxed` (`HW2_UNSANDBOXED=1`): then the results say so in `result
 summary and the gradebook; its child confines itself as far as the machine allows, silently.
 """
 
+import copy
 import ctypes
 import fcntl
 import functools
@@ -512,9 +513,44 @@ def reclaim_uid(uid, seconds=5):
 
 @functools.lru_cache(maxsize=None)
 def _free_uid():
-    """A uid of its own for this grading process: the first of FIRST_UID.. that no account uses,
-    no process runs as, and no other grading holds (a lock file, held until this process ends). The
-    locks are in /tmp whatever TMPDIR says, so that every grading on the machine sees them."""
+    """A uid of its own for this grading process (see _take_uid)."""
+    return _take_uid()
+
+
+def extra_uids(count):
+    """`count` more uids for this grading process, one per child it runs beside the first (autograder/grade.py
+    runs up to HW2_PARALLEL children at once: two children never share a uid); held, as _free_uid's, until
+    this process ends. [None] * count where the layer needs none (bubblewrap run as another user)."""
+    if os.geteuid() != 0:
+        return [None] * count
+    return [_take_uid() for _ in range(count)]
+
+
+def use_uid(uid):
+    """In a worker process of a grading (a fork of it running one child): the chosen layer, with `uid` (one of
+    extra_uids, or the grading's own) for its children; None leaves the layer as it is."""
+    if uid is not None and _chosen and getattr(_chosen[0], "uid", None) is not None:
+        chosen = copy.copy(_chosen[0])
+        chosen.uid = uid
+        _chosen[0] = chosen
+
+
+def clear_uid(uid):
+    """After a grading's worker process was stopped mid-test: kill every process of `uid` (one of this
+    grading's), remove its files in the folders it can write, its IPC objects and its control groups."""
+    if uid is None:
+        return
+    kill_processes_of(uid)
+    for folder in writable_places(uid):
+        remove_files_of(uid, folder)
+    remove_ipc_of(uid)
+    cgroups.clean_stale(uid)
+
+
+def _take_uid():
+    """The first of FIRST_UID.. that no account uses, no process runs as, and no other grading holds (a lock
+    file, held until this process ends). The locks are in /tmp whatever TMPDIR says, so that every grading
+    on the machine sees them."""
     folder = _uid_locks()
     folder.mkdir(mode=0o700, exist_ok=True)
     info = os.lstat(folder)

@@ -1,67 +1,128 @@
-"""Benchmark: wall time of one whole grading of `solution/`, split by question; or, with
-`--whole TREE`, one grading of TREE in one go with its peak memory (the grading process's, and
-the largest child's, sampled from /proc every 0.2 s).
+"""Benchmark: wall time of whole gradings of `solution/` and of the skeleton `assignment/`, each graded
+one child at a time in the sequential order (`--sequential`: HW2_PARALLEL=1) and with the children of
+one grading at once (the default, HW2_PARALLEL: the CPUs over grade-all's jobs), side by side in one run;
+with `--whole TREE`, one grading of TREE with its peak memories; with `--by-question`, solution/ one
+question at a time.
 
     make bench-grade
-    .venv/bin/python -m experiments.bench_grade --whole assignment
+    .venv/bin/python -m experiments.bench_grade --whole assignment [--sequential]
 
-Target: a whole grading within 5 minutes on 2 cores (aim: 3). Last line: `total: N s`.
+Peaks, sampled from /proc every 0.2 s, of proportional set sizes (Pss: the pages that forks share counted
+once): grader_MB, the grading process and its worker processes together; children_MB, the grading children
+(autograder.child.runner processes) together; child_MB, the largest child process. Their sum is what a
+grading needs of the machine's memory (Gradescope: 4 GB).
+Target: solution/ within 30 s, the skeleton within 15 s on 2 cores. Last line: `speedup: N.Nx` (solution/).
 """
 
 import argparse
 import json
 import os
-import resource
+import subprocess
+import sys
 import tempfile
 import threading
 import time
 
 from autograder import rubric
-from autograder.grade import grade
+from autograder.grade import grade, parallel_children
 
 
-def _watch_children(peak):
-    """Record the largest VmHWM (MB) of the grading children (python -m autograder.child.runner)."""
+def _resident_mb(pid, field="VmRSS", where="status"):
+    """A process's `field` of /proc/<pid>/`where`, in MB (0 once it ended)."""
+    try:
+        for line in open(f"/proc/{pid}/{where}"):
+            if line.startswith(field):
+                return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _watch(peak):
+    """Record the peaks (MB) of this grading process with its workers, and of its grading children."""
+    me = str(os.getpid())
     while True:
+        parents, argvs = {}, {}
         for pid in filter(str.isdigit, os.listdir("/proc")):
             try:
-                argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
-                if b"autograder.child.runner" in argv and not argv[0].endswith(b"bwrap"):
-                    for line in open(f"/proc/{pid}/status"):
-                        if line.startswith("VmHWM"):
-                            peak["child_MB"] = max(peak["child_MB"], int(line.split()[1]) // 1024)
+                argvs[pid] = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+                parents[pid] = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1]
             except OSError:
-                pass
+                continue
+        grader, children = _resident_mb(me, "Pss", "smaps_rollup"), []
+        for pid, argv in argvs.items():
+            above = parents[pid]
+            while above in parents and above != me:  # only this grading's (the machine may run others)
+                above = parents[above]
+            if above != me:
+                continue
+            if b"autograder.child.runner" in argv and not argv[0].endswith(b"bwrap"):
+                children.append(_resident_mb(pid, "Pss", "smaps_rollup"))
+            elif parents[pid] == me and b"experiments.bench_grade" in argv:  # a worker: a fork of this process
+                grader += _resident_mb(pid, "Pss", "smaps_rollup")
+        peak["grader_MB"] = max(peak["grader_MB"], grader)
+        peak["children_MB"] = max(peak["children_MB"], sum(children))
+        peak["child_MB"] = max(peak["child_MB"], max(children, default=0))
         time.sleep(0.2)
 
 
 def whole(tree):
-    peak = {"child_MB": 0}
-    threading.Thread(target=_watch_children, args=(peak,), daemon=True).start()
+    peak = {"grader_MB": 0, "children_MB": 0, "child_MB": 0}
+    threading.Thread(target=_watch, args=(peak,), daemon=True).start()
     with tempfile.TemporaryDirectory() as out:
         start = time.time()
         results = grade(tree, out=out, log=lambda *_: None)
         wall = time.time() - start
-    print(json.dumps({"tree": tree, "score": results.score, "max": results.max_score, "wall_s": round(wall, 1),
-                      "grader_peak_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, **peak}))
+    print(json.dumps({"tree": tree, "parallel": parallel_children(), "score": results.score,
+                      "max": results.max_score, "wall_s": round(wall, 1), **peak}))
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--whole", metavar="TREE", help="one grading of TREE, with peak memory")
-    args = parser.parse_args()
-    if args.whole:
-        return whole(args.whole)
-    questions = list(rubric.load().questions)
+def whole_in_process(tree, sequential):
+    """`whole(tree)` in a fresh process (one child at a time with `sequential`): its printed dict."""
+    env = dict(os.environ, **({"HW2_PARALLEL": "1"} if sequential else {}))
+    found = subprocess.run([sys.executable, "-m", "experiments.bench_grade", "--whole", tree], env=env,
+                           capture_output=True, text=True, check=True)
+    return json.loads(found.stdout.strip().splitlines()[-1])
+
+
+def by_question():
     seconds = {}
     with tempfile.TemporaryDirectory() as out:
-        for number in questions:
+        for number in rubric.load().questions:
             start = time.time()
             results = grade("solution", out=f"{out}/{number}", only=[number], log=lambda *_: None)
             seconds[number] = time.time() - start
             print(f"question {number:5s}: {seconds[number]:6.1f} s  ({results.score:g} / {results.max_score:g} points)",
                   flush=True)
     print(f"total: {sum(seconds.values()):.0f} s")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--whole", metavar="TREE", help="one grading of TREE, with peak memory")
+    parser.add_argument("--sequential", action="store_true", help="one child at a time (HW2_PARALLEL=1)")
+    parser.add_argument("--by-question", action="store_true", help="solution/, one question at a time")
+    parser.add_argument("--trees", default="assignment,solution", help="the trees of the side-by-side run")
+    args = parser.parse_args()
+    if args.sequential:
+        os.environ["HW2_PARALLEL"] = "1"
+    if args.whole:
+        return whole(args.whole)
+    if args.by_question:
+        return by_question()
+    speedup = None
+    for tree in args.trees.split(","):
+        runs = {}
+        for mode in ("sequential", "parallel"):
+            runs[mode] = found = whole_in_process(tree, mode == "sequential")
+            print(f"{tree:11s} {mode:10s} ({found['parallel']} at once): {found['wall_s']:6.1f} s  score "
+                  f"{found['score']:g}/{found['max']:g}  peaks: grader {found['grader_MB']} MB, children "
+                  f"{found['children_MB']} MB (largest {found['child_MB']} MB)", flush=True)
+        if runs["sequential"]["score"] != runs["parallel"]["score"]:
+            print(f"{tree}: the scores differ between the two orders", flush=True)
+        speedup = runs["sequential"]["wall_s"] / runs["parallel"]["wall_s"]
+        print(f"{tree:11s} speedup: {speedup:.1f}x", flush=True)
+    print(f"speedup: {speedup:.1f}x")
 
 
 if __name__ == "__main__":

@@ -5,8 +5,10 @@ certificates made for the run (tools/cluster-certs.sh), as `--scheduler --tls` g
     make bench-grade-all [N=4] [ONLY=3.1a]
     .venv/bin/python -m experiments.bench_grade_all --grading-process solution    # one grading process's peaks
 
-Prints submissions per minute for each, the speedups against JOBS=1, each Dask run's cost per task
-beyond this machine's grading (the scheduler, the worker's check), and what that predicts for a class
+Each grading runs its children up to the CPUs over JOBS at once (HW2_PARALLEL, autograder/grade.py).
+Prints submissions per minute for each, the time per student at JOBS=1 and JOBS=2, the speedups against
+JOBS=1, each Dask run's cost per task beyond this machine's grading (the scheduler, the worker's check),
+and what that predicts for a class
 graded by N workers with a core each. Last line: `speedup with 2 jobs: N.Nx`. With --grading-process,
 one grading process (`python -m autograder.batch`, as grade-all runs it) on TREE, its status read from
 /proc every 0.1 s: peak resident memory (VmHWM), peak address space (VmPeak), the largest data segment
@@ -26,6 +28,7 @@ from pathlib import Path
 
 from autograder import ROOT
 from autograder.batch import grade_all
+from autograder.grade import parallel_children
 from autograder.submission import PROVIDED_FILES
 
 
@@ -118,7 +121,8 @@ def main(argv=None):
 
     base = seconds["JOBS=1"]
     per_student = base / args.n
-    print(f"one student on one core: {per_student:.1f} s (JOBS=1)")
+    print(f"time per student: {per_student:.1f} s at JOBS=1 (each grading's children {parallel_children({}):d} at once), "
+          f"{seconds['JOBS=2'] / args.n:.1f} s at JOBS=2 ({parallel_children({'HW2_JOBS': '2'}):d} at once)")
     if not args.no_dask:
         print(f"speedup against JOBS=1: JOBS=2 {base / seconds['JOBS=2']:.2f}x, "
               f"dask 1 worker {base / seconds['dask, 1 worker']:.2f}x, "
