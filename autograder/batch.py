@@ -384,7 +384,7 @@ def grading_environment():
 # 1.32 GB resident at most (4.2 GB of address space, 1.5 GB of data segment); 6 s before the first
 # test, and up to 48 s past the total time while the last test's child is stopped and cleaned up.
 DEADLINE_MARGIN_SECONDS = 120  # beyond the total time: start-up, self-check, data, the last test's end
-GRADER_MEMORY_GB = 3.0  # the grading process's own resident memory (its children have their own limits)
+GRADER_MEMORY_GB = 3.0  # the grading process's and its workers' resident memory (sandboxed children: their own limits)
 POLL_SECONDS = 0.2  # how often a grading process's time and memory are looked at
 
 
@@ -405,12 +405,50 @@ def grading_limits(environment=None):
     return total + DEADLINE_MARGIN_SECONDS, int(memory_gb * 2**30)
 
 
-def _resident_bytes(pid):
+def _own_bytes(pid):
+    """The proportional resident memory (Pss: a page shared by n processes counts 1/n) of process `pid`,
+    else its resident memory; 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         with open(f"/proc/{pid}/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return 0
+
+
+def _workers(pid):
+    """The grading process's forked workers (HW2_PARALLEL): its direct children running its own command
+    line; not the sandboxed children, which have their own memory limits."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            command = f.read()
+        children = []
+        for task in os.listdir(f"/proc/{pid}/task"):  # a thread's children are listed under that thread
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                children += f.read().split()
+    except OSError:
+        return []
+    found = []
+    for child in children:
+        try:
+            with open(f"/proc/{child}/cmdline", "rb") as f:
+                if f.read() == command:
+                    found.append(int(child))
+        except OSError:
+            pass
+    return found
+
+
+def _resident_bytes(pid):
+    """The memory of grading process `pid` and of its forked workers, which decode and check what the
+    children answer: the sum of their proportional resident memory (forks share their pages)."""
+    return _own_bytes(pid) + sum(_own_bytes(worker) for worker in _workers(pid))
 
 
 def _bounded(process, text, seconds, memory):

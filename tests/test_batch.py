@@ -332,3 +332,40 @@ def test_a_single_grading_stops_past_its_memory_limit(tmp_path):
                           env={**os.environ, "HW2_GRADER_MEMORY_GB": "0.2"})
     assert done.returncode != 0
     assert "more than its limit of 0.2 GB (HW2_GRADER_MEMORY_GB); grading stopped" in done.stderr
+
+
+def test_the_grading_memory_counts_its_forked_workers_and_not_other_children():
+    """The forked workers of a parallel grading decode and check the children's answers: their memory is
+    the grading process's (Pss: shared pages once); a child running another command (the sandboxed
+    child has its own limit) is not."""
+    import os
+    import subprocess as sp
+    import sys
+    import time
+
+    from autograder.batch import _resident_bytes, _workers
+
+    read, write = os.pipe()
+    worker = os.fork()
+    if worker == 0:  # a worker: 200 MB of its own
+        block = bytearray(200 * 2**20)
+        for i in range(0, len(block), 4096):
+            block[i] = 1
+        os.write(write, b"x")
+        time.sleep(30)
+        os._exit(0)
+    other = sp.Popen([sys.executable, "-c", "b = bytearray(200 * 2**20); b[::4096] = b'x' * len(b[::4096]); "
+                                            "import time; time.sleep(30)"])
+    try:
+        os.read(read, 1)
+        time.sleep(1)
+        assert _workers(os.getpid()) == [worker]
+        mine = _resident_bytes(os.getpid())
+        os.kill(worker, 9)
+        os.waitpid(worker, 0)
+        assert mine - _resident_bytes(os.getpid()) > 150 * 2**20
+    finally:
+        other.kill()
+        other.wait()
+        os.close(read)
+        os.close(write)
