@@ -113,7 +113,7 @@ test: data  ## the repository's own tests, all of them (what CI runs; about 27 m
 	$(FEATURES_IF_DATA)
 	$(PY) -m pytest
 
-test-fast: data  ## the tests that neither train nor grade for real (70 s on a shared 2-core machine): while you change code
+test-fast: data  ## the tests that neither train nor grade for real (about 75 s): while you change code
 	$(FEATURES_IF_DATA)
 	$(PY) -m pytest -m "not slow"
 
