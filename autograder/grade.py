@@ -67,14 +67,20 @@ def time_settings(rubric, environ=None):
     settings = dict(rubric.grading, overridden=[])
     for key, variable in OVERRIDES.items():
         if variable in environ:
-            try:
-                settings[key] = float(environ[variable])
-                assert settings[key] > 0
-            except (ValueError, AssertionError):
-                raise RubricError(f"{variable}={environ[variable]!r}: give a positive number of seconds (or a "
-                                  f"multiple, for HW2_TIME_ALLOWANCE), or unset it") from None
+            settings[key] = _positive(environ, variable, float, "a positive number of seconds (or a multiple, for "
+                                                                "HW2_TIME_ALLOWANCE)")
             settings["overridden"].append(key)
     return settings
+
+
+def _positive(environ, variable, convert, what):
+    """`environ[variable]` converted by `convert` (float, int), when positive; else RubricError asking for `what`."""
+    try:
+        value = convert(environ[variable])
+        assert value > 0
+        return value
+    except (ValueError, AssertionError):
+        raise RubricError(f"{variable}={environ[variable]!r}: give {what}, or unset it") from None
 
 
 def test_limits(tests, speed, settings):
@@ -167,6 +173,13 @@ class _Clock:
         return self.end - time.time()
 
 
+def not_tried(file, hung):
+    """The message of a test of `file` not run because an earlier test of the same code timed out (`hung`:
+    {file: (test id, message)}); report.NOT_TRIED reads it back."""
+    return (f"not tried: your code in {file} timed out in test {hung[file][0]}, and this test runs the same code "
+            f"({hung[file][1].splitlines()[0]})")
+
+
 def _run_file(tree, file, tests, limits, floor, clock, hung, on_result, timed_out=None):
     """Run the checks of `tests` (of one student file) here, their probes in one sandboxed child.
     `hung`: {file: (test id, message)} of a timeout of a file's code, whose other tests would wait again.
@@ -177,9 +190,7 @@ def _run_file(tree, file, tests, limits, floor, clock, hung, on_result, timed_ou
     try:
         for test in tests:
             if file in hung:
-                on_result(test.id, FAILED, f"not tried: your code in {file} timed out in test {hung[file][0]}, and "
-                                           f"this test runs the same code ({hung[file][1].splitlines()[0]})", 0.0,
-                          TIMED_OUT)
+                on_result(test.id, FAILED, not_tried(file, hung), 0.0, TIMED_OUT)
                 continue
             if clock.left() < 1:
                 on_result(test.id, FAILED, f"not tried: the grading's total time ({clock.total:.0f} s) was spent "
@@ -214,15 +225,9 @@ def parallel_children(environ=None):
     (os.sched_getaffinity) divided by HW2_JOBS (grade-all's gradings at a time, default 1), at least 1.
     RubricError when HW2_PARALLEL or HW2_JOBS is not a positive whole number."""
     environ = os.environ if environ is None else environ
-    numbers = {}
-    for variable in ("HW2_PARALLEL", "HW2_JOBS"):
-        if variable in environ:
-            try:
-                numbers[variable] = int(environ[variable])
-                assert numbers[variable] > 0
-            except (ValueError, AssertionError):
-                raise RubricError(f"{variable}={environ[variable]!r}: give a positive whole number (of children "
-                                  f"at once, or of gradings at once for HW2_JOBS), or unset it") from None
+    numbers = {variable: _positive(environ, variable, int, "a positive whole number (of children at once, or of "
+                                                           "gradings at once for HW2_JOBS)")
+               for variable in ("HW2_PARALLEL", "HW2_JOBS") if variable in environ}
     if "HW2_PARALLEL" in numbers:
         return numbers["HW2_PARALLEL"]
     return max(1, len(os.sched_getaffinity(0)) // numbers.get("HW2_JOBS", 1))
@@ -340,9 +345,7 @@ def _run_parallel(tree, plan, given, parallel, limits, floor, clock, on_result, 
                 return
             result = ready.pop(test.id)
             if file in hung:
-                result = (test.id, FAILED, f"not tried: your code in {file} timed out in test {hung[file][0]}, and "
-                                           f"this test runs the same code ({hung[file][1].splitlines()[0]})", 0.0,
-                          TIMED_OUT)
+                result = (test.id, FAILED, not_tried(file, hung), 0.0, TIMED_OUT)
             elif test.id in timeouts:
                 hung[file] = (test.id, timeouts[test.id][0])
                 for unit in list(running.values()):  # its other tests, later in the order, cannot count

@@ -41,9 +41,7 @@ def _fake_run_file(script, record):
     def run_file(tree, file, tests, limits, floor, clock, hung, on_result, timed_out=None):
         for test in tests:
             if file in hung:
-                on_result(test.id, FAILED, f"not tried: your code in {file} timed out in test {hung[file][0]}, and "
-                                           f"this test runs the same code ({hung[file][1].splitlines()[0]})", 0.0,
-                          TIMED_OUT)
+                on_result(test.id, FAILED, grade.not_tried(file, hung), 0.0, TIMED_OUT)
                 continue
             seconds, outcome = script[test.id]
             start = time.time()

@@ -34,6 +34,15 @@ def data_missing(what, error, fix):
     return NotRun(f"{what} is not available ({error}). {fix}, then grade again; this test is not charged.")
 
 
+def fails(expectation, *args):
+    """Whether `expectation(*args)` fails (raises CheckFailure): a test's verdict asked by another test."""
+    try:
+        expectation(*args)
+        return False
+    except CheckFailure:
+        return True
+
+
 def check(test_id):
     """Register the decorated function as the check of rubric test `test_id`."""
 
