@@ -22,7 +22,7 @@ SIGTERM) leaves valid files marked incomplete and interrupted.
 
 import difflib
 import os
-import pickle
+import json
 import select
 import signal
 import threading
@@ -249,9 +249,14 @@ class _Unit:
         self.buffer = b""
 
 
+# the errors a worker reports that the grading's callers tell apart (else a RuntimeError naming the type)
+WORKER_ERRORS = {error.__name__: error for error in (sandbox.SandboxError, selfcheck.EnvironmentBroken,
+                                                      thresholds.CalibrationError, RubricError)}
+
+
 def _worker(unit, uid, tree, limits, floor, clock, write_fd):
     """The body of a unit's worker process: grade its tests, each result (and each timeout) sent as a
-    pickled message on `write_fd`; never returns."""
+    JSON message on `write_fd` (data only, as everything that passed near student code); never returns."""
     code = 0
     try:
         interrupt_on_sigterm()
@@ -260,7 +265,7 @@ def _worker(unit, uid, tree, limits, floor, clock, write_fd):
         pipe = os.fdopen(write_fd, "wb")
 
         def send(*message):
-            data = pickle.dumps(message)
+            data = json.dumps(message).encode()
             pipe.write(len(data).to_bytes(8, "big") + data)
             pipe.flush()
 
@@ -271,7 +276,7 @@ def _worker(unit, uid, tree, limits, floor, clock, write_fd):
         code = 3
     except BaseException as error:  # SandboxError and grader bugs: the grading process says it
         try:
-            send("error", error)
+            send("error", type(error).__name__, str(error))
         except Exception:
             traceback.print_exc()
         code = 1
@@ -375,8 +380,9 @@ def _run_parallel(tree, plan, given, parallel, limits, floor, clock, on_result, 
 
     def received(unit, message):
         kind, test_id, *rest = message
-        if kind == "error":
-            raise test_id
+        if kind == "error":  # test_id: the error's type name
+            raise WORKER_ERRORS.get(test_id, RuntimeError)(rest[0] if test_id in WORKER_ERRORS else
+                                                           f"{test_id}: {rest[0]}")
         if unit.dropped is not None or unit.stopped:
             return
         if kind == "timeout":
@@ -446,7 +452,7 @@ def _run_parallel(tree, plan, given, parallel, limits, floor, clock, on_result, 
                 unit.buffer += chunk
                 while len(unit.buffer) >= 8 and len(unit.buffer) >= 8 + int.from_bytes(unit.buffer[:8], "big"):
                     size = int.from_bytes(unit.buffer[:8], "big")
-                    message, unit.buffer = pickle.loads(unit.buffer[8:8 + size]), unit.buffer[8 + size:]
+                    message, unit.buffer = json.loads(unit.buffer[8:8 + size]), unit.buffer[8 + size:]
                     received(unit, message)
     finally:
         for unit in list(running.values()):  # interrupted, or an error: stop the others, wait for them

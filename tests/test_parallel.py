@@ -189,3 +189,21 @@ def test_a_grading_with_a_mistake_and_a_timeout_gives_the_same_results_both_ways
     assert by_id["3.1a-bleu"]["output"].startswith("not tried: your code in decoder.py timed out in test 3.1a-output")
     assert by_id["2.2-equivalence"]["status"] == FAILED and by_id["2.2-architecture"]["status"] == PASSED
     assert by_id["1.1-output-sizes"]["status"] == PASSED
+
+
+def test_a_workers_error_reaches_the_grading_with_its_type(monkeypatch, tmp_path):
+    """A worker reports its error as data (a type name and a message, never an object to rebuild): the errors
+    the grading's callers tell apart keep their type, any other is a RuntimeError naming it."""
+    for error, expected, text in ((sandbox.SandboxError("no uid left"), sandbox.SandboxError, "^no uid left$"),
+                                  (KeyError("x"), RuntimeError, "^KeyError: 'x'$")):
+        def run_file(*args, error=error, **kwargs):
+            raise error
+
+        monkeypatch.setattr(grade, "_run_file", run_file)
+        monkeypatch.setattr(sandbox, "_chosen", [_Layer()])
+        monkeypatch.setattr(sandbox, "extra_uids", lambda n: [70001 + i for i in range(n)])
+        monkeypatch.setattr(sandbox, "clear_uid", lambda uid: None)
+        plan = [("a", [SimpleNamespace(id="a1", training=None)], False)]
+        with pytest.raises(expected, match=text):
+            grade._run_parallel(tmp_path, plan, {}, 2, {"a1": 10.0}, 1.0, grade._Clock(60), lambda *r: None,
+                                lambda line: None)
