@@ -60,26 +60,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     if args.command == "grade":
-        from autograder.grade import grade
-        from autograder.rubric import RubricError
-        from autograder.sandbox import SandboxError
-        from autograder.selfcheck import EnvironmentBroken
-        from autograder.thresholds import CalibrationError
+        from autograder import template
 
-        out = Path(args.out or Path("grades") / Path(args.tree).resolve().name)
-        try:
-            _stop_past_memory_limit()
-            results = grade(args.tree, out, args.only.split(",") if args.only else None,
-                            allow_unsandboxed=args.unsandboxed)
-        except (FileNotFoundError, RubricError, CalibrationError, SandboxError, EnvironmentBroken) as error:
-            sys.exit(f"error: {error}")
-        except KeyboardInterrupt:
-            print(f"\ninterrupted: {out / 'results.json'} holds the tests done so far (marked incomplete); "
-                  f"grade again for the rest", file=sys.stderr)
-            sys.exit(130)
-        print()
-        print(results.summary_table())
-        print(f"Wrote {out / 'results.json'} and {out / 'feedback.md'}")
+        with template.warm_template(args.unsandboxed):  # it imports torch while this process does
+            _grade(args)
     elif args.command == "grade-all":
         from autograder.batch import grade_all
         from autograder.rubric import RubricError
@@ -153,6 +137,30 @@ def main(argv=None):
             similarity(args.submissions, args.out)
         except FileNotFoundError as error:
             sys.exit(f"error: {error}")
+
+
+def _grade(args):
+    """`python -m autograder grade`."""
+    from autograder.grade import grade
+    from autograder.rubric import RubricError
+    from autograder.sandbox import SandboxError
+    from autograder.selfcheck import EnvironmentBroken
+    from autograder.thresholds import CalibrationError
+
+    out = Path(args.out or Path("grades") / Path(args.tree).resolve().name)
+    try:
+        _stop_past_memory_limit()
+        results = grade(args.tree, out, args.only.split(",") if args.only else None,
+                        allow_unsandboxed=args.unsandboxed)
+    except (FileNotFoundError, RubricError, CalibrationError, SandboxError, EnvironmentBroken) as error:
+        sys.exit(f"error: {error}")
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {out / 'results.json'} holds the tests done so far (marked incomplete); "
+              f"grade again for the rest", file=sys.stderr)
+        sys.exit(130)
+    print()
+    print(results.summary_table())
+    print(f"Wrote {out / 'results.json'} and {out / 'feedback.md'}")
 
 
 def _stop_past_memory_limit():

@@ -165,6 +165,10 @@ class ChildGroups:
     def started(self, pid):
         """Nothing to do: the child joined its groups itself."""
 
+    def procs_files(self):
+        """The files a process writes itself into to join the groups (a child forked from the template)."""
+        return [str(folder / "cgroup.procs") for folder in self._unique()]
+
     def cpu_seconds(self):
         """CPU time used by every process that ran in the group so far."""
         try:
@@ -277,6 +281,9 @@ class ProcessTree:
 
     def started(self, pid):
         self.pid = pid
+
+    def procs_files(self):
+        return []
 
     def cpu_seconds(self):
         if self.pid is None:

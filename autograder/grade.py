@@ -34,7 +34,7 @@ import torch
 
 from autograder import rubric as rubric_module
 from autograder.rubric import RubricError
-from autograder import cgroups, sandbox, selfcheck, standins, thresholds
+from autograder import cgroups, sandbox, selfcheck, standins, template, thresholds
 from autograder.checks import GRADER_ERROR, INTERRUPTED, NotRun, all_checks, run_check, seed_everything
 from autograder.child.compare import IMPORT_ERROR, MISSING_FILE, REFUSED_FILE, SYNTAX_ERROR, TIMED_OUT, CheckFailure
 from autograder.isolation import GRACE_SECONDS, WALL_FACTOR, StudentSubmission, capped
@@ -481,10 +481,19 @@ def interrupt_on_sigterm():
 
 def grade(tree, out=None, only=None, log=print, allow_unsandboxed=False, check=None):
     """Grade `tree`; returns the GradingResults (also written to `out` after every test). `check`: the
-    self-check already run by the caller (grade-all runs it once), else it runs here.
+    self-check already run by the caller (grade-all runs it once), else it runs here. Its children are
+    forked from a warm template (isolation.warm_template), started first.
     Raises, before any test and without writing anything: FileNotFoundError (no tree), RubricError,
     CalibrationError, sandbox.SandboxError, selfcheck.EnvironmentBroken. KeyboardInterrupt after
     writing what was done."""
+    with template.warm_template(allow_unsandboxed):
+        # the checks count operations with a dispatch mode, which imports torch's compiler stack on first use:
+        # here, once, while the template starts, rather than in each worker
+        import torch._dynamo  # noqa: F401
+        return _grade(tree, out, only, log, allow_unsandboxed, check)
+
+
+def _grade(tree, out, only, log, allow_unsandboxed, check):
     tree = Path(tree)
     if not tree.is_dir():
         raise FileNotFoundError(f"{tree} is not a folder; give the folder holding {', '.join(GRADED_FILES)}")

@@ -24,6 +24,7 @@ active: autograder/child/confine.py); otherwise grading stops (sandbox.SandboxEr
 than run the reference beside code that could send it away.
 """
 
+import contextlib
 import io
 import os
 import select
@@ -35,7 +36,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from autograder import cgroups, sandbox, standins
+from autograder import cgroups, sandbox, standins, template
+from autograder.sandbox import MEMORY_GB
 from autograder.child import confine
 from autograder.child.compare import (CRASHED, FAILED, OUT_OF_MEMORY, REASONS, TIMED_OUT, UNREADABLE, CheckFailure,
                                       shown)
@@ -51,7 +53,6 @@ TOLERANCE_SECONDS = 1  # of CPU time beyond the limit in an answer (the child's 
 # CPU limit first; one that sleeps waits this long (under a minute and a half at the 20 s floor), and
 # grade-all grades a student again alone when such a timeout happened beside other gradings
 WALL_FACTOR = 3
-MEMORY_GB = float(os.environ.get("HW2_MEMORY_GB", 8))  # the child's address-space limit
 TEXT_LIMIT = 4000  # characters of one message or of what the student's code printed, in the results
 
 
@@ -96,18 +97,56 @@ class StudentProcess:
         layer = sandbox.layer()
         request_read, self.request_fd = os.pipe()
         self.answer_fd, answer_write = os.pipe()
-        argv = [sys.executable, "-m", "autograder.child.runner", str(self.workdir), self.shown_as,
-                str(request_read), str(answer_write)]
-        child, self.standins_path = layer.child(argv, self.workdir, MEMORY_GB, self.standins)
         self.stderr = tempfile.TemporaryFile()
         self.accounting = cgroups.child_groups(layer.uid, MEMORY_GB, sandbox.PROCESSES)
-        self.child = subprocess.Popen(self.accounting.wrap(child.argv), pass_fds=(request_read, answer_write), stdin=subprocess.DEVNULL,
-                                      stdout=subprocess.DEVNULL, stderr=self.stderr, env=child.env, cwd=child.cwd,
-                                      start_new_session=True)
+        try:
+            self.child = self._fork(layer, request_read, answer_write) if template.current() else None
+        except template.TemplateError as error:  # the grading goes on, its children started afresh
+            template.failed(error)
+            self.child = None
+        if self.child is None:
+            argv = [sys.executable, "-m", "autograder.child.runner", str(self.workdir), self.shown_as,
+                    str(request_read), str(answer_write)]
+            child, self.standins_path = layer.child(argv, self.workdir, MEMORY_GB, self.standins)
+            self.child = subprocess.Popen(self.accounting.wrap(child.argv), pass_fds=(request_read, answer_write),
+                                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.stderr,
+                                          env=child.env, cwd=child.cwd, start_new_session=True)
         self.accounting.started(self.child.pid)
         os.close(request_read)
         os.close(answer_write)
         os.set_blocking(self.request_fd, False)  # writes wait in select, with the request's deadline
+
+    def _fork(self, layer, request_read, answer_write):
+        """A ForkedChild from the warm template, in the place `layer` gives it; None where the layer cannot
+        fork one; template.TemplateError."""
+        info_read, info_write = os.pipe()
+        holder = None
+        try:
+            forked = layer.forked(self.workdir, MEMORY_GB, self.standins, info_write)
+            if forked is None:
+                return None
+            forked, self.standins_path = forked
+            sandbox_pid = None
+            if forked.holder is not None:
+                holder = subprocess.Popen(self.accounting.wrap(forked.holder), pass_fds=(info_write,),
+                                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.stderr,
+                                          env={}, cwd="/", start_new_session=True)
+                os.close(info_write)
+                info_write = None
+                sandbox_pid = template.sandbox_pid(info_read, holder)
+            spec = {"uid": forked.uid, "cwd": forked.cwd, "env": forked.env, "namespaces_of": sandbox_pid,
+                    "cgroups": self.accounting.procs_files(), "workdir": str(self.workdir), "shown_as": self.shown_as}
+            pid, reply = template.current().fork(spec, [request_read, answer_write, self.stderr.fileno()])
+            child, holder = template.ForkedChild(pid, reply, holder), None
+            return child
+        finally:
+            os.close(info_read)
+            if info_write is not None:
+                os.close(info_write)
+            if holder is not None:  # (the fork failed)
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(holder.pid, signal.SIGKILL)
+                holder.wait()
 
     def stop(self):
         """Kill the child and every process it started, whatever it is doing (a request left unanswered):
@@ -129,6 +168,8 @@ class StudentProcess:
         except (ProcessLookupError, PermissionError):
             pass
         self.child.wait()
+        if isinstance(self.child, template.ForkedChild):
+            self.child.release()
         self.accounting.close()  # whatever is left in the child's groups
         sandbox.layer().after_child()
         os.close(self.answer_fd)

@@ -55,6 +55,7 @@ SYSTEM = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc"
 HIDDEN = ["/usr/share/datasets"]  # Debian's Fashion-MNIST: the dev labels are in its training file
 STANDINS_MOUNT = "/run/hw2/standins.py"
 TMP_MB = 512
+MEMORY_GB = float(os.environ.get("HW2_MEMORY_GB", 8))  # the child's address-space limit, and its memory group's
 # processes and threads of the child's uid (RLIMIT_NPROC) and of its control group: a grading child
 # peaks at 4 with torch on one thread; a DataLoader with 4 workers adds 16; twice that, rounded
 PROCESSES = 32
@@ -142,6 +143,18 @@ class Child:
     cwd: str
 
 
+@dataclass
+class Forked:
+    """How a child forked from the warm template (autograder/child/template.py) enters its sandbox: the
+    uid it switches to (None: it stays the grader's), its environment and current folder, and the
+    command line of the bubblewrap process whose namespaces it joins (None: none), which writes its
+    sandbox's pid to the descriptor it was given, and "ready" on its output once the sandbox is built."""
+    uid: object
+    env: dict
+    cwd: str
+    holder: list = None
+
+
 class Bubblewrap:
     name = "bubblewrap"
     confines = True  # its child runs nothing unconfined; the stand-ins' child must say it is
@@ -155,22 +168,42 @@ class Bubblewrap:
         who = f"uid {self.uid}" if self.uid is not None else "uid 65534 in a user namespace"
         return f"bubblewrap (namespaces, {who}, no capabilities{confinement_note(self.confinement)})"
 
-    def _wrap(self, argv, env, binds=()):
+    def _wrap(self, argv, env, binds=(), info_fd=None):
+        """bubblewrap's command line running `argv`; with `info_fd`, a holder of the sandbox instead: its
+        command (`argv`) stays the grader's uid without capabilities, and bubblewrap writes the sandbox's
+        pid to `info_fd`."""
         user = [] if self.uid is not None else ["--unshare-user", "--uid", "65534", "--gid", "65534",
                                                 "--cap-drop", "ALL"]
         setenv = [arg for key, value in env.items() for arg in ("--setenv", key, value)]
-        inner = _setpriv(self.uid) if self.uid is not None else []
+        inner = _setpriv(self.uid) if self.uid is not None and info_fd is None else []
+        holder = ["--cap-drop", "ALL", "--info-fd", str(info_fd)] if info_fd is not None and not user else []
         binds = list(binds)
-        return [shutil.which("bwrap"), *_system_binds(), *user, *NAMESPACES, "--clearenv", *setenv,
+        return [shutil.which("bwrap"), *_system_binds(), *user, *NAMESPACES, *holder, "--clearenv", *setenv,
                 "--perms", "1777", "--size", str(TMP_MB * 2**20), "--tmpfs", "/tmp", "--dev", "/dev",
                 "--proc", "/proc", *_parents(binds), *binds, "--chdir", "/tmp", "--", *inner, *argv]
 
-    def child(self, argv, workdir, memory_gb, standins=None):
+    def _binds(self, workdir, standins):
         binds = [arg for path in python_paths() for arg in _bind(path)]
         binds += _bind(str(PACKAGE_INIT)) + _bind(str(CHILD_PACKAGE)) + _bind(str(workdir))
         if standins is not None:
             binds += _bind(str(standins), STANDINS_MOUNT)
-        return Child(self._wrap(argv, child_environment(memory_gb), binds), {}, "/"), STANDINS_MOUNT
+        return binds
+
+    def child(self, argv, workdir, memory_gb, standins=None):
+        return Child(self._wrap(argv, child_environment(memory_gb), self._binds(workdir, standins)), {}, "/"), \
+            STANDINS_MOUNT
+
+    def forked(self, workdir, memory_gb, standins, info_fd):
+        """(Forked, where the child finds the stand-ins), or None: a child forked into a sandbox that
+        bubblewrap holds for it (the same mounts as `child`'s, held by a `sleep` of the grader's uid
+        without capabilities, which the child's uid cannot signal); only as root, where the child
+        switches to a uid of its own (in a user namespace, the template could not join it)."""
+        if self.uid is None:
+            return None
+        holder = self._wrap(["/bin/sh", "-c", "echo ready; exec /bin/sleep infinity"], {"PATH": "/usr/bin:/bin"},
+                            self._binds(workdir, standins), info_fd)
+        environment = dict(child_environment(memory_gb), PWD="/tmp")  # (bubblewrap's --chdir sets PWD)
+        return Forked(self.uid, environment, "/tmp", holder), STANDINS_MOUNT
 
     def check(self):
         """None when this layer runs here, else why not."""
@@ -221,6 +254,11 @@ class UnprivilegedUser:
         env = child_environment(memory_gb, home=str(home))
         return Child([*_setpriv(self.uid), *argv], env, str(home)), (str(where) if where else None)
 
+    def forked(self, workdir, memory_gb, standins, info_fd):
+        """(Forked, where the child finds the stand-ins): the same folder, environment and uid as `child`'s."""
+        child, where = self.child([], workdir, memory_gb, standins)
+        return Forked(self.uid, child.env, child.cwd), where
+
     def check(self):
         if os.geteuid() != 0:
             return "an unprivileged uid needs the grader to run as root"
@@ -268,6 +306,10 @@ class Unsandboxed:
     def child(self, argv, workdir, memory_gb, standins=None):
         env = child_environment(memory_gb, tempfile.gettempdir(), reap=False, confined=False)
         return Child(list(argv), env, str(ROOT)), (str(standins) if standins else None)
+
+    def forked(self, workdir, memory_gb, standins, info_fd):
+        child, where = self.child([], workdir, memory_gb, standins)
+        return Forked(None, child.env, child.cwd), where
 
     def check(self):
         return None

@@ -675,10 +675,11 @@ def selfcheck(student, images, labels, steps, standins=None, use=()):
     so the grader knows that a child of this kind runs, fits its memory limit, and how fast it is
     (in CPU time: how busy the machine is does not count)."""
     correct = load_standins(standins)
-    start = time.process_time()
     torch.manual_seed(0)
     model = correct.CNN(0.3).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    correct.train_batch(images[:8], labels[:8], model, optimizer, nn.NLLLoss())  # torch's lazy imports: not timed
+    start = time.process_time()
     for step in range(steps):
         batch = slice(8 * step, 8 * step + 8)
         correct.train_batch(images[batch], labels[batch], model, optimizer, nn.NLLLoss())

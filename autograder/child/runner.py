@@ -125,6 +125,9 @@ def answer(sub, request, spent=0.0):
 def main(argv=None):
     workdir, shown_as, request_fd, answer_fd = (argv if argv is not None else sys.argv[1:])
     request_fd, answer_fd = int(request_fd), int(answer_fd)
+    global MEMORY_GB, PROCESSES  # (a child forked from the template imported this module before its environment was set)
+    MEMORY_GB = float(os.environ.get("HW2_MEMORY_GB", 8))
+    PROCESSES = int(os.environ.get("HW2_PROCESSES", 32))
     confine()  # no channel out of this process from here on, before any student code (confine.py)
     # one thread: faster than two for these small models, and safe when submissions are graded in parallel
     torch.set_num_threads(int(os.environ.get("HW2_THREADS", 1)))

@@ -1,0 +1,208 @@
+"""The warm template: a process that has imported what a child needs (torch, the probes, what the
+provided files import) and forks each new child, so that a child starts in milliseconds instead of
+importing torch again (a second and a half of CPU time, and another for torch's compiler stack on a
+child's first optimizer step or counted operation; eight children a grading).
+
+    python -m autograder.child.template <control-fd>
+
+Started by the grader (autograder/isolation.py: `Template`) with the children's environment and as
+the grader's own user, on a control socket (a datagram socket: each request is one message). It runs
+no student code and holds nothing of the grader's but its requests, which name no secret. A request
+is JSON with four file descriptors (a reply socket, the child's request pipe to read, its answer pipe
+to write, its stderr):
+
+    {"uid": 64001 or null, "cwd": "/tmp", "env": {...}, "namespaces_of": <pid> or null,
+     "cgroups": [".../cgroup.procs", ...], "workdir": "...", "shown_as": "..."}
+
+For each, the template forks a monitor, which opens the child's control groups, joins the namespaces
+of `namespaces_of` (a process bubblewrap started for this child alone: the sandbox's mounts, its own
+/tmp and /proc, PIDs, network, IPC, hostname; bubblewrap sets them up, nothing here does) and forks the
+child. The child joins its control groups, leaves its session, drops every capability from its
+bounding set, switches to `uid` (no supplementary groups: no capability is left), keeps only its three
+descriptors and the environment given (a fresh import cache, its own temporary folder), and runs
+runner.py's `main`, which confines itself (confine.py) before it reads its first request, as a child
+started afresh does. The monitor says "started <pid>" on the reply socket, then "exited <code>" (a
+negative code: the signal that killed it), or "failed <why>" if the child could not be started.
+"""
+
+import ctypes
+import importlib
+import json
+import os
+import signal
+import socket
+import sys
+import tempfile
+
+from . import runner
+
+PR_SET_PDEATHSIG, PR_CAPBSET_DROP = 1, 24
+NAMESPACES = {"net": 0x40000000, "ipc": 0x08000000, "uts": 0x04000000, "cgroup": 0x02000000, "pid": 0x20000000,
+              "mnt": 0x00020000}  # joined in this order: the mount namespace last, /proc/<pid>/ns is read before
+REQUIRED = ("mnt", "pid", "net", "ipc")  # a sandbox that does not have these of its own is refused
+MESSAGE_BYTES = 1 << 16
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def warm():
+    """Import what a child's probes and the provided files import, and what torch imports on first
+    use (its compiler stack, behind every optimizer step and dispatch mode): a child forked after this
+    pays for none of it."""
+    import nltk.translate.bleu_score  # noqa: F401  (train.py)
+    import numpy  # noqa: F401
+    import torch
+    import torch._dynamo  # noqa: F401
+    import torch.nn.utils.rnn  # noqa: F401
+    import torch.utils.data  # noqa: F401
+    import tqdm  # noqa: F401
+    try:
+        import pyseccomp  # noqa: F401  (confine.py imports it when the child confines itself)
+    except ImportError:
+        pass
+    model = torch.nn.Linear(2, 2)  # the first step and count load their lazy modules (no thread pool yet)
+    torch.optim.Adam(model.parameters()).zero_grad()
+
+
+def _check(result, what):
+    if result != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"{what}: {os.strerror(error)}")
+
+
+def _join_namespaces(pid):
+    """Join the namespaces of process `pid` (see the module's docstring); OSError when one is not its own."""
+    own = {name: os.stat(f"/proc/self/ns/{name}").st_ino for name in NAMESPACES}
+    targets = {}
+    for name in NAMESPACES:
+        path = f"/proc/{pid}/ns/{name}"
+        if os.path.exists(path) and os.stat(path).st_ino != own[name]:
+            targets[name] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    missing = [name for name in REQUIRED if name not in targets]
+    if missing:
+        raise OSError(f"the sandbox of process {pid} has no {', '.join(missing)} namespace of its own")
+    for name, fd in targets.items():
+        _check(_libc.setns(fd, NAMESPACES[name]), f"joining the {name} namespace")
+        os.close(fd)
+
+
+def _drop_privileges(uid):
+    """Switch to `uid` (its own group, no supplementary groups) with an empty capability bounding set."""
+    cap = 0
+    while _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) == 0:
+        cap += 1
+    if cap == 0 or ctypes.get_errno() != 22:  # EINVAL: past the last capability
+        raise OSError(f"could not drop capability {cap} from the bounding set ({os.strerror(ctypes.get_errno())})")
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
+    with open("/proc/self/status") as status:
+        effective = [line.split()[1] for line in status if line.startswith(("CapEff:", "CapPrm:", "CapBnd:"))]
+    if os.getresuid() != (uid,) * 3 or os.getresgid() != (uid,) * 3 or os.getgroups() or set(effective) != {"0" * 16}:
+        raise OSError(f"the switch to uid {uid} left privileges ({effective})")
+
+
+def _child(spec, request_fd, answer_fd, stderr_fd, groups):
+    """The child: enter its place (see the module's docstring), then serve the grader; never returns."""
+    code = 0
+    try:
+        for group in groups:
+            os.write(group, b"0")  # this process
+            os.close(group)
+        os.setsid()
+        os.chdir(spec["cwd"])
+        if spec["uid"] is not None:
+            _drop_privileges(int(spec["uid"]))
+        _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "asking to die with the monitor")
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        os.environ.clear()
+        os.environ.update(spec["env"])
+        tempfile.tempdir = None  # found again from TMPDIR
+        sys.path[0] = spec["cwd"]  # as `python -m` started in this folder has it
+        sys.path_importer_cache.clear()  # the template's view of folders is not this sandbox's
+        importlib.invalidate_caches()
+        null = os.open("/dev/null", os.O_RDWR)
+        for target, fd in ((0, null), (1, null), (2, stderr_fd)):
+            os.dup2(fd, target)
+        keep = sorted({0, 1, 2, request_fd, answer_fd})
+        for low, high in zip([-1, *keep], [*keep, 65536]):
+            if low + 1 < high:  # (an empty range would close every descriptor: Python passes high - 1 on)
+                os.closerange(low + 1, high)
+        runner.main([spec["workdir"], spec["shown_as"], str(request_fd), str(answer_fd)])
+    except SystemExit as stop:
+        if stop.code not in (None, 0):
+            print(stop.code, file=sys.stderr)
+            code = 1
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    finally:
+        try:
+            sys.stderr.flush()
+        except BaseException:
+            pass
+        os._exit(code)
+
+
+def _monitor(spec, fds, control):
+    """Start one child and say when it ended; never returns."""
+    reply, request_fd, answer_fd, stderr_fd = fds
+    reply = socket.socket(fileno=reply)
+    try:
+        control.close()
+        control.close()
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "asking to die with the template")
+        groups = [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in spec["cgroups"]]
+        if spec["namespaces_of"] is not None:
+            _join_namespaces(int(spec["namespaces_of"]))
+        pid = os.fork()
+        if pid == 0:
+            reply.detach()
+            _child(spec, request_fd, answer_fd, stderr_fd, groups)
+        for fd in (request_fd, answer_fd, stderr_fd, *groups):
+            os.close(fd)
+        reply.send(f"started {pid}".encode())
+        _, status = os.waitpid(pid, 0)
+        reply.send(f"exited {os.waitstatus_to_exitcode(status)}".encode())
+    except BaseException as error:
+        try:
+            reply.send(f"failed {type(error).__name__}: {error}".encode()[:MESSAGE_BYTES])
+        except OSError:
+            pass
+        os._exit(1)
+    os._exit(0)
+
+
+def main(control_fd):
+    warm()
+    _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "asking to die with the grader")
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # monitors are reaped by the kernel
+    control = socket.socket(fileno=control_fd)
+    while True:
+        try:
+            message, fds, _, _ = socket.recv_fds(control, MESSAGE_BYTES, 4)
+        except InterruptedError:
+            continue
+        if not message:  # the grader's side closed: the grading is over
+            return
+        if len(fds) != 4:
+            for fd in fds:
+                os.close(fd)
+            continue
+        try:
+            spec = json.loads(message)
+            if os.fork() == 0:
+                _monitor(spec, fds, control)
+        except Exception as error:  # (a fork that failed): the grader hears it on the reply socket
+            try:
+                socket.socket(fileno=os.dup(fds[0])).send(f"failed {type(error).__name__}: {error}".encode())
+            except OSError:
+                pass
+        for fd in fds:
+            os.close(fd)
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]))

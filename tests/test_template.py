@@ -1,0 +1,143 @@
+"""Children forked from the warm template (autograder/template.py, autograder/child/template.py) have
+what a child started afresh has: the same sandbox, uid, capabilities, limits, environment, descriptors,
+files and confinement; a template that fails costs a grading nothing (its children start afresh)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+from autograder import sandbox, template
+from autograder.isolation import StudentProcess
+from tests.conftest import ROOT, SOLUTION
+
+IS_ROOT = os.geteuid() == 0
+
+# a decoder whose step reports what its process sees, as the message of 3.1a-output-shape
+VIEW = r'''
+import json as _json, os as _os, resource as _resource, socket as _socket, sys as _sys
+
+def _view():
+    status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
+    others = []
+    for pid in filter(str.isdigit, _os.listdir("/proc")):
+        if int(pid) != _os.getpid():
+            try:
+                others.append((_os.stat(f"/proc/{pid}").st_uid, open(f"/proc/{pid}/comm").read().strip()))
+            except OSError:
+                others.append(("?", "?"))
+    fds = {}
+    for fd in _os.listdir("/proc/self/fd"):
+        try:
+            kind = _os.readlink(f"/proc/self/fd/{fd}").split(":")[0]
+            kind = "a deleted file" if kind.endswith("(deleted)") else kind
+        except OSError:
+            continue
+        fds[kind] = fds.get(kind, 0) + 1
+    workdir = _os.path.dirname(_os.path.abspath(__file__))
+    return {
+        "ids": [len(set(_os.getresuid() + _os.getresgid())), min(_os.getresuid()) >= 1000, _os.getgroups()],
+        "capabilities": {k: status[k].strip() for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")},
+        "no_new_privs": status["NoNewPrivs"].strip(), "seccomp": status["Seccomp"].strip(),
+        "root": sorted(_os.listdir("/")), "tmp": sorted(n[:7] for n in _os.listdir(_os.environ.get("TMPDIR", "/tmp"))),
+        "solution_visible": _os.path.exists(SOLUTION_FILE), "checks_visible": _os.path.exists(CHECKS_FILE),
+        "others": sorted(others), "fds": fds, "environment": dict(_os.environ),
+        "path": [p.replace(workdir, "<workdir>") for p in _sys.path], "cwd": _os.getcwd()[:12],
+        "limits": [_resource.getrlimit(getattr(_resource, n)) for n in ("RLIMIT_AS", "RLIMIT_NPROC", "RLIMIT_NOFILE",
+                                                                      "RLIMIT_FSIZE", "RLIMIT_CORE")],
+        "hostname": _socket.gethostname(), "cgroup": open("/proc/self/cgroup").read().count("hw2-"),
+    }
+'''
+
+
+def _view_of_child(tmp_path, name, environment):
+    """What a decoder's step sees in the child that runs it (3.1a-output-shape's message)."""
+    tree = tmp_path / name
+    tree.mkdir()
+    for file in ("h2-q2.py", "decoder.py", "decoder_with_attention.py"):
+        shutil.copy(SOLUTION / file, tree / file)
+    text = (tree / "decoder.py").read_text()
+    anchor = "        embeddings = self.embedding(word)  # (batch, embed_dim)\n"
+    assert anchor in text
+    text = text.replace(anchor, "        raise RuntimeError('VIEW' + _json.dumps(_view()) + 'END')\n" + anchor)
+    paths = f"SOLUTION_FILE = {str(SOLUTION / 'decoder.py')!r}\nCHECKS_FILE = {str(ROOT / 'autograder' / 'checks' / 'q3.py')!r}\n"
+    (tree / "decoder.py").write_text(paths + VIEW + text)
+    done = subprocess.run([sys.executable, "-m", "autograder", "grade", str(tree), "--out", str(tmp_path / f"{name}-out"),
+                           "--only", "3.1a-output-shape"], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, **environment))
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads((tmp_path / f"{name}-out" / "results.json").read_text())
+    output = results["tests"][0]["output"]
+    assert "VIEW" in output, output
+    return json.loads(output.split("VIEW", 1)[1].split("END", 1)[0])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not IS_ROOT, reason="the template forks children where the grader runs as root (or unsandboxed)")
+def test_a_forked_child_sees_what_a_child_started_afresh_sees(tmp_path):
+    """The same uid, groups, (no) capabilities, no_new_privs and seccomp filter, root folder, /tmp, hidden
+    files, descriptors, environment, import path, limits, hostname and control groups; the only other
+    process it may see beside bubblewrap's is the holder of its sandbox (root's, without capabilities)."""
+    fresh = _view_of_child(tmp_path, "fresh", {"HW2_TEMPLATE": "0"})
+    forked = _view_of_child(tmp_path, "forked", {})
+    fresh_others, forked_others = fresh.pop("others"), forked.pop("others")
+    assert forked["environment"] == fresh["environment"]
+    assert forked == fresh
+    assert set(map(tuple, forked_others)) - set(map(tuple, fresh_others)) <= {(0, "sleep")}, (forked_others,
+                                                                                            fresh_others)
+    assert fresh["capabilities"]["CapEff"] == fresh["capabilities"]["CapBnd"] == "0" * 16
+    assert not forked["solution_visible"] and not forked["checks_visible"] and forked["seccomp"] == "2"
+
+
+def test_the_template_holds_only_the_child_package():
+    """What the template imported (and every forked child inherits) is the child's own package and
+    libraries: nothing private of the grader's (checks, thresholds, calibration, the reference)."""
+    code = ("import sys, autograder.child.template as t; t.warm(); "
+            "print(sorted(m for m in sys.modules if m.startswith(('autograder', 'solution', 'tests'))))")
+    done = subprocess.run([sys.executable, "-c", code], cwd="/", capture_output=True, text=True, timeout=300,
+                          env=sandbox.child_environment(1))
+    assert done.returncode == 0, done.stderr[-2000:]
+    modules = eval(done.stdout.strip())
+    assert modules and all(m == "autograder" or m.startswith("autograder.child") for m in modules), modules
+
+
+def _answer(process):
+    """(how the child says it is confined, whether it was forked from the template)."""
+    try:
+        value = process.request("confinement", {}, 60, 60)["value"]
+        return value, isinstance(process.child, template.ForkedChild)
+    finally:
+        process.close()
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="the template forks children where the grader runs as root")
+def test_a_template_that_died_costs_nothing_its_children_start_afresh(capfd):
+    with tempfile.TemporaryDirectory() as folder, template.warm_template():
+        warm = template.current()
+        confined, forked = _answer(StudentProcess(folder, folder))
+        assert confined["seccomp"] and forked
+        warm.process.kill()
+        warm.process.wait()
+        confined, forked = _answer(StudentProcess(folder, folder))
+        assert confined["seccomp"] and not forked  # started afresh
+        assert template.current() is None
+    assert "warm template failed" in capfd.readouterr().err
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="the template forks children where the grader runs as root")
+def test_a_child_is_forked_only_into_a_sandbox_of_its_own():
+    """A request naming a process that has no namespaces of its own (the grader's) is refused by the
+    template's monitor: a child never runs student code in the grader's namespaces by mistake."""
+    with template.warm_template():
+        warm = template.current()
+        reads, writes = os.pipe()
+        spec = {"uid": 64999, "cwd": "/tmp", "env": {}, "namespaces_of": os.getpid(), "cgroups": [],
+                "workdir": "/nonexistent", "shown_as": "x"}
+        with pytest.raises(template.TemplateError, match="no mnt, pid, net, ipc namespace of its own"):
+            warm.fork(spec, [reads, writes, sys.stderr.fileno()])
+        os.close(reads)
+        os.close(writes)
