@@ -126,17 +126,22 @@ class StudentProcess:
             if forked is None:
                 return None
             forked, self.standins_path = forked
-            sandbox_pid = None
+            namespaces, fds = None, [request_read, answer_write, self.stderr.fileno()]
             if forked.holder is not None:
                 holder = subprocess.Popen(self.accounting.wrap(forked.holder), pass_fds=(info_write,),
                                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.stderr,
                                           env={}, cwd="/", start_new_session=True)
                 os.close(info_write)
                 info_write = None
-                sandbox_pid = template.sandbox_pid(info_read, holder)
-            spec = {"uid": forked.uid, "cwd": forked.cwd, "env": forked.env, "namespaces_of": sandbox_pid,
+                namespaces, pidfd = template.sandbox_of(info_read, holder)
+                fds.append(pidfd)
+            spec = {"uid": forked.uid, "cwd": forked.cwd, "env": forked.env, "sandbox": namespaces,
                     "cgroups": self.accounting.procs_files(), "workdir": str(self.workdir), "shown_as": self.shown_as}
-            pid, reply = template.current().fork(spec, [request_read, answer_write, self.stderr.fileno()])
+            try:
+                pid, reply = template.current().fork(spec, fds)
+            finally:
+                if len(fds) > 3:
+                    os.close(fds[3])
             child, holder = template.ForkedChild(pid, reply, holder), None
             return child
         finally:

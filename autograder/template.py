@@ -151,9 +151,10 @@ class ForkedChild:
         self.reply.close()
 
 
-def sandbox_pid(info_read, holder):
-    """The pid of the sandbox bubblewrap made (the JSON it writes on `info_read`: "child-pid"), once the
-    sandbox is built (its command said "ready"); TemplateError."""
+def sandbox_of(info_read, holder):
+    """({"mnt", "pid", "net": inode} of the sandbox bubblewrap built for a child, a pidfd of its process),
+    from the JSON bubblewrap writes on `info_read`, once the sandbox is built (its command said "ready");
+    TemplateError."""
     deadline = time.time() + Template.START_SECONDS
 
     def read_all(fd, done):
@@ -169,9 +170,17 @@ def sandbox_pid(info_read, holder):
 
     def parsed(text):
         with contextlib.suppress(ValueError, KeyError, TypeError):
-            return int(json.loads(text)["child-pid"])
+            info = json.loads(text)
+            return int(info["child-pid"]), {name: int(info[f"{name}-namespace"]) for name in ("mnt", "pid", "net")}
 
-    pid = parsed(read_all(info_read, parsed))
+    pid, namespaces = parsed(read_all(info_read, parsed))
     read_all(holder.stdout.fileno(), lambda text: text == b"ready\n")
     holder.stdout.close()
-    return pid
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError as error:
+        raise TemplateError(f"the child's sandbox is gone ({error})") from None
+    if holder.poll() is not None:  # (then the pid may be another process's)
+        os.close(pidfd)
+        raise TemplateError(f"the child's sandbox is gone (exit code {holder.poll()})")
+    return namespaces, pidfd

@@ -1,17 +1,19 @@
-"""Benchmark: wall time of whole gradings of `solution/` and of the skeleton `assignment/`, each graded
-one child at a time in the sequential order (`--sequential`: HW2_PARALLEL=1) and with the children of
-one grading at once (the default, HW2_PARALLEL: the CPUs over grade-all's jobs), side by side in one run;
-with `--whole TREE`, one grading of TREE with its peak memories; with `--by-question`, solution/ one
-question at a time.
+"""Benchmark: wall time of whole gradings of `solution/` and of the skeleton `assignment/`, side by side
+in one run, graded three ways: one child at a time in the sequential order, each child started afresh
+(`--sequential`: HW2_PARALLEL=1, HW2_TEMPLATE=0, the grader before children ran at once and were
+forked); the children of one grading at once, started afresh (`--fresh`); and as the grader grades (at
+once, forked from the warm template: autograder/template.py). With `--whole TREE`, one grading of TREE
+with its peak memories; with `--by-question`, solution/ one question at a time.
 
     make bench-grade
     .venv/bin/python -m experiments.bench_grade --whole assignment [--sequential]
 
 Peaks, sampled from /proc every 0.2 s, of proportional set sizes (Pss: the pages that forks share counted
 once): grader_MB, the grading process and its worker processes together; children_MB, the grading children
-(autograder.child.runner processes) together; child_MB, the largest child process. Their sum is what a
-grading needs of the machine's memory (Gradescope: 4 GB).
-Target: solution/ within 30 s, the skeleton within 15 s on 2 cores. Last line: `speedup: N.Nx` (solution/).
+together (autograder.child.runner processes, or the warm template and the children it forked); child_MB,
+the largest child process. Their sum is what a grading needs of the machine's memory (Gradescope: 4 GB).
+Target: solution/ within 30 s, the skeleton within 15 s on 2 cores. Last line: `speedup: N.Nx` (solution/,
+as graded against the sequential order).
 """
 
 import argparse
@@ -56,13 +58,14 @@ def _watch(peak):
                 above = parents[above]
             if above != me:
                 continue
-            if b"autograder.child.runner" in argv and not argv[0].endswith(b"bwrap"):
+            forked = b"autograder.child.template" in argv  # the template, its monitors and their children
+            if (b"autograder.child.runner" in argv and not argv[0].endswith(b"bwrap")) or forked:
                 children.append(_resident_mb(pid, "Pss", "smaps_rollup"))
             elif parents[pid] == me and b"experiments.bench_grade" in argv:  # a worker: a fork of this process
                 grader += _resident_mb(pid, "Pss", "smaps_rollup")
         peak["grader_MB"] = max(peak["grader_MB"], grader)
         peak["children_MB"] = max(peak["children_MB"], sum(children))
-        peak["child_MB"] = max(peak["child_MB"], max(children, default=0))
+        peak["child_MB"] = max(peak["child_MB"], max(children, default=0))  # (forked: the template's, if larger)
         time.sleep(0.2)
 
 
@@ -77,9 +80,12 @@ def whole(tree):
                       "max": results.max_score, "wall_s": round(wall, 1), **peak}))
 
 
-def whole_in_process(tree, sequential):
-    """`whole(tree)` in a fresh process (one child at a time with `sequential`): its printed dict."""
-    env = dict(os.environ, **({"HW2_PARALLEL": "1"} if sequential else {}))
+MODES = {"sequential": {"HW2_PARALLEL": "1", "HW2_TEMPLATE": "0"}, "fresh": {"HW2_TEMPLATE": "0"}, "graded": {}}
+
+
+def whole_in_process(tree, mode):
+    """`whole(tree)` in a fresh process, graded the way `mode` (of MODES) says: its printed dict."""
+    env = dict(os.environ, **MODES[mode])
     found = subprocess.run([sys.executable, "-m", "experiments.bench_grade", "--whole", tree], env=env,
                            capture_output=True, text=True, check=True)
     return json.loads(found.stdout.strip().splitlines()[-1])
@@ -100,12 +106,14 @@ def by_question():
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--whole", metavar="TREE", help="one grading of TREE, with peak memory")
-    parser.add_argument("--sequential", action="store_true", help="one child at a time (HW2_PARALLEL=1)")
+    parser.add_argument("--sequential", action="store_true", help="one child at a time, each started afresh "
+                                                                  "(HW2_PARALLEL=1, HW2_TEMPLATE=0)")
+    parser.add_argument("--fresh", action="store_true", help="children started afresh (HW2_TEMPLATE=0)")
     parser.add_argument("--by-question", action="store_true", help="solution/, one question at a time")
     parser.add_argument("--trees", default="assignment,solution", help="the trees of the side-by-side run")
     args = parser.parse_args()
-    if args.sequential:
-        os.environ["HW2_PARALLEL"] = "1"
+    if args.sequential or args.fresh:
+        os.environ.update(MODES["sequential" if args.sequential else "fresh"])
     if args.whole:
         return whole(args.whole)
     if args.by_question:
@@ -113,15 +121,16 @@ def main():
     speedup = None
     for tree in args.trees.split(","):
         runs = {}
-        for mode in ("sequential", "parallel"):
-            runs[mode] = found = whole_in_process(tree, mode == "sequential")
+        for mode in MODES:
+            runs[mode] = found = whole_in_process(tree, mode)
             print(f"{tree:11s} {mode:10s} ({found['parallel']} at once): {found['wall_s']:6.1f} s  score "
                   f"{found['score']:g}/{found['max']:g}  peaks: grader {found['grader_MB']} MB, children "
                   f"{found['children_MB']} MB (largest {found['child_MB']} MB)", flush=True)
-        if runs["sequential"]["score"] != runs["parallel"]["score"]:
-            print(f"{tree}: the scores differ between the two orders", flush=True)
-        speedup = runs["sequential"]["wall_s"] / runs["parallel"]["wall_s"]
-        print(f"{tree:11s} speedup: {speedup:.1f}x", flush=True)
+        if len({run["score"] for run in runs.values()}) > 1:
+            print(f"{tree}: the scores differ between the ways of grading", flush=True)
+        speedup = runs["sequential"]["wall_s"] / runs["graded"]["wall_s"]
+        print(f"{tree:11s} speedup: {speedup:.1f}x (children at once: "
+              f"{runs['sequential']['wall_s'] / runs['fresh']['wall_s']:.1f}x; forked too: {speedup:.1f}x)", flush=True)
     print(f"speedup: {speedup:.1f}x")
 
 

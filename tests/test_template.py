@@ -129,15 +129,22 @@ def test_a_template_that_died_costs_nothing_its_children_start_afresh(capfd):
 
 
 @pytest.mark.skipif(not IS_ROOT, reason="the template forks children where the grader runs as root")
-def test_a_child_is_forked_only_into_a_sandbox_of_its_own():
-    """A request naming a process that has no namespaces of its own (the grader's) is refused by the
-    template's monitor: a child never runs student code in the grader's namespaces by mistake."""
+@pytest.mark.parametrize("claimed", ["the grader's", "another"])
+def test_a_child_is_forked_only_into_the_sandbox_bubblewrap_reported(claimed):
+    """A request whose sandbox is the grader's own process (its namespaces), or whose namespaces are not
+    those the process has, is refused by the template's monitor: student code never runs in the grader's
+    namespaces, nor in a sandbox other than the one bubblewrap built for it."""
+    def inode(name):
+        return int(os.readlink(f"/proc/self/ns/{name}").split("[")[1].rstrip("]"))
+
+    namespaces = {name: inode(name) + (0 if claimed == "the grader's" else 1) for name in ("mnt", "pid", "net")}
     with template.warm_template():
-        warm = template.current()
         reads, writes = os.pipe()
-        spec = {"uid": 64999, "cwd": "/tmp", "env": {}, "namespaces_of": os.getpid(), "cgroups": [],
-                "workdir": "/nonexistent", "shown_as": "x"}
-        with pytest.raises(template.TemplateError, match="no mnt, pid, net, ipc namespace of its own"):
-            warm.fork(spec, [reads, writes, sys.stderr.fileno()])
-        os.close(reads)
-        os.close(writes)
+        spec = {"uid": 64999, "cwd": "/tmp", "env": {}, "sandbox": namespaces, "cgroups": [], "workdir": "/nonexistent",
+                "shown_as": "x"}
+        expected = "shares a namespace with the grader" if claimed == "the grader's" else "not the sandbox's"
+        pidfd = os.pidfd_open(os.getpid())
+        with pytest.raises(template.TemplateError, match=expected):
+            template.current().fork(spec, [reads, writes, sys.stderr.fileno(), pidfd])
+        for fd in (reads, writes, pidfd):
+            os.close(fd)

@@ -9,15 +9,16 @@ Started by the grader (autograder/isolation.py: `Template`) with the children's 
 the grader's own user, on a control socket (a datagram socket: each request is one message). It runs
 no student code and holds nothing of the grader's but its requests, which name no secret. A request
 is JSON with four file descriptors (a reply socket, the child's request pipe to read, its answer pipe
-to write, its stderr):
+to write, its stderr) and, with "sandbox", a fifth: a pidfd of the process bubblewrap started for this
+child alone, whose namespaces "sandbox" lists as bubblewrap reported them:
 
-    {"uid": 64001 or null, "cwd": "/tmp", "env": {...}, "namespaces_of": <pid> or null,
-     "cgroups": [".../cgroup.procs", ...], "workdir": "...", "shown_as": "..."}
+    {"uid": 64001 or null, "cwd": "/tmp", "env": {...}, "sandbox": {"mnt": inode, "pid": inode,
+     "net": inode} or null, "cgroups": [".../cgroup.procs", ...], "workdir": "...", "shown_as": "..."}
 
-For each, the template forks a monitor, which opens the child's control groups, joins the namespaces
-of `namespaces_of` (a process bubblewrap started for this child alone: the sandbox's mounts, its own
-/tmp and /proc, PIDs, network, IPC, hostname; bubblewrap sets them up, nothing here does) and forks the
-child. The child joins its control groups, leaves its session, drops every capability from its
+For each, the template forks a monitor, which opens the child's control groups, joins the sandbox's
+namespaces (its mounts, its own /tmp and /proc, PIDs, network, IPC, hostname: bubblewrap built them,
+nothing here mounts anything; they are checked to be those bubblewrap reported, none the grader's) and
+forks the child. The child joins its control groups, leaves its session, drops every capability from its
 bounding set, switches to `uid` (no supplementary groups: no capability is left), keeps only its three
 descriptors and the environment given (a fresh import cache, its own temporary folder), and runs
 runner.py's `main`, which confines itself (confine.py) before it reads its first request, as a child
@@ -37,9 +38,10 @@ import tempfile
 from . import runner
 
 PR_SET_PDEATHSIG, PR_CAPBSET_DROP = 1, 24
-NAMESPACES = {"net": 0x40000000, "ipc": 0x08000000, "uts": 0x04000000, "cgroup": 0x02000000, "pid": 0x20000000,
-              "mnt": 0x00020000}  # joined in this order: the mount namespace last, /proc/<pid>/ns is read before
-REQUIRED = ("mnt", "pid", "net", "ipc")  # a sandbox that does not have these of its own is refused
+# the namespaces a child joins, at once (setns on a pidfd): network, IPC, hostname, control groups, PIDs (its
+# children's), mounts
+JOINED = 0x40000000 | 0x08000000 | 0x04000000 | 0x02000000 | 0x20000000 | 0x00020000
+SANDBOX_NAMESPACES = ("mnt", "pid", "net")  # which bubblewrap reports, each checked before and after joining
 MESSAGE_BYTES = 1 << 16
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -69,20 +71,26 @@ def _check(result, what):
         raise OSError(error, f"{what}: {os.strerror(error)}")
 
 
-def _join_namespaces(pid):
-    """Join the namespaces of process `pid` (see the module's docstring); OSError when one is not its own."""
-    own = {name: os.stat(f"/proc/self/ns/{name}").st_ino for name in NAMESPACES}
-    targets = {}
-    for name in NAMESPACES:
-        path = f"/proc/{pid}/ns/{name}"
-        if os.path.exists(path) and os.stat(path).st_ino != own[name]:
-            targets[name] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    missing = [name for name in REQUIRED if name not in targets]
-    if missing:
-        raise OSError(f"the sandbox of process {pid} has no {', '.join(missing)} namespace of its own")
-    for name, fd in targets.items():
-        _check(_libc.setns(fd, NAMESPACES[name]), f"joining the {name} namespace")
-        os.close(fd)
+def _join_sandbox(pidfd, expected):
+    """Join the namespaces of the process `pidfd` refers to (bubblewrap's sandbox, which reported the
+    namespaces `expected`: {"mnt": inode, "pid": inode, "net": inode}); OSError when they are not
+    those, or are this process's own (a sandbox that is not one)."""
+    own = os.open("/proc/self/ns", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # (readable after the mount change)
+
+    def inode(name):
+        return int(os.readlink(name, dir_fd=own).split("[", 1)[1].rstrip("]"))
+
+    try:
+        mine = {name: inode(name) for name in SANDBOX_NAMESPACES}
+        if any(mine[name] == int(expected[name]) for name in SANDBOX_NAMESPACES):
+            raise OSError("the child's sandbox shares a namespace with the grader")
+        _check(_libc.setns(pidfd, JOINED), "joining the sandbox's namespaces")
+        joined = {name: inode("pid_for_children" if name == "pid" else name) for name in SANDBOX_NAMESPACES}
+        if joined != {name: int(expected[name]) for name in SANDBOX_NAMESPACES}:
+            raise OSError(f"the namespaces joined are not the sandbox's ({joined}, not {expected})")
+    finally:
+        os.close(own)
+        os.close(pidfd)
 
 
 def _drop_privileges(uid):
@@ -96,7 +104,7 @@ def _drop_privileges(uid):
     os.setresgid(uid, uid, uid)
     os.setresuid(uid, uid, uid)
     with open("/proc/self/status") as status:
-        effective = [line.split()[1] for line in status if line.startswith(("CapEff:", "CapPrm:", "CapBnd:"))]
+        effective = [line.split()[1] for line in status if line.startswith(("CapEff:", "CapPrm:", "CapBnd:", "CapAmb:"))]
     if os.getresuid() != (uid,) * 3 or os.getresgid() != (uid,) * 3 or os.getgroups() or set(effective) != {"0" * 16}:
         raise OSError(f"the switch to uid {uid} left privileges ({effective})")
 
@@ -147,7 +155,7 @@ def _child(spec, request_fd, answer_fd, stderr_fd, groups):
 
 def _monitor(spec, fds, control):
     """Start one child and say when it ended; never returns."""
-    reply, request_fd, answer_fd, stderr_fd = fds
+    reply, request_fd, answer_fd, stderr_fd, *sandbox = fds
     reply = socket.socket(fileno=reply)
     try:
         control.close()
@@ -155,8 +163,12 @@ def _monitor(spec, fds, control):
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "asking to die with the template")
         groups = [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in spec["cgroups"]]
-        if spec["namespaces_of"] is not None:
-            _join_namespaces(int(spec["namespaces_of"]))
+        if spec["sandbox"] is not None:
+            if len(sandbox) != 1:
+                raise OSError("no descriptor of the child's sandbox was given")
+            _join_sandbox(sandbox[0], spec["sandbox"])
+        elif sandbox:
+            os.close(sandbox[0])
         pid = os.fork()
         if pid == 0:
             reply.detach()
@@ -182,12 +194,12 @@ def main(control_fd):
     control = socket.socket(fileno=control_fd)
     while True:
         try:
-            message, fds, _, _ = socket.recv_fds(control, MESSAGE_BYTES, 4)
+            message, fds, _, _ = socket.recv_fds(control, MESSAGE_BYTES, 5)
         except InterruptedError:
             continue
         if not message:  # the grader's side closed: the grading is over
             return
-        if len(fds) != 4:
+        if len(fds) not in (4, 5):
             for fd in fds:
                 os.close(fd)
             continue
