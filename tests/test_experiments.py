@@ -52,12 +52,18 @@ def _notebook_only(tmp_path):
 
 
 @pytest.mark.slow
-def test_bench_grade_times_one_whole_grading(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "experiments.bench_grade", "--whole", str(_notebook_only(tmp_path))],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+def test_bench_grade_compares_the_three_ways_of_grading_side_by_side(tmp_path):
+    """The sequential order with children started afresh, children at once, forked children: each a whole
+    grading (`--whole` in a process of its own, with its peaks), the same score, and the speedup line."""
+    tree = _notebook_only(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "experiments.bench_grade", "--trees", str(tree)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    measured = json.loads(done.stdout.strip().splitlines()[-1])
-    assert measured["score"] == 0 and measured["max"] == 100 and measured["wall_s"] > 0
+    lines = done.stdout.strip().splitlines()
+    for mode in ("sequential", "fresh", "graded"):
+        assert any(re.search(rf"{mode} +\(\d+ at once\): +{NUMBER} s  score 0/100", line) for line in lines), done.stdout
+    assert "differ" not in done.stdout
+    assert re.fullmatch(rf"speedup: {NUMBER}x", lines[-1]), done.stdout
 
 
 @pytest.mark.slow
