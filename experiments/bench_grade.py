@@ -40,6 +40,13 @@ def _resident_mb(pid, field="VmRSS", where="status"):
     return 0
 
 
+def _name(pid):
+    try:
+        return open(f"/proc/{pid}/comm").read().strip()
+    except OSError:
+        return ""
+
+
 def _watch(peak):
     """Record the peaks (MB) of this grading process with its workers, and of its grading children."""
     me = str(os.getpid())
@@ -51,7 +58,7 @@ def _watch(peak):
                 parents[pid] = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1]
             except OSError:
                 continue
-        grader, children = _resident_mb(me, "Pss", "smaps_rollup"), []
+        grader, children, largest = _resident_mb(me, "Pss", "smaps_rollup"), [], 0
         for pid, argv in argvs.items():
             above = parents[pid]
             while above in parents and above != me:  # only this grading's (the machine may run others)
@@ -61,11 +68,13 @@ def _watch(peak):
             forked = b"autograder.child.template" in argv  # the template, its monitors and their children
             if (b"autograder.child.runner" in argv and not argv[0].endswith(b"bwrap")) or forked:
                 children.append(_resident_mb(pid, "Pss", "smaps_rollup"))
+                if not forked or _name(pid) == "hw2-child":  # (not the template or a monitor)
+                    largest = max(largest, children[-1])
             elif parents[pid] == me and b"experiments.bench_grade" in argv:  # a worker: a fork of this process
                 grader += _resident_mb(pid, "Pss", "smaps_rollup")
         peak["grader_MB"] = max(peak["grader_MB"], grader)
         peak["children_MB"] = max(peak["children_MB"], sum(children))
-        peak["child_MB"] = max(peak["child_MB"], max(children, default=0))  # (forked: the template's, if larger)
+        peak["child_MB"] = max(peak["child_MB"], largest)
         time.sleep(0.2)
 
 

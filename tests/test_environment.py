@@ -80,15 +80,17 @@ def _descendants(pid):
 
 
 def _runners(pids):
-    """Those of `pids` still running a grading child (autograder.child.runner), not a zombie."""
+    """Those of `pids` still running a grading child (autograder.child.runner, or a child forked from the
+    warm template: hw2-child), not a zombie."""
     alive = []
     for pid in pids:
         try:
             command = open(f"/proc/{pid}/cmdline", "rb").read()
+            name = open(f"/proc/{pid}/comm", "rb").read().strip()
             state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if b"autograder.child.runner" in command and state != "Z":
+        if (b"autograder.child.runner" in command or name == b"hw2-child") and state != "Z":
             alive.append(pid)
     return alive
 
