@@ -162,7 +162,6 @@ def _monitor(spec, fds, control):
     reply = socket.socket(fileno=reply)
     try:
         control.close()
-        control.close()
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "asking to die with the template")
         groups = [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in spec["cgroups"]]
