@@ -47,6 +47,8 @@ def _view():
         "solution_visible": _os.path.exists(SOLUTION_FILE), "checks_visible": _os.path.exists(CHECKS_FILE),
         "others": sorted(others), "fds": fds, "environment": dict(_os.environ),
         "path": [p.replace(workdir, "<workdir>") for p in _sys.path], "cwd": _os.getcwd()[:12],
+        "argv": [_os.path.basename(_sys.argv[0]), len(_sys.argv)] + [_os.readlink(f"/proc/self/fd/{a}").split(":")[0]
+                                                                   for a in _sys.argv[3:]],
         "limits": [_resource.getrlimit(getattr(_resource, n)) for n in ("RLIMIT_AS", "RLIMIT_NPROC", "RLIMIT_NOFILE",
                                                                       "RLIMIT_FSIZE", "RLIMIT_CORE")],
         "hostname": _socket.gethostname(), "cgroup": open("/proc/self/cgroup").read().count("hw2-"),

@@ -138,7 +138,8 @@ def _child(spec, request_fd, answer_fd, stderr_fd, groups):
         for low, high in zip([-1, *keep], [*keep, 65536]):
             if low + 1 < high:  # (an empty range would close every descriptor: Python passes high - 1 on)
                 os.closerange(low + 1, high)
-        runner.main([spec["workdir"], spec["shown_as"], str(request_fd), str(answer_fd)])
+        sys.argv = [runner.__file__, spec["workdir"], spec["shown_as"], str(request_fd), str(answer_fd)]  # (as started)
+        runner.main(sys.argv[1:])
     except SystemExit as stop:
         if stop.code not in (None, 0):
             print(stop.code, file=sys.stderr)
