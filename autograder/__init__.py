@@ -6,6 +6,7 @@
                  the probes (the only code that calls the student's functions), comparisons
     sandbox      the layer the child runs in: bubblewrap, or an unprivileged uid; never root
     isolation    the grader's side: a child per student file, deadlines, bounded answers
+    template     the warm template children are forked from (child/template.py: the forking side)
     standins     correct definitions (from the solution) for a training test's wrong parts
     checks/      one check per rubric test (q1.py, q2.py, q3.py): inputs, reference,
                  comparison (child/compare.py's got/expected messages), in the grading process
