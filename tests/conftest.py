@@ -95,6 +95,23 @@ def grade_cli(tree, out, *extra, env=None):
     return json.loads((out / "results.json").read_text()), result.stdout
 
 
+def selected_tests(request, *names):
+    """Those of `names` (test functions of the requesting module) that this session runs (-k, -m)."""
+    chosen = {item.originalname for item in request.session.items if item.module is request.module}
+    return [name for name in names if name in chosen]
+
+
+def graded_two_at_a_time(gradings):
+    """{key: grade_cli's (results, stdout)} of `gradings` ({key: (tree, out, [extra arguments], env or None)}), run
+    two at a time: a small grading keeps about one core busy (its children run one after another)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        futures = {key: pool.submit(grade_cli, tree, out, *extra, env=env)
+                   for key, (tree, out, extra, env) in gradings.items()}
+        return {key: future.result() for key, future in futures.items()}
+
+
 def make_tree(tmp_path, changes=(), file=None, name="student"):
     """A copy of the reference's graded files in tmp_path/name, with `changes` ((old, new) pairs,
     each old text occurring once) made to `file`."""

@@ -3,6 +3,7 @@ skeleton gets zero and still completes, every plausible wrong submission loses p
 should, broken submissions and missing data are reported as such."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -10,7 +11,8 @@ import pytest
 
 from autograder import rubric as rubric_module
 from autograder.checks import all_checks
-from tests.conftest import ASSIGNMENT, ROOT, SOLUTION, autograder_outcome, grade_cli, make_tree
+from tests.conftest import (ASSIGNMENT, ROOT, SOLUTION, autograder_outcome, graded_two_at_a_time, make_tree,
+                            selected_tests)
 from tests.wrong_submissions import WRONG_SUBMISSIONS
 
 
@@ -116,14 +118,53 @@ def test_skeleton_scores_zero_with_not_implemented_messages(graded_skeleton):
             assert "not implemented yet" in test["output"], test
 
 
-@pytest.mark.slow
-def test_broken_submission_is_graded_to_completion(tmp_path):
+# 3.1b without its training test: that it keeps its points is what matters, not that it learns
+UNTRAINED_3_1B = [t.id for t in rubric_module.load().select(["3.1b"]) if t.id != "3.1b-bleu"]
+
+
+def _broken(tmp_path):
     tree = make_tree(tmp_path)
     (tree / "decoder.py").write_text("def broken(:\n")
     (tree / "h2-q2.py").unlink()
-    # 3.1b without its training test: that it keeps its points is what matters, not that it learns
-    untrained = [t.id for t in rubric_module.load().select(["3.1b"]) if t.id != "3.1b-bleu"]
-    results, _ = grade_cli(tree, tmp_path / "out", "--only", ",".join(["2.2", "3.1a", *untrained]))
+    return tree, tmp_path / "out", ["--only", ",".join(["2.2", "3.1a", *UNTRAINED_3_1B])], None
+
+
+def _without_data(tmp_path):
+    env = dict(os.environ, SYDNEY_DIR=str(tmp_path / "nowhere"), HW2_CACHE_DIR=str(tmp_path / "empty-cache"))
+    return SOLUTION, tmp_path / "out", ["--only", "3.1a"], env
+
+
+def _notebook_with_a_cell_of_its_own(tmp_path):
+    """An answer cell that uses a name defined only in a cell the student added."""
+    notebook = json.loads((SOLUTION / "q1.ipynb").read_text())
+    cells = notebook["cells"]
+    index = next(i for i, c in enumerate(cells) if c["metadata"].get("nbgrader", {}).get("grade_id") == "mlp_counts")
+    cells.insert(index, {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
+                         "source": "HIDDEN_UNITS = 100  # the student's own cell\n"})
+    source = "".join(cells[index + 1]["source"])
+    cells[index + 1]["source"] = source.replace("def mlp_counts():\n", "def mlp_counts():\n    assert HIDDEN_UNITS\n", 1)
+    tree = make_tree(tmp_path)
+    (tree / "q1.ipynb").write_text(json.dumps(notebook))
+    return tree, tmp_path / "out", ["--only", "1.2"], None
+
+
+# test: how its grading is made (tree, out, arguments, environment), in a folder of its own
+GRADINGS = {"test_broken_submission_is_graded_to_completion": _broken,
+            "test_missing_data_is_not_run_and_grading_incomplete": _without_data,
+            "test_check_q1_and_grading_give_a_notebook_the_same_verdict": _notebook_with_a_cell_of_its_own}
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory, request):
+    """{test: (results.json, stdout)} of the GRADINGS whose test is selected (-k), two at a time."""
+    return graded_two_at_a_time({test: GRADINGS[test](tmp_path_factory.mktemp(test[5:40]))
+                                 for test in selected_tests(request, *GRADINGS)})
+
+
+@pytest.mark.slow
+def test_broken_submission_is_graded_to_completion(graded):
+    results, _ = graded["test_broken_submission_is_graded_to_completion"]
+    untrained = UNTRAINED_3_1B
     by_question = {}
     for test in results["tests"]:
         by_question.setdefault(test["number"], []).append(test)
@@ -135,11 +176,8 @@ def test_broken_submission_is_graded_to_completion(tmp_path):
 
 
 @pytest.mark.slow
-def test_missing_data_is_not_run_and_grading_incomplete(tmp_path):
-    import os
-
-    env = dict(os.environ, SYDNEY_DIR=str(tmp_path / "nowhere"), HW2_CACHE_DIR=str(tmp_path / "empty-cache"))
-    results, stdout = grade_cli(SOLUTION, tmp_path / "out", "--only", "3.1a", env=env)
+def test_missing_data_is_not_run_and_grading_incomplete(graded):
+    results, stdout = graded["test_missing_data_is_not_run_and_grading_incomplete"]
     bleu = next(t for t in results["tests"] if t["extra_data"]["id"] == "3.1a-bleu")
     assert bleu["extra_data"]["not_run"] and bleu["output"].startswith("NOT RUN (not your fault)")
     assert "SYDNEY_DIR" in bleu["output"] and "make features" in bleu["output"]
@@ -181,21 +219,13 @@ def test_what_students_see_follows_the_tests_visibility(tmp_path):
 
 
 @pytest.mark.slow
-def test_check_q1_and_grading_give_a_notebook_the_same_verdict(tmp_path):
+def test_check_q1_and_grading_give_a_notebook_the_same_verdict(tmp_path, graded):
     """An answer cell that uses a name defined only in a cell the student added fails both
     `make check-q1` (python -m autograder.child.notebook) and the grading, with NameError."""
-    notebook = json.loads((SOLUTION / "q1.ipynb").read_text())
-    cells = notebook["cells"]
-    index = next(i for i, c in enumerate(cells) if c["metadata"].get("nbgrader", {}).get("grade_id") == "mlp_counts")
-    cells.insert(index, {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
-                         "source": "HIDDEN_UNITS = 100  # the student's own cell\n"})
-    source = "".join(cells[index + 1]["source"])
-    cells[index + 1]["source"] = source.replace("def mlp_counts():\n", "def mlp_counts():\n    assert HIDDEN_UNITS\n", 1)
-    tree = make_tree(tmp_path)
-    (tree / "q1.ipynb").write_text(json.dumps(notebook))
+    tree, *_ = _notebook_with_a_cell_of_its_own(tmp_path)
     local = subprocess.run([sys.executable, "-m", "autograder.child.notebook", str(tree / "q1.ipynb")], cwd=ROOT,
                            capture_output=True, text=True, timeout=120)
     assert local.returncode == 1 and "NameError" in local.stderr and "HIDDEN_UNITS" in local.stderr, local.stderr
-    results, _ = grade_cli(tree, tmp_path / "out", "--only", "1.2")
+    results, _ = graded["test_check_q1_and_grading_give_a_notebook_the_same_verdict"]
     test = next(t for t in results["tests"] if t["extra_data"]["id"] == "1.2-parameter-counts")
     assert test["score"] == 0 and "NameError" in test["output"] and "HIDDEN_UNITS" in test["output"]

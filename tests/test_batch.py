@@ -304,15 +304,15 @@ def test_a_grading_process_that_hangs_is_killed_and_the_batch_goes_on(tmp_path, 
     for name in ('=HYPERLINK("evil.example","open")', "mallory", "zoe"):  # graded in this order, one at a time
         shutil.copytree(SOLUTION, root / name, ignore=keep)
     monkeypatch.setenv("PYTHONPATH", str(hook))
-    monkeypatch.setenv("HW2_TOTAL_SECONDS", "20")
-    monkeypatch.setattr(batch, "DEADLINE_MARGIN_SECONDS", 15)
+    monkeypatch.setenv("HW2_TOTAL_SECONDS", "10")  # a grading of 1.1 takes a few seconds: the deadline is 20 s
+    monkeypatch.setattr(batch, "DEADLINE_MARGIN_SECONDS", 10)
     out = tmp_path / "grades"
     path, rows = grade_all(root, out, jobs=1, only=["1.1"], log=lambda *_: None)
     with open(path, newline="") as f:
         book = {row["submission"]: row for row in csv.DictReader(f)}
     assert book["mallory"]["status"] == "timed out" and book["mallory"]["total"] == ""
     error = (out / "mallory" / "error.txt").read_text()
-    assert "still running after 35 s" in error and "during the tests of this submission" in error
+    assert "still running after 20 s" in error and "during the tests of this submission" in error
     assert book["zoe"]["status"] == "graded" and book["zoe"]["total"] == "4"
     formula = book["'=HYPERLINK(\"evil.example\",\"open\")"]
     assert formula["status"] == "graded" and formula["total"] == "4"

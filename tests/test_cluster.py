@@ -241,7 +241,9 @@ def test_the_client_stops_when_no_worker_able_to_grade_is_left(monkeypatch):
 
     monkeypatch.setattr(cluster, "as_completed", Waiting)
     monkeypatch.setattr(cluster, "_able_workers", lambda client: 0)
-    monkeypatch.setattr(cluster, "NO_WORKER_SECONDS", 0.5)  # raised at the second wait (a second each)
+    sleep = time.sleep
+    monkeypatch.setattr(cluster.time, "sleep", lambda seconds: sleep(seconds / 100))  # its waits: 10 ms, not 1 s
+    monkeypatch.setattr(cluster, "NO_WORKER_SECONDS", 0.005)  # raised at the second wait
     with pytest.raises(selfcheck.EnvironmentBroken, match="no worker able to grade"):
         list(cluster._as_completed(None, {}))
 

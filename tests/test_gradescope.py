@@ -14,7 +14,7 @@ import pytest
 from autograder import gradescope
 from autograder import rubric as rubric_module
 from autograder.submission import GRADED_FILES
-from tests.conftest import ASSIGNMENT, ROOT, SOLUTION
+from tests.conftest import ASSIGNMENT, ROOT, SOLUTION, selected_tests
 
 
 @pytest.fixture(scope="module")
@@ -103,12 +103,42 @@ def test_gradescope_gets_no_test_for_the_proofs_and_the_visible_total_of_the_pub
     assert results["score"] == public
 
 
-@pytest.mark.slow
-def test_run_autograder_grades_the_reference(bundle, tmp_path):
+def _reference(bundle, tmp_path):
     root = _unpack_like_gradescope(bundle, tmp_path / "autograder")
     for name in GRADED_FILES:
         shutil.copy(SOLUTION / name, root / "submission" / name)
-    results, _ = _run(root, HW2_ONLY="3.1a")  # one question: the whole grade runs in test_autograder
+    return root, {"HW2_ONLY": "3.1a"}  # one question: the whole grade runs in test_autograder
+
+
+def _skeleton_in_a_nested_folder(bundle, tmp_path):
+    root = _unpack_like_gradescope(bundle, tmp_path / "autograder")
+    nested = root / "submission" / "homework2-main"  # a repository uploaded with its top folder
+    nested.mkdir()
+    for name in GRADED_FILES:
+        shutil.copy(ASSIGNMENT / name, nested / name)
+    return root, {}
+
+
+# test: how its /autograder folder is made (the root, run_autograder's environment), in a folder of its own
+RUNS = {"test_run_autograder_grades_the_reference": _reference,
+        "test_run_autograder_grades_the_skeleton_in_a_nested_folder": _skeleton_in_a_nested_folder}
+
+
+@pytest.fixture(scope="module")
+def graded(bundle, tmp_path_factory, request):
+    """{test: (results.json, stdout, the /autograder folder)} of the RUNS selected (-k), both at once (each
+    grading keeps about one core busy)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    runs = {test: RUNS[test](bundle, tmp_path_factory.mktemp(test[5:40])) for test in selected_tests(request, *RUNS)}
+    with ThreadPoolExecutor(2) as pool:
+        futures = {test: pool.submit(_run, root, **env) for test, (root, env) in runs.items()}
+        return {test: (*future.result(), runs[test][0]) for test, future in futures.items()}
+
+
+@pytest.mark.slow
+def test_run_autograder_grades_the_reference(graded):
+    results, _, root = graded["test_run_autograder_grades_the_reference"]
     rubric = rubric_module.load()
     assert results["score"] == rubric.max_points("3.1a") == 22
     assert len(results["tests"]) == len(rubric.select(["3.1a"]))
@@ -117,13 +147,8 @@ def test_run_autograder_grades_the_reference(bundle, tmp_path):
 
 
 @pytest.mark.slow
-def test_run_autograder_grades_the_skeleton_in_a_nested_folder(bundle, tmp_path):
-    root = _unpack_like_gradescope(bundle, tmp_path / "autograder")
-    nested = root / "submission" / "homework2-main"  # a repository uploaded with its top folder
-    nested.mkdir()
-    for name in GRADED_FILES:
-        shutil.copy(ASSIGNMENT / name, nested / name)
-    results, stdout = _run(root)
+def test_run_autograder_grades_the_skeleton_in_a_nested_folder(graded):
+    results, stdout, _ = graded["test_run_autograder_grades_the_skeleton_in_a_nested_folder"]
     rubric = rubric_module.load()
     assert "homework2-main" in stdout
     assert results["score"] == 0

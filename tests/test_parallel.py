@@ -147,11 +147,17 @@ ONLY = ("1.1-output-sizes,2.2-architecture,2.2-output-shape,2.2-equivalence,3.1a
         "3.1a-gradients,3.1a-bleu,3.1b-attention-shape,2.2-accuracy")
 
 
-def _graded(tree, out, parallel):
-    done = subprocess.run([sys.executable, "-m", "autograder", "grade", str(tree), "--out", str(out), "--only", ONLY],
-                          cwd=ROOT, capture_output=True, text=True, timeout=900,
-                          env=dict(os.environ, HW2_BUDGET="test", HW2_PARALLEL=str(parallel), HW2_TEST_SECONDS="8"))
-    assert done.returncode == 0, done.stderr[-3000:]
+def _grading(tree, out, parallel):
+    """`grade --only ONLY` with `parallel` children at once, started in the background."""
+    return subprocess.Popen([sys.executable, "-m", "autograder", "grade", str(tree), "--out", str(out), "--only", ONLY],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, HW2_BUDGET="test", HW2_PARALLEL=str(parallel), HW2_TEST_SECONDS="8"))
+
+
+def _graded(run, out):
+    """(results.json of `run` without what depends on the machine, its stdout)."""
+    stdout, stderr = run.communicate(timeout=900)
+    assert run.returncode == 0, stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     results.pop("execution_time")
     for test in results["tests"]:
@@ -160,7 +166,7 @@ def _graded(tree, out, parallel):
         # "used 9 s of CPU time", "12 s passed": how far past the limit depends on the machine
         test["output"] = re.sub(r"\d+ s (of CPU time|passed)", r"N s \1", test["output"])
     results["extra_data"].pop("sandbox")  # names the uid
-    return results, done.stdout
+    return results, stdout
 
 
 @pytest.mark.slow
@@ -181,8 +187,16 @@ def test_a_grading_with_a_mistake_and_a_timeout_gives_the_same_results_both_ways
     while decoder[at:].startswith(" " * 12) or decoder[at:].startswith(" " * 8 + ")"):  # a signature on lines
         at = decoder.index("\n", at) + 1
     (tree / "decoder.py").write_text(decoder[:at] + "        while True:\n            pass\n" + decoder[at:])
-    sequential, _ = _graded(tree, tmp_path / "one", 1)
-    parallel, printed = _graded(tree, tmp_path / "two", 2)
+    # both at once: each limit is on CPU time, so that the one's load changes nothing in the other's results
+    runs = [_grading(tree, tmp_path / "one", 1), _grading(tree, tmp_path / "two", 2)]
+    try:
+        sequential, _ = _graded(runs[0], tmp_path / "one")
+        parallel, _ = _graded(runs[1], tmp_path / "two")
+    finally:
+        for run in runs:  # (a failed first one: the other is interrupted, and cleans up its children)
+            if run.poll() is None:
+                run.terminate()
+                run.communicate(timeout=120)
     assert parallel == sequential
     by_id = {t["extra_data"]["id"]: t for t in parallel["tests"]}
     assert by_id["3.1a-output-shape"]["extra_data"]["reason"] == TIMED_OUT

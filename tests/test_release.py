@@ -167,8 +167,9 @@ def test_the_release_is_refused_inside_the_repository():
 
 def _setup(out):
     """`make setup` of the release, with the packages of this repository's venv visible to its venv
-    (so that pip finds every pinned requirement already satisfied instead of downloading)."""
-    subprocess.run([sys._base_executable, "-m", "venv", str(out / ".venv")], check=True)
+    (so that pip finds every pinned requirement already satisfied instead of downloading; pip itself is
+    this venv's, so the new one is made without installing its own)."""
+    subprocess.run([sys._base_executable, "-m", "venv", "--without-pip", str(out / ".venv")], check=True)
     site = subprocess.run([str(out / ".venv/bin/python"), "-c", "import site; print(site.getsitepackages()[0])"],
                           capture_output=True, text=True, check=True).stdout.strip()
     ours = subprocess.run([sys.executable, "-c", "import site; print(site.getsitepackages()[0])"],

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, SOLUTION
+from tests.conftest import ROOT, SOLUTION, graded_two_at_a_time, selected_tests
 
 HOSTILE = '''
 import os, socket, subprocess, sys
@@ -30,23 +30,37 @@ subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)  # hw2-lef
 '''
 
 
-@pytest.mark.slow
-def test_hostile_import_is_contained(tmp_path):
-    tree = tmp_path / "student"
-    tree.mkdir()
+def _copy(tree):
+    tree.mkdir(parents=True)
     for name in ("h2-q2.py", "decoder.py", "decoder_with_attention.py"):
         shutil.copy(SOLUTION / name, tree / name)
+    return tree
+
+
+def _hostile_import(tmp_path):
+    tree = _copy(tmp_path / "student")
     text = (tree / "decoder.py").read_text()
     (tree / "decoder.py").write_text(HOSTILE.format(root=str(ROOT)) + text)
-    result = subprocess.run([sys.executable, "-m", "autograder", "grade", str(tree), "--out", str(tmp_path / "out"),
-                             "--only", "3.1a"], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-2000:]
+    # 3.1a's tests but its training one, whose verdict is not read here (their child runs the import as any other)
+    return tree, tmp_path / "out", ["--only", "3.1a-output-shape,3.1a-equivalence,3.1a-state-and-dropout,3.1a-gradients"]
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory, request):
+    """{test: (results.json, the grading's --out)} of the slow tests' gradings selected (-k), two at a time."""
+    gradings = {test: GRADINGS[test](tmp_path_factory.mktemp(test[5:40])) for test in selected_tests(request, *GRADINGS)}
+    found = graded_two_at_a_time({test: (*grading, None) for test, grading in gradings.items()})
+    return {test: (results, gradings[test][1]) for test, (results, _) in found.items()}
+
+
+@pytest.mark.slow
+def test_hostile_import_is_contained(graded):
+    results, _ = graded["test_hostile_import_is_contained"]
     assert not (ROOT / "grades-forged.json").exists()
     time.sleep(1)
     left = subprocess.run(["pgrep", "-f", "hw2-left-behind"], capture_output=True, text=True).stdout.strip()
     assert not left, f"a process the submission started is still running: {left}"
-    results = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert all(t["status"] == "passed" for t in results["tests"] if "bleu" not in t["extra_data"]["id"])
+    assert len(results["tests"]) == 4 and all(t["status"] == "passed" for t in results["tests"])
 
 
 SNOOP = '''
@@ -56,32 +70,30 @@ VISIBLE = [p for p in LOOKED_FOR if os.path.exists(p)]
 '''
 
 
-@pytest.mark.slow
-def test_student_code_cannot_see_the_reference_the_hidden_checks_or_other_students(tmp_path):
-    """A submission that looks for the reference (to delegate to it), the hidden checks, the thresholds
-    or a classmate's files finds none of them (1.1 first: the grader has loaded a reference module
-    before the decoder's child starts)."""
+def _snooping(tmp_path):
     classmate = tmp_path / "submissions" / "classmate"
     classmate.mkdir(parents=True)
     shutil.copy(SOLUTION / "decoder.py", classmate / "decoder.py")
     paths = [str(SOLUTION / "decoder.py"), str(ROOT / "autograder" / "checks" / "q3.py"),
              str(ROOT / "autograder" / "calibration.json"), str(ROOT / "tests" / "wrong_submissions.py"),
              str(classmate / "decoder.py"), str(ROOT / "solution")]
-    tree = tmp_path / "submissions" / "student"
-    tree.mkdir()
-    for name in ("h2-q2.py", "decoder.py", "decoder_with_attention.py"):
-        shutil.copy(SOLUTION / name, tree / name)
+    tree = _copy(tmp_path / "submissions" / "student")
     text = (tree / "decoder.py").read_text()
     anchor = "        embeddings = self.embedding(word)  # (batch, embed_dim)\n"
     text = text.replace(anchor, "        raise RuntimeError(f'visible: {VISIBLE}')\n" + anchor)
     (tree / "decoder.py").write_text(SNOOP.format(paths=paths) + text)
     # 3.1a's tests but its training one (whose verdict is not read here) run in the decoder's child
-    result = subprocess.run([sys.executable, "-m", "autograder", "grade", str(tree), "--out", str(tmp_path / "out"),
-                             "--only", "1.1,3.1a-output-shape,3.1a-equivalence,3.1a-state-and-dropout,3.1a-gradients"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-2000:]
-    outputs = [t["output"] for t in json.loads((tmp_path / "out" / "results.json").read_text())["tests"]
-               if t["extra_data"]["id"] == "3.1a-output-shape"]
+    return tree, tmp_path / "out", ["--only", "1.1,3.1a-output-shape,3.1a-equivalence,3.1a-state-and-dropout,"
+                                              "3.1a-gradients"]
+
+
+@pytest.mark.slow
+def test_student_code_cannot_see_the_reference_the_hidden_checks_or_other_students(graded):
+    """A submission that looks for the reference (to delegate to it), the hidden checks, the thresholds
+    or a classmate's files finds none of them (1.1 first: the grader has loaded a reference module
+    before the decoder's child starts)."""
+    results, _ = graded["test_student_code_cannot_see_the_reference_the_hidden_checks_or_other_students"]
+    outputs = [t["output"] for t in results["tests"] if t["extra_data"]["id"] == "3.1a-output-shape"]
     assert "visible: []" in outputs[0], outputs
 
 
@@ -115,14 +127,9 @@ def _standins_text():
 '''
 
 
-@pytest.mark.slow
-def test_the_stand_ins_reach_only_the_test_that_needs_them_and_never_the_feedback(tmp_path):
-    """A wrong Attention makes 3.1b-bleu train with the grader's stand-in; a decoder that finds the
-    stand-in's text and prints and raises it shows none of it, and no other test's child sees the file."""
-    tree = tmp_path / "student"
-    tree.mkdir()
-    for name in ("h2-q2.py", "decoder.py", "decoder_with_attention.py"):
-        shutil.copy(SOLUTION / name, tree / name)
+def _standin_thief(tmp_path):
+    """A wrong Attention, and a decoder that looks for the stand-in's text, prints it and raises it."""
+    tree = _copy(tmp_path / "student")
     text = (tree / "decoder_with_attention.py").read_text()
     text = text.replace("        att1 = self.encoder_att(encoder_out)  # (batch, num_locations, attention_dim)\n",
                         "        att1 = 2 * self.encoder_att(encoder_out)  # (batch, num_locations, attention_dim)\n")
@@ -133,11 +140,22 @@ def test_the_stand_ins_reach_only_the_test_that_needs_them_and_never_the_feedbac
                         "            print(stolen)\n"
                         "            raise RuntimeError('STOLEN ' + stolen)\n")
     (tree / "decoder_with_attention.py").write_text(STANDIN_THIEF + text)
-    result = subprocess.run([sys.executable, "-m", "autograder", "grade", str(tree), "--out", str(tmp_path / "out"),
-                             "--only", "3.1b"], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-2000:]
-    results = (tmp_path / "out" / "results.json").read_text() + (tmp_path / "out" / "feedback.md").read_text()
-    by_id = {t["extra_data"]["id"]: t for t in json.loads((tmp_path / "out" / "results.json").read_text())["tests"]}
+    return tree, tmp_path / "out", ["--only", "3.1b"]
+
+
+# test: how its grading is made (tree, out, arguments), in a folder of its own
+GRADINGS = {"test_hostile_import_is_contained": _hostile_import,
+            "test_student_code_cannot_see_the_reference_the_hidden_checks_or_other_students": _snooping,
+            "test_the_stand_ins_reach_only_the_test_that_needs_them_and_never_the_feedback": _standin_thief}
+
+
+@pytest.mark.slow
+def test_the_stand_ins_reach_only_the_test_that_needs_them_and_never_the_feedback(graded):
+    """A wrong Attention makes 3.1b-bleu train with the grader's stand-in; a decoder that finds the
+    stand-in's text and prints and raises it shows none of it, and no other test's child sees the file."""
+    _, out = graded["test_the_stand_ins_reach_only_the_test_that_needs_them_and_never_the_feedback"]
+    results = (out / "results.json").read_text() + (out / "feedback.md").read_text()
+    by_id = {t["extra_data"]["id"]: t for t in json.loads((out / "results.json").read_text())["tests"]}
     # the children of the other tests never saw the file: the decoder's own tests pass
     assert by_id["3.1b-decoder-shape"]["status"] == "passed", by_id["3.1b-decoder-shape"]["output"]
     # the BLEU test's child did, and nothing the student's code printed or raised there is shown
