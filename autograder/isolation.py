@@ -112,6 +112,8 @@ class StudentProcess:
                                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.stderr,
                                           env=child.env, cwd=child.cwd, start_new_session=True)
         self.accounting.started(self.child.pid)
+        if getattr(self.child, "holder", None) is not None:  # where orphans go when the child stops being a subreaper
+            self.accounting.started(self.child.holder.pid)  # (a child started afresh has them in its own tree)
         os.close(request_read)
         os.close(answer_write)
         os.set_blocking(self.request_fd, False)  # writes wait in select, with the request's deadline
