@@ -295,10 +295,14 @@ class StudentProcess:
         raise CheckFailure(self._stopped(message), reason) from None
 
     def _over(self, deadline):
-        """"timeout" when the child's CPU time passed its allowance, "stalled" when `deadline` (wall) passed,
-        "disk" when its files grew beyond the sandbox's bound (where the layer has no /tmp of its own); else None."""
+        """"timeout" when the child's CPU time passed its allowance, "eof" when the child has ended (a process its
+        code left, outside a sandbox that ends with it, may hold its pipes open), "stalled" when `deadline` (wall)
+        passed, "disk" when its files grew beyond the sandbox's bound (where the layer has no /tmp of its own);
+        else None."""
         if self._used() > self._cpu_allowed:
             return "timeout"
+        if self.child.poll() is not None:
+            return "eof"
         if time.time() >= deadline:
             return "stalled"
         if sandbox.layer().over_limit():
