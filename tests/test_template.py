@@ -154,9 +154,10 @@ def test_a_forked_childs_sandbox_ends_with_it():
 @pytest.mark.slow
 @pytest.mark.skipif(not IS_ROOT, reason="the template forks children where the grader runs as root")
 def test_without_control_groups_the_orphans_of_a_forked_child_are_counted():
-    """With the process-tree accounting (HW2_CGROUPS=0), an orphan that the child's code left to the sandbox's
-    init (the child is no longer a subreaper) is counted, as in a child started afresh (whose tree holds that
-    init): 6 s of its CPU time pass the test's limit of 3 s."""
+    """With the process-tree accounting (HW2_CGROUPS=0), an orphan whose parent turned the child's subreaper off
+    first is counted, as in a child started afresh: 6 s of its CPU time pass the test's limit of 3 s. (The filter
+    refuses to turn it off; were it not, the orphan would go to the sandbox's init, whose tree is counted too, as
+    it is in a fresh child's.)"""
     with tempfile.TemporaryDirectory() as folder:
         result, _ = _graded_step(Path(folder), "orphan", ORPHAN_COMPUTES, "_orphan_computes()",
                                  {"HW2_CGROUPS": "0", "HW2_TEST_SECONDS": "3"})
