@@ -15,7 +15,9 @@ them, else its process tree.
   the CPU time of the processes descending from the child, each one's own and that of its reaped
   children (utime + stime + cutime + cstime). The child's runner is a child subreaper, so a process
   that leaves the tree (double fork) comes back to it, and its time reaches the runner's cutime
-  when the runner reaps it. No quota: a busy neighbour slows the child, but is not charged to it.
+  when the runner reaps it (a child forked into a bubblewrap sandbox counts the tree of the sandbox's holder
+  too: where orphans go when the runner is no longer a subreaper, as they stay in a fresh child's tree).
+  No quota: a busy neighbour slows the child, but is not charged to it.
 
 `child_groups()` gives one child's accounting, of either kind, with the same methods; `kind()` says
 which kind this grading uses (results.json's `extra_data.cpu_accounting`).
@@ -273,22 +275,24 @@ class ProcessTree:
     kind = PROCESS_TREE
 
     def __init__(self):
-        self.pid = None
+        self.pids = []  # the roots of the trees counted: the child; for a child forked into a sandbox, its holder too
         self.seen = 0.0  # the most counted so far: a process caught between its parent's exit and its reparenting is not lost
 
     def wrap(self, argv):
         return list(argv)
 
     def started(self, pid):
-        self.pid = pid
+        """Count `pid`'s tree (called once for the child, and once for the holder of a sandbox the child joined:
+        its orphans go to the sandbox's init, not to the child, when the child is no longer a subreaper)."""
+        self.pids.append(pid)
 
     def procs_files(self):
         return []
 
     def cpu_seconds(self):
-        if self.pid is None:
+        if not self.pids:
             return 0.0
-        self.seen = max(self.seen, tree_cpu_seconds(self.pid))
+        self.seen = max(self.seen, sum(tree_cpu_seconds(pid) for pid in self.pids))
         return self.seen
 
     def out_of_memory(self):

@@ -112,6 +112,8 @@ class StudentProcess:
                                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.stderr,
                                           env=child.env, cwd=child.cwd, start_new_session=True)
         self.accounting.started(self.child.pid)
+        if getattr(self.child, "holder", None) is not None:  # where orphans go when the child stops being a subreaper
+            self.accounting.started(self.child.holder.pid)  # (a child started afresh has them in its own tree)
         os.close(request_read)
         os.close(answer_write)
         os.set_blocking(self.request_fd, False)  # writes wait in select, with the request's deadline
@@ -293,10 +295,14 @@ class StudentProcess:
         raise CheckFailure(self._stopped(message), reason) from None
 
     def _over(self, deadline):
-        """"timeout" when the child's CPU time passed its allowance, "stalled" when `deadline` (wall) passed,
-        "disk" when its files grew beyond the sandbox's bound (where the layer has no /tmp of its own); else None."""
+        """"timeout" when the child's CPU time passed its allowance, "eof" when the child has ended (a process its
+        code left, outside a sandbox that ends with it, may hold its pipes open), "stalled" when `deadline` (wall)
+        passed, "disk" when its files grew beyond the sandbox's bound (where the layer has no /tmp of its own);
+        else None."""
         if self._used() > self._cpu_allowed:
             return "timeout"
+        if self.child.poll() is not None:
+            return "eof"
         if time.time() >= deadline:
             return "stalled"
         if sandbox.layer().over_limit():

@@ -1233,6 +1233,35 @@ def test_no_channel_out_of_the_child_and_nothing_left_for_the_next(grader):
     assert _report(found_graded.output("1.1-output-sizes"), "FOUND") == [], found_graded.output("1.1-output-sizes")
 
 
+# ---- 16: a child that ends while a process it started holds its pipes (the notebook) ----------------
+ENDS_LEAVING_A_PROCESS = r'''
+import os as _os
+
+
+def conv_output_size(*args, **kwargs):  # 1.1-output-sizes: ends its child, leaving a process of its own session
+    if _os.fork() == 0:
+        _os.setsid()
+        _os.execv("/bin/sleep", ["sleep", "600"])
+    _os._exit(7)
+'''
+
+
+def test_a_child_that_ends_fails_its_test_at_once_whatever_it_left(grader):
+    """Class 16: a child whose code exits while a process it started (in a session of its own, holding the
+    child's pipes, as a pool of workers would) still runs fails its test at once as a crash, with its exit
+    code, in every layer: not after the wall-time backstop as a timeout, which would leave the file's later
+    tests not tried. The next test (whose check calls it too) runs, in a new child, and fails the same way;
+    nothing of it remains on the machine."""
+    space = grader.workspace()
+    tree = _tree(space / "student", **{"q1.ipynb": _notebook({}, ENDS_LEAVING_A_PROCESS)})
+    graded, seconds, _ = grader.grade(tree, space / "out", "1.1", seconds=30)
+    for test in ("1.1-output-sizes", "1.1-parameter-counts"):
+        assert "stopped during this test (exit code 7)" in graded.output(test), graded.output(test)
+        assert graded.tests[test]["extra_data"]["reason"] != "timed out"
+    assert seconds < 60, seconds
+    assert _processes_of(grader.host_uid(graded.results["extra_data"]["sandbox"]), ["sleep 600"]) == []
+
+
 # runs what follows where no process may install a seccomp filter (a container that forbids them)
 NO_SECCOMP = ("import errno, os, sys, pyseccomp as s\nf = s.SyscallFilter(s.ALLOW)\n"
               "f.add_rule(s.ERRNO(errno.EPERM), 'seccomp')\n"

@@ -213,6 +213,13 @@ def write(path):
         f.write("hw2")
 
 
+def clone_parent():  # clone(CLONE_PARENT | SIGCHLD): a process whose parent is this one's, out of its tree
+    child = libc.syscall(56, 0x00008000 | 17, 0, 0, 0, 0)
+    if child == 0:
+        os._exit(0)
+    return called(child)
+
+
 pid = os.fork()
 if pid == 0:  # a process started before the confinement, to trace, read and signal
     os.close(1)
@@ -241,6 +248,8 @@ report = {
     "F_GETLK": attempt(lambda: fcntl.fcntl(open(sys.executable, "rb"), fcntl.F_GETLK, struct.pack("hhqqi", 0, 0, 0, 1, 0))),
     "flock": attempt(lambda: fcntl.flock(open(sys.executable, "rb"), fcntl.LOCK_SH | fcntl.LOCK_NB)),
     "inotify_init1": called(libc.inotify_init1(0)),
+    "subreaper on": called(libc.prctl(36, 1, 0, 0, 0)), "subreaper off": called(libc.prctl(36, 0, 0, 0, 0)),
+    "clone CLONE_PARENT": clone_parent(),
     "write home": attempt(lambda: write(os.path.join(os.environ["TMPDIR"], "mine"))),
     "write elsewhere": attempt(lambda: write(sys.argv[1])), "write /dev/null": attempt(lambda: write("/dev/null")),
     "thread": "ok" if ran else "no", "pipe": attempt(lambda: os.write(os.pipe()[1], b"x")),
@@ -265,12 +274,13 @@ def _confined_child(tmp_path, before="", after=""):
 
 def test_the_confined_child_has_no_channel_out_and_writes_only_in_its_home(tmp_path):
     """socket() of every family, System V IPC, message queues, tracing and reading another process,
-    io_uring, keyrings and new namespaces are refused (EPERM); threads, pipes and writes in the
-    child's home work; where the kernel has Landlock, writes elsewhere are refused."""
+    io_uring, keyrings, new namespaces and leaving the process tree (a sibling by CLONE_PARENT, the child
+    subreaper turned off) are refused (EPERM); threads, pipes, writes in the child's home and becoming a
+    subreaper work; where the kernel has Landlock, writes elsewhere are refused."""
     report = _confined_child(tmp_path)
     status = report.pop("status")
     assert status["seccomp"] and status["no_new_privs"] and status["sockets_refused"] and not status["error"], status
-    allowed = {"write home", "write /dev/null", "thread", "pipe"}
+    allowed = {"write home", "write /dev/null", "thread", "pipe", "subreaper on"}
     assert {k: v for k, v in report.items() if k in allowed} == dict.fromkeys(allowed, "ok"), report
     refused = {k: v for k, v in report.items() if k not in allowed | {"write elsewhere", "signal"}}
     assert refused == dict.fromkeys(refused, "EPERM"), refused

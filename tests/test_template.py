@@ -8,6 +8,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
+from pathlib import Path
 
 import pytest
 
@@ -52,12 +54,16 @@ def _view():
         "limits": [_resource.getrlimit(getattr(_resource, n)) for n in ("RLIMIT_AS", "RLIMIT_NPROC", "RLIMIT_NOFILE",
                                                                       "RLIMIT_FSIZE", "RLIMIT_CORE")],
         "hostname": _socket.gethostname(), "cgroup": open("/proc/self/cgroup").read().count("hw2-"),
+        "dumpable": __import__("ctypes").CDLL(None).prctl(3, 0, 0, 0, 0),  # PR_GET_DUMPABLE
+        "environ_readable": _os.access("/proc/self/environ", _os.R_OK),
+        "argv": [_os.path.basename(_sys.argv[0]), len(_sys.argv)],
     }
 '''
 
 
-def _view_of_child(tmp_path, name, environment):
-    """What a decoder's step sees in the child that runs it (3.1a-output-shape's message)."""
+def _graded_step(tmp_path, name, code, step, environment):
+    """(3.1a-output-shape's result, its wall seconds) for a decoder that runs `step` (a statement) at the start of
+    each step, `code` at its module's top."""
     tree = tmp_path / name
     tree.mkdir()
     for file in ("h2-q2.py", "decoder.py", "decoder_with_attention.py"):
@@ -65,15 +71,21 @@ def _view_of_child(tmp_path, name, environment):
     text = (tree / "decoder.py").read_text()
     anchor = "        embeddings = self.embedding(word)  # (batch, embed_dim)\n"
     assert anchor in text
-    text = text.replace(anchor, "        raise RuntimeError('VIEW' + _json.dumps(_view()) + 'END')\n" + anchor)
-    paths = f"SOLUTION_FILE = {str(SOLUTION / 'decoder.py')!r}\nCHECKS_FILE = {str(ROOT / 'autograder' / 'checks' / 'q3.py')!r}\n"
-    (tree / "decoder.py").write_text(paths + VIEW + text)
+    (tree / "decoder.py").write_text(code + text.replace(anchor, f"        {step}\n" + anchor))
     done = subprocess.run([sys.executable, "-m", "autograder", "grade", str(tree), "--out", str(tmp_path / f"{name}-out"),
                            "--only", "3.1a-output-shape"], cwd=ROOT, capture_output=True, text=True, timeout=600,
                           env=dict(os.environ, **environment))
     assert done.returncode == 0, done.stderr[-2000:]
-    results = json.loads((tmp_path / f"{name}-out" / "results.json").read_text())
-    output = results["tests"][0]["output"]
+    result = json.loads((tmp_path / f"{name}-out" / "results.json").read_text())["tests"][0]
+    return result, result["extra_data"].get("seconds")
+
+
+def _view_of_child(tmp_path, name, environment):
+    """What a decoder's step sees in the child that runs it (3.1a-output-shape's message)."""
+    paths = f"SOLUTION_FILE = {str(SOLUTION / 'decoder.py')!r}\nCHECKS_FILE = {str(ROOT / 'autograder' / 'checks' / 'q3.py')!r}\n"
+    result, _ = _graded_step(tmp_path, name, paths + VIEW, "raise RuntimeError('VIEW' + _json.dumps(_view()) + 'END')",
+                             environment)
+    output = result["output"]
     assert "VIEW" in output, output
     return json.loads(output.split("VIEW", 1)[1].split("END", 1)[0])
 
@@ -93,6 +105,65 @@ def test_a_forked_child_sees_what_a_child_started_afresh_sees(tmp_path):
                                                                                             fresh_others)
     assert fresh["capabilities"]["CapEff"] == fresh["capabilities"]["CapBnd"] == "0" * 16
     assert not forked["solution_visible"] and not forked["checks_visible"] and forked["seccomp"] == "2"
+    assert forked["dumpable"] == 1 and forked["environ_readable"] and forked["argv"] == ["runner.py", 5]
+
+
+# a step that leaves a process of its own session running, then ends the child (as a crash would, with a pool
+# of worker processes alive)
+LEAVES_A_PROCESS = r'''
+import os as _os
+
+def _leave_and_exit():
+    if _os.fork() == 0:
+        _os.setsid()
+        _os.execv("/bin/sleep", ["sleep", "1000"])
+    _os._exit(7)
+'''
+
+# a step that stops being a child subreaper, then has an orphan use 6 s of CPU time and report it
+ORPHAN_COMPUTES = r'''
+import ctypes as _ctypes, os as _os, time as _time
+
+def _orphan_computes():
+    _ctypes.CDLL(None).prctl(36, 0, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER off: orphans go to the sandbox's init
+    reads, writes = _os.pipe()
+    if _os.fork() == 0:
+        if _os.fork() == 0:
+            start = _time.process_time()
+            while _time.process_time() - start < 6:
+                pass
+            _os.write(writes, b"done")
+        _os._exit(0)
+    _os.wait()
+    _os.close(writes)
+    raise RuntimeError("the orphan computed: " + _os.read(reads, 10).decode())
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not IS_ROOT, reason="the template forks children where the grader runs as root")
+def test_a_forked_childs_sandbox_ends_with_it():
+    """When a forked child ends, what its code left running in its sandbox ends too, as with a child started
+    afresh (bubblewrap's sandbox ends with its command): its pipes close, and the test fails at once as a crash
+    with the child's exit code, not after the wall-time backstop as a timeout (which would leave the file's later
+    tests not tried)."""
+    with tempfile.TemporaryDirectory() as folder:
+        result, seconds = _graded_step(Path(folder), "leaves", LEAVES_A_PROCESS, "_leave_and_exit()", {})
+    assert "stopped during this test (exit code 7)" in result["output"], result["output"]
+    assert result["extra_data"].get("reason") != "timed out" and seconds < 60, (result, seconds)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not IS_ROOT, reason="the template forks children where the grader runs as root")
+def test_without_control_groups_the_orphans_of_a_forked_child_are_counted():
+    """With the process-tree accounting (HW2_CGROUPS=0), an orphan whose parent turned the child's subreaper off
+    first is counted, as in a child started afresh: 6 s of its CPU time pass the test's limit of 3 s. (The filter
+    refuses to turn it off; were it not, the orphan would go to the sandbox's init, whose tree is counted too, as
+    it is in a fresh child's.)"""
+    with tempfile.TemporaryDirectory() as folder:
+        result, _ = _graded_step(Path(folder), "orphan", ORPHAN_COMPUTES, "_orphan_computes()",
+                                 {"HW2_CGROUPS": "0", "HW2_TEST_SECONDS": "3"})
+    assert result["output"].startswith("timed out: used "), result["output"]
 
 
 def test_the_template_holds_only_the_child_package():
@@ -127,6 +198,25 @@ def test_a_template_that_died_costs_nothing_its_children_start_afresh(capfd):
         confined, forked = _answer(StudentProcess(folder, folder))
         assert confined["seccomp"] and not forked  # started afresh
         assert template.current() is None
+    assert "warm template failed" in capfd.readouterr().err
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="the template forks children where the grader runs as root")
+def test_a_child_outlives_its_template(capfd):
+    """A template that ends while its child runs (killed, out of memory) costs that child nothing: it answers
+    (its test is not failed as a crash), and the next child starts afresh."""
+    with tempfile.TemporaryDirectory() as folder, template.warm_template():
+        process = StudentProcess(folder, folder)
+        assert process.request("confinement", {}, 60, 60)["value"]["seccomp"]  # the child serves requests
+        assert isinstance(process.child, template.ForkedChild)
+        warm = template.current()
+        warm.process.kill()
+        warm.process.wait()
+        time.sleep(1)  # (what would die with it has died)
+        confined, forked = _answer(process)
+        assert confined["seccomp"] and forked
+        confined, forked = _answer(StudentProcess(folder, folder))
+        assert confined["seccomp"] and not forked
     assert "warm template failed" in capfd.readouterr().err
 
 

@@ -13,7 +13,10 @@ code is imported (torch is imported already, and has threads):
   leases and change notices (flock, fcntl's lock commands, inotify: seen by any process that can
   open the same file, a read-only one included), new
   namespaces and mounts (unshare, setns, the mount calls, clone with a namespace flag; clone3,
-  whose flags a filter cannot read, answers "not implemented", so the C library uses clone).
+  whose flags a filter cannot read, answers "not implemented", so the C library uses clone), and
+  leaving the child's process tree, whose CPU time the process-tree accounting counts (clone with
+  CLONE_PARENT, a sibling of the runner; turning the runner's child subreaper off, so that orphans
+  go to init).
   Calls of another architecture (32-bit x86, x32) fail the same way. The grader's two pipes,
   inherited, are unaffected.
 - Landlock, where the kernel has it: writes only under the child's home ($TMPDIR) and to
@@ -57,6 +60,7 @@ DENIED = (
 # any process that can open the same file, read-only included, sees them), leases and directory notices
 FCNTL_DENIED = (5, 6, 7, 36, 37, 38, 1024, 1025, 1026)  # F_GETLK, F_SETLK(W), F_OFD_*, F_SETLEASE, F_GETLEASE, F_NOTIFY
 CLONE_NAMESPACES = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000)
+CLONE_PARENT, PR_SET_CHILD_SUBREAPER = 0x00008000, 36
 PR_SET_NO_NEW_PRIVS = 38
 
 # Landlock (include/uapi/linux/landlock.h); its three calls have the same numbers on these machines
@@ -104,8 +108,9 @@ def _seccomp():
             rules.add_rule(denied, name)
     for command in FCNTL_DENIED:
         rules.add_rule(denied, "fcntl", seccomp.Arg(1, seccomp.EQ, command))
-    for flag in CLONE_NAMESPACES:
+    for flag in (*CLONE_NAMESPACES, CLONE_PARENT):
         rules.add_rule(denied, "clone", seccomp.Arg(0, seccomp.MASKED_EQ, flag, flag))
+    rules.add_rule(denied, "prctl", seccomp.Arg(0, seccomp.EQ, PR_SET_CHILD_SUBREAPER), seccomp.Arg(1, seccomp.EQ, 0))
     rules.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")
     rules.load()
 

@@ -19,11 +19,17 @@ For each, the template forks a monitor, which opens the child's control groups, 
 namespaces (its mounts, its own /tmp and /proc, PIDs, network, IPC, hostname: bubblewrap built them,
 nothing here mounts anything; they are checked to be those bubblewrap reported, none the grader's) and
 forks the child. The child joins its control groups, leaves its session, drops every capability from its
-bounding set, switches to `uid` (no supplementary groups: no capability is left), keeps only its three
-descriptors and the environment given (a fresh import cache, its own temporary folder), and runs
-runner.py's `main`, which confines itself (confine.py) before it reads its first request, as a child
-started afresh does. The monitor says "started <pid>" on the reply socket, then "exited <code>" (a
-negative code: the signal that killed it), or "failed <why>" if the child could not be started.
+bounding set, switches to `uid` (no supplementary groups: no capability is left; dumpable again, as after
+an exec), keeps only its three descriptors, the environment given (a fresh import cache, its own
+temporary folder) and the runner's command line, and runs runner.py's `main`, which confines itself
+(confine.py) before it reads its first request, as a child started afresh does. The monitor says
+"started <pid>" on the reply socket, then "exited <code>" (a negative code: the signal that killed it),
+or "failed <why>" if the child could not be started. When the child ends, the monitor ends its sandbox
+(SIGKILL to bubblewrap's process: every process left in its PID namespace dies), as a sandbox started
+afresh ends with its child: nothing the student's code left holds the child's pipes open.
+
+A child and its monitor do not depend on the template once started: the template's end (the grading
+closed it, or it was killed) stops neither; the grader stops a child (and its sandbox) itself.
 """
 
 import ctypes
@@ -37,7 +43,7 @@ import tempfile
 
 from . import runner
 
-PR_SET_PDEATHSIG, PR_SET_NAME, PR_CAPBSET_DROP = 1, 15, 24
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NAME, PR_CAPBSET_DROP = 1, 4, 15, 24
 # what `ps` and /proc/<pid>/comm show of each (their command line is the template's)
 NAMES = {"template": b"hw2-template", "monitor": b"hw2-monitor", "child": b"hw2-child"}
 # the namespaces a child joins, at once (setns on a pidfd): network, IPC, hostname, control groups, PIDs (its
@@ -76,7 +82,7 @@ def _check(result, what):
 def _join_sandbox(pidfd, expected):
     """Join the namespaces of the process `pidfd` refers to (bubblewrap's sandbox, which reported the
     namespaces `expected`: {"mnt": inode, "pid": inode, "net": inode}); OSError when they are not
-    those, or are this process's own (a sandbox that is not one)."""
+    those, or are this process's own (a sandbox that is not one). `pidfd` stays open (the caller's)."""
     own = os.open("/proc/self/ns", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # (readable after the mount change)
 
     def inode(name):
@@ -92,7 +98,6 @@ def _join_sandbox(pidfd, expected):
             raise OSError(f"the namespaces joined are not the sandbox's ({joined}, not {expected})")
     finally:
         os.close(own)
-        os.close(pidfd)
 
 
 def _drop_privileges(uid):
@@ -109,6 +114,10 @@ def _drop_privileges(uid):
         effective = [line.split()[1] for line in status if line.startswith(("CapEff:", "CapPrm:", "CapBnd:", "CapAmb:"))]
     if os.getresuid() != (uid,) * 3 or os.getresgid() != (uid,) * 3 or os.getgroups() or set(effective) != {"0" * 16}:
         raise OSError(f"the switch to uid {uid} left privileges ({effective})")
+    # the switch made it not dumpable (its /proc files root's: /proc/self/environ unreadable, ...); an exec, as
+    # setpriv's for a child started afresh, makes it dumpable again: so does this (its memory is the template's,
+    # which holds nothing private)
+    _check(_libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0), "making it dumpable again")
 
 
 def _child(spec, request_fd, answer_fd, stderr_fd, groups):
@@ -123,10 +132,11 @@ def _child(spec, request_fd, answer_fd, stderr_fd, groups):
         os.chdir(spec["cwd"])
         if spec["uid"] is not None:
             _drop_privileges(int(spec["uid"]))
-        _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "asking to die with the monitor")
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         os.environ.clear()
         os.environ.update(spec["env"])
+        argv = [spec["workdir"], spec["shown_as"], str(request_fd), str(answer_fd)]
+        sys.argv[:] = [runner.__file__, *argv]  # as `python -m autograder.child.runner ...` has it
         tempfile.tempdir = None  # found again from TMPDIR
         sys.path[0] = spec["cwd"]  # as `python -m` started in this folder has it
         sys.path_importer_cache.clear()  # the template's view of folders is not this sandbox's
@@ -138,8 +148,7 @@ def _child(spec, request_fd, answer_fd, stderr_fd, groups):
         for low, high in zip([-1, *keep], [*keep, 65536]):
             if low + 1 < high:  # (an empty range would close every descriptor: Python passes high - 1 on)
                 os.closerange(low + 1, high)
-        sys.argv = [runner.__file__, spec["workdir"], spec["shown_as"], str(request_fd), str(answer_fd)]  # (as started)
-        runner.main(sys.argv[1:])
+        runner.main(argv)
     except SystemExit as stop:
         if stop.code not in (None, 0):
             print(stop.code, file=sys.stderr)
@@ -164,14 +173,13 @@ def _monitor(spec, fds, control):
     try:
         control.close()
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "asking to die with the template")
         groups = [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in spec["cgroups"]]
         if spec["sandbox"] is not None:
             if len(sandbox) != 1:
                 raise OSError("no descriptor of the child's sandbox was given")
             _join_sandbox(sandbox[0], spec["sandbox"])
         elif sandbox:
-            os.close(sandbox[0])
+            os.close(sandbox.pop())
         pid = os.fork()
         if pid == 0:
             reply.detach()
@@ -180,6 +188,11 @@ def _monitor(spec, fds, control):
             os.close(fd)
         reply.send(f"started {pid}".encode())
         _, status = os.waitpid(pid, 0)
+        for fd in sandbox:  # the sandbox ends with its child (what the student's code left in it too)
+            try:
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         reply.send(f"exited {os.waitstatus_to_exitcode(status)}".encode())
     except BaseException as error:
         try:
