@@ -482,7 +482,7 @@ def interrupt_on_sigterm():
 def grade(tree, out=None, only=None, log=print, allow_unsandboxed=False, check=None):
     """Grade `tree`; returns the GradingResults (also written to `out` after every test). `check`: the
     self-check already run by the caller (grade-all runs it once), else it runs here. Its children are
-    forked from a warm template (isolation.warm_template), started first.
+    forked from a warm template (template.warm_template), started first.
     Raises, before any test and without writing anything: FileNotFoundError (no tree), RubricError,
     CalibrationError, sandbox.SandboxError, selfcheck.EnvironmentBroken. KeyboardInterrupt after
     writing what was done."""

@@ -17,8 +17,10 @@ import os
 import select
 import signal
 import socket
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 from autograder import sandbox
@@ -38,9 +40,11 @@ class Template:
 
     def __init__(self):
         self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.home = tempfile.mkdtemp(prefix="hw2-template-")  # its own (0700): nothing planted in /tmp reaches it
+        environment = sandbox.child_environment(sandbox.MEMORY_GB, home=self.home)
         self.process = subprocess.Popen([sys.executable, "-m", "autograder.child.template", str(theirs.fileno())],
-                                        pass_fds=(theirs.fileno(),), env=sandbox.child_environment(sandbox.MEMORY_GB),
-                                        cwd="/", stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+                                        pass_fds=(theirs.fileno(),), env=environment, cwd="/", stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.DEVNULL)
         theirs.close()
 
     def _answer(self, channel, what):
@@ -75,6 +79,7 @@ class Template:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        shutil.rmtree(self.home, ignore_errors=True)
 
 
 _template = None  # the running grading's, while `warm_template` lasts
