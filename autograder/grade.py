@@ -21,6 +21,7 @@ SIGTERM) leaves valid files marked incomplete and interrupted.
 """
 
 import difflib
+import importlib
 import os
 import json
 import select
@@ -487,9 +488,6 @@ def grade(tree, out=None, only=None, log=print, allow_unsandboxed=False, check=N
     CalibrationError, sandbox.SandboxError, selfcheck.EnvironmentBroken. KeyboardInterrupt after
     writing what was done."""
     with template.warm_template(allow_unsandboxed):
-        # the checks count operations with a dispatch mode, which imports torch's compiler stack on first use:
-        # here, once, while the template starts, rather than in each worker
-        import torch._dynamo  # noqa: F401
         return _grade(tree, out, only, log, allow_unsandboxed, check)
 
 
@@ -508,6 +506,9 @@ def _grade(tree, out, only, log, allow_unsandboxed, check):
     for test in tests:  # a grader without its thresholds cannot grade: say so before starting
         if test.training is not None:
             thresholds.get(test.id, rubric)
+    # the checks count operations with a dispatch mode, which imports torch's compiler stack on first use: here,
+    # once, while the template starts, rather than in each worker
+    importlib.import_module("torch._dynamo")
     check = check or selfcheck.run(allow_unsandboxed)  # EnvironmentBroken / SandboxError: grading does not start
     settings = time_settings(rubric)
     limits = test_limits(tests, check.speed, settings)
