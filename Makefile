@@ -109,11 +109,11 @@ sweep-q3: features  ## both decoders, 3 seeds each, write results/q3_table.md
 bench-q3: features  ## decoder training throughput and the vectorized attention step against a loop
 	$(PY) -m experiments.bench_q3
 
-test: data  ## the repository's own tests, all of them (what CI runs; about 27 minutes)
+test: data  ## the repository's own tests, all of them (what CI runs; about 23 minutes)
 	$(FEATURES_IF_DATA)
 	$(PY) -m pytest
 
-test-fast: data  ## the tests that neither train nor grade for real (about 75 s): while you change code
+test-fast: data  ## the tests that neither train nor grade for real (about 80 s): while you change code
 	$(FEATURES_IF_DATA)
 	$(PY) -m pytest -m "not slow"
 
