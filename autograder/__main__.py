@@ -12,6 +12,7 @@
 """
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -66,21 +67,12 @@ def main(argv=None):
             _grade(args)
     elif args.command == "grade-all":
         from autograder.batch import grade_all
-        from autograder.rubric import RubricError
-        from autograder.sandbox import SandboxError
-        from autograder.selfcheck import EnvironmentBroken
-        from autograder.thresholds import CalibrationError
 
-        try:
+        with _exit_when_grading_stops(f"{args.out}/gradebook.csv holds the students graded so far; run the same "
+                                      f"command again to grade the rest"):
             path, rows = grade_all(args.submissions, args.out, args.jobs, args.only.split(",") if args.only else None,
                                    args.regrade, allow_unsandboxed=args.unsandboxed, scheduler=args.scheduler,
                                    tls=args.tls, insecure_scheduler=args.insecure_scheduler)
-        except (FileNotFoundError, RubricError, CalibrationError, SandboxError, EnvironmentBroken) as error:
-            sys.exit(f"error: {error}")
-        except KeyboardInterrupt:
-            print(f"\ninterrupted: {args.out}/gradebook.csv holds the students graded so far; run the same command "
-                  f"again to grade the rest", file=sys.stderr)
-            sys.exit(130)
         print(f"Wrote {path} ({len(rows)} students) and {args.out}/<student>/results.json, feedback.md")
         from autograder.batch import REDUCED_BUDGET
         from autograder.thresholds import budget_in_use
@@ -142,25 +134,35 @@ def main(argv=None):
 def _grade(args):
     """`python -m autograder grade`."""
     from autograder.grade import grade
+
+    out = Path(args.out or Path("grades") / Path(args.tree).resolve().name)
+    with _exit_when_grading_stops(f"{out / 'results.json'} holds the tests done so far (marked incomplete); grade "
+                                  f"again for the rest"):
+        _stop_past_memory_limit()
+        results = grade(args.tree, out, args.only.split(",") if args.only else None,
+                        allow_unsandboxed=args.unsandboxed)
+    print()
+    print(results.summary_table())
+    print(f"Wrote {out / 'results.json'} and {out / 'feedback.md'}")
+
+
+@contextlib.contextmanager
+def _exit_when_grading_stops(interrupted):
+    """`grade` and `grade-all`: exit with the message of an error that stops grading before it starts (no
+    tree, the rubric, the calibration, the sandbox, the environment), or with status 130 and
+    `interrupted` (what was kept) after Ctrl-C or SIGTERM."""
     from autograder.rubric import RubricError
     from autograder.sandbox import SandboxError
     from autograder.selfcheck import EnvironmentBroken
     from autograder.thresholds import CalibrationError
 
-    out = Path(args.out or Path("grades") / Path(args.tree).resolve().name)
     try:
-        _stop_past_memory_limit()
-        results = grade(args.tree, out, args.only.split(",") if args.only else None,
-                        allow_unsandboxed=args.unsandboxed)
+        yield
     except (FileNotFoundError, RubricError, CalibrationError, SandboxError, EnvironmentBroken) as error:
         sys.exit(f"error: {error}")
     except KeyboardInterrupt:
-        print(f"\ninterrupted: {out / 'results.json'} holds the tests done so far (marked incomplete); "
-              f"grade again for the rest", file=sys.stderr)
+        print(f"\ninterrupted: {interrupted}", file=sys.stderr)
         sys.exit(130)
-    print()
-    print(results.summary_table())
-    print(f"Wrote {out / 'results.json'} and {out / 'feedback.md'}")
 
 
 def _stop_past_memory_limit():

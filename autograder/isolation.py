@@ -154,6 +154,7 @@ class StudentProcess:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(holder.pid, signal.SIGKILL)
                 holder.wait()
+                holder.stdout.close()
 
     def stop(self):
         """Kill the child and every process it started, whatever it is doing (a request left unanswered):

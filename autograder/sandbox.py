@@ -155,6 +155,13 @@ class Forked:
     holder: list = None
 
 
+def _forked_as_child(layer, workdir, memory_gb, standins):
+    """(Forked, where the child finds the stand-ins) for a layer without namespaces (the user layer, the
+    unsandboxed mode): the folder, environment and uid its `child` gives."""
+    child, where = layer.child([], workdir, memory_gb, standins)
+    return Forked(layer.uid, child.env, child.cwd), where
+
+
 class Bubblewrap:
     name = "bubblewrap"
     confines = True  # its child runs nothing unconfined; the stand-ins' child must say it is
@@ -255,9 +262,7 @@ class UnprivilegedUser:
         return Child([*_setpriv(self.uid), *argv], env, str(home)), (str(where) if where else None)
 
     def forked(self, workdir, memory_gb, standins, info_fd):
-        """(Forked, where the child finds the stand-ins): the same folder, environment and uid as `child`'s."""
-        child, where = self.child([], workdir, memory_gb, standins)
-        return Forked(self.uid, child.env, child.cwd), where
+        return _forked_as_child(self, workdir, memory_gb, standins)
 
     def check(self):
         if os.geteuid() != 0:
@@ -308,8 +313,7 @@ class Unsandboxed:
         return Child(list(argv), env, str(ROOT)), (str(standins) if standins else None)
 
     def forked(self, workdir, memory_gb, standins, info_fd):
-        child, where = self.child([], workdir, memory_gb, standins)
-        return Forked(None, child.env, child.cwd), where
+        return _forked_as_child(self, workdir, memory_gb, standins)
 
     def check(self):
         return None

@@ -37,8 +37,9 @@ from .seeds import seed_everything
 from .submission import GRADED_FILES, NOTEBOOK, Submission, cell_of
 from .wire import REQUEST, WireError, decode, encode, read_message, write_message
 
-MEMORY_GB = float(os.environ.get("HW2_MEMORY_GB", 8))  # address-space limit of this process
-PROCESSES = int(os.environ.get("HW2_PROCESSES", 32))  # processes and threads of the sandbox's user
+# read by main() from the environment the grader gives (a child forked from the template imported this module
+# before it had that environment): the address-space limit of this process, the processes and threads of its user
+MEMORY_GB = PROCESSES = None
 FILE_MB = 256  # no file it writes may grow beyond this
 OPEN_FILES = 256
 OUTPUT_LIMIT = 1500
@@ -125,7 +126,7 @@ def answer(sub, request, spent=0.0):
 def main(argv=None):
     workdir, shown_as, request_fd, answer_fd = (argv if argv is not None else sys.argv[1:])
     request_fd, answer_fd = int(request_fd), int(answer_fd)
-    global MEMORY_GB, PROCESSES  # (a child forked from the template imported this module before its environment was set)
+    global MEMORY_GB, PROCESSES
     MEMORY_GB = float(os.environ.get("HW2_MEMORY_GB", 8))
     PROCESSES = int(os.environ.get("HW2_PROCESSES", 32))
     confine()  # no channel out of this process from here on, before any student code (confine.py)
